@@ -1,0 +1,96 @@
+"""package.xml is valid, and declares every ROS package that the Python code imports."""
+from __future__ import annotations
+
+import ast
+import configparser
+import importlib
+from pathlib import Path
+
+from catkin_pkg.package import parse_package
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# ROS packages that have no wheel here but that the code uses when present (a normal ROS install).
+ROS_ONLY_PACKAGES = {"tf2_ros", "cv_bridge", "message_filters", "sensor_msgs_py", "launch", "launch_ros",
+                     "rosbag2_py", "tf_transformations"}
+
+
+def _ament_packages() -> set[str]:
+    from ament_index_python.packages import get_packages_with_prefixes
+    return set(get_packages_with_prefixes())
+
+
+def _imported_top_level_modules(paths: list[Path]) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for path in paths:
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                found.setdefault(name.split(".")[0], path)
+    return found
+
+
+def test_package_xml_is_valid_format3() -> None:
+    package = parse_package(str(ROOT / "package.xml"))
+    package.validate()
+    assert package.name == "protoocc_ros"
+    assert package.package_format == 3
+    assert package.get_build_type() == "ament_cmake"
+    assert any(g.name == "rosidl_interface_packages" for g in package.member_of_groups)
+
+
+def test_every_imported_ros_package_is_declared() -> None:
+    package = parse_package(str(ROOT / "package.xml"))
+    declared = {d.name for d in package.exec_depends + package.build_depends + package.buildtool_depends
+                + package.build_export_depends + package.test_depends}
+    sources = sorted((ROOT / "protoocc_ros").rglob("*.py")) + sorted((ROOT / "launch").rglob("*.py"))
+    ros_packages = _ament_packages() | ROS_ONLY_PACKAGES
+    imported = _imported_top_level_modules(sources)
+    missing = {name: str(path.relative_to(ROOT)) for name, path in imported.items()
+               if name in ros_packages and name != "protoocc_ros" and name not in declared}
+    assert not missing, f"imported but not declared in package.xml: {missing}"
+
+
+def test_message_dependencies_are_declared_for_the_build() -> None:
+    package = parse_package(str(ROOT / "package.xml"))
+    build = {d.name for d in package.build_depends}
+    for msg in (ROOT / "msg").glob("*.msg"):
+        for line in msg.read_text().splitlines():
+            field_type = line.split("#")[0].split()[0] if line.split("#")[0].split() else ""
+            if "/" in field_type:
+                assert field_type.split("/")[0] in build, f"{msg.name}: {field_type} needs <depend>"
+
+
+def _console_scripts() -> dict[str, str]:
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    entries = {}
+    for line in cfg["options.entry_points"]["console_scripts"].strip().splitlines():
+        name, target = (part.strip() for part in line.split("="))
+        entries[name] = target
+    return entries
+
+
+def test_console_script_entry_points_import() -> None:
+    entries = _console_scripts()
+    assert "protoocc-demo" in entries
+    for name, target in entries.items():
+        module_name, func_name = target.split(":")
+        module = importlib.import_module(module_name)
+        assert callable(getattr(module, func_name)), f"{name}: {target} is not callable"
+
+
+def test_cmake_installs_node_executables_that_import() -> None:
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    for script in sorted((ROOT / "scripts" / "nodes").iterdir()):
+        assert f"scripts/nodes/{script.name}" in cmake
+        tree = ast.parse(script.read_text())
+        module = next(n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom))
+        assert module == f"protoocc_ros.ros.{script.name}"
+        assert callable(importlib.import_module(module).main), f"{module}.main"
