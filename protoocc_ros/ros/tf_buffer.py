@@ -1,0 +1,317 @@
+"""tf2_ros Buffer + TransformListener replacement (design §1 extrinsics/ego pose, §6).
+
+Fed with TFMessage from /tf (dynamic, kept for ``cache_time_s``) and /tf_static (never expire).
+``lookup_transform(target, source, t)`` chains frames through the tree (via the closest common
+ancestor) and interpolates each dynamic edge in time: linear for translation, slerp for rotation.
+Semantics follow tf2: a TransformStamped (parent = header.frame_id, child = child_frame_id) maps
+child-frame points into the parent frame; the result of lookup_transform(target, source) maps
+source-frame points into the target frame. Errors are TransformError subclasses; transforms with
+NaN/inf, a zero quaternion or bad frame ids are rejected at insert and counted by reason.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+__all__ = [
+    "TransformError", "FrameLookupError", "ConnectivityError", "ExtrapolationError",
+    "Transform", "TfBuffer", "quat_to_matrix", "quat_multiply", "slerp", "attach_tf_listener",
+]
+
+
+class TransformError(Exception):
+    """Base of all TF errors (tf2.TransformException)."""
+
+
+class FrameLookupError(TransformError, LookupError):
+    """A frame the buffer has never heard of (tf2.LookupException)."""
+
+
+class ConnectivityError(TransformError):
+    """Both frames exist but lie in different trees (tf2.ConnectivityException)."""
+
+
+class ExtrapolationError(TransformError):
+    """The requested time is outside the stored history by more than the tolerance (tf2.ExtrapolationException).
+
+    ``direction`` is "past" or "future".
+    """
+
+    def __init__(self, message: str, direction: str) -> None:
+        super().__init__(message)
+        self.direction = direction
+
+
+# -- quaternion helpers (x, y, z, w), ROS order -------------------------------------------------
+def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product a * b (rotation b first, then a)."""
+    ax, ay, az, aw = a
+    bx, by, bz, bw = b
+    return np.array([
+        aw * bx + ax * bw + ay * bz - az * by,
+        aw * by - ax * bz + ay * bw + az * bx,
+        aw * bz + ax * by - ay * bx + az * bw,
+        aw * bw - ax * bx - ay * by - az * bz,
+    ])
+
+
+def quat_to_matrix(q: np.ndarray) -> np.ndarray:
+    """Unit quaternion (x, y, z, w) -> 3x3 rotation matrix."""
+    x, y, z, w = q
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def slerp(q0: np.ndarray, q1: np.ndarray, t: float) -> np.ndarray:
+    """Spherical linear interpolation of unit quaternions along the shorter arc, t in [0, 1]."""
+    dot = float(np.dot(q0, q1))
+    if dot < 0.0:
+        q1, dot = -q1, -dot
+    if dot > 0.9995:  # nearly parallel: normalised lerp is exact to ~1e-7
+        q = q0 + t * (q1 - q0)
+        return q / np.linalg.norm(q)
+    theta = math.acos(dot)
+    return (math.sin((1 - t) * theta) * q0 + math.sin(t * theta) * q1) / math.sin(theta)
+
+
+@dataclass(frozen=True)
+class Transform:
+    """Rigid transform: p_parent = R(rotation) p_child + translation. rotation is (x, y, z, w)."""
+
+    translation: np.ndarray  # (3,) float64, metres
+    rotation: np.ndarray     # (4,) float64, unit quaternion
+
+    @staticmethod
+    def identity() -> "Transform":
+        return Transform(np.zeros(3), np.array([0.0, 0.0, 0.0, 1.0]))
+
+    @staticmethod
+    def from_msg(msg: Any) -> "Transform":
+        """geometry_msgs/Transform -> Transform (quaternion not normalised here; see TfBuffer)."""
+        t, r = msg.translation, msg.rotation
+        return Transform(np.array([t.x, t.y, t.z], float), np.array([r.x, r.y, r.z, r.w], float))
+
+    def matrix(self) -> np.ndarray:
+        """4x4 homogeneous matrix (float64)."""
+        out = np.eye(4)
+        out[:3, :3] = quat_to_matrix(self.rotation)
+        out[:3, 3] = self.translation
+        return out
+
+    def inverse(self) -> "Transform":
+        conj = self.rotation * np.array([-1.0, -1.0, -1.0, 1.0])
+        return Transform(-quat_to_matrix(conj) @ self.translation, conj)
+
+    def __matmul__(self, other: "Transform") -> "Transform":
+        """self ∘ other: apply other first."""
+        return Transform(
+            quat_to_matrix(self.rotation) @ other.translation + self.translation,
+            quat_multiply(self.rotation, other.rotation),
+        )
+
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        """(N, 3) points -> (N, 3) transformed points."""
+        return np.asarray(points) @ quat_to_matrix(self.rotation).T + self.translation
+
+
+@dataclass
+class _Edge:
+    """History of one child frame's transform to its parent."""
+
+    parent: str
+    static: bool
+    stamps: list[int] = field(default_factory=list)  # ns, ascending
+    values: list[Transform] = field(default_factory=list)
+
+    def at(self, child: str, time_ns: int, tolerance_ns: int) -> Transform:
+        if self.static:
+            return self.values[0]
+        i = bisect.bisect_left(self.stamps, time_ns)
+        if i < len(self.stamps) and self.stamps[i] == time_ns:
+            return self.values[i]
+        if i == 0 or i == len(self.stamps):
+            edge = self.stamps[0] if i == 0 else self.stamps[-1]
+            gap = abs(edge - time_ns)
+            if gap <= tolerance_ns:
+                return self.values[0 if i == 0 else -1]
+            direction = "past" if i == 0 else "future"
+            raise ExtrapolationError(
+                f"{self.parent} -> {child}: extrapolation into the {direction} at {time_ns} ns by {gap / 1e9:.3f} s "
+                f"(data {self.stamps[0]}..{self.stamps[-1]} ns, tolerance {tolerance_ns / 1e9:.3f} s)",
+                direction,
+            )
+        t0, t1 = self.stamps[i - 1], self.stamps[i]
+        a, b = self.values[i - 1], self.values[i]
+        w = (time_ns - t0) / (t1 - t0)
+        return Transform((1 - w) * a.translation + w * b.translation, slerp(a.rotation, b.rotation, w))
+
+
+RejectCallback = Callable[[str, str], None]  # (reason, detail)
+
+
+class TfBuffer:
+    """Transform buffer fed by /tf and /tf_static messages (thread-safe).
+
+    cache_time_s: how long dynamic transforms are kept (relative to the newest stamp of each edge).
+    tolerance_s: default allowed extrapolation beyond the stored history (0 = none, like tf2).
+    """
+
+    REJECT_REASONS = ("empty_frame_id", "self_transform", "nan", "zero_quaternion", "older_than_cache",
+                      "repeated_stamp")
+
+    def __init__(self, cache_time_s: float = 10.0, tolerance_s: float = 0.0,
+                 on_reject: RejectCallback | None = None) -> None:
+        if not cache_time_s > 0:
+            raise ValueError(f"TfBuffer: cache_time_s must be > 0 seconds, got {cache_time_s!r}")
+        if not tolerance_s >= 0:
+            raise ValueError(f"TfBuffer: tolerance_s must be >= 0 seconds, got {tolerance_s!r}")
+        self.cache_ns = int(cache_time_s * 1e9)
+        self.tolerance_ns = int(tolerance_s * 1e9)
+        self.on_reject = on_reject
+        self.rejected: Counter[str] = Counter()
+        self._edges: dict[str, _Edge] = {}
+        self._lock = threading.Lock()
+
+    # -- insert ---------------------------------------------------------------------------------
+    def _reject(self, reason: str, detail: str) -> bool:
+        self.rejected[reason] += 1
+        if self.on_reject is not None:
+            self.on_reject(reason, detail)
+        return False
+
+    def set_transform(self, ts: Any, authority: str = "", static: bool = False) -> bool:
+        """Insert one geometry_msgs/TransformStamped; returns False (and counts why) when rejected."""
+        parent, child = ts.header.frame_id.lstrip("/"), ts.child_frame_id.lstrip("/")
+        name = f"{parent or '?'} -> {child or '?'}" + (f" from {authority}" if authority else "")
+        if not parent or not child:
+            return self._reject("empty_frame_id", f"transform {name}: empty frame id")
+        if parent == child:
+            return self._reject("self_transform", f"transform {name}: parent and child are the same frame")
+        value = Transform.from_msg(ts.transform)
+        if not (np.isfinite(value.translation).all() and np.isfinite(value.rotation).all()):
+            return self._reject("nan", f"transform {name}: NaN/inf in {value.translation}, {value.rotation}")
+        norm = float(np.linalg.norm(value.rotation))
+        if norm < 1e-6:
+            return self._reject("zero_quaternion", f"transform {name}: quaternion {value.rotation} has zero length")
+        value = Transform(value.translation, value.rotation / norm)
+        stamp = int(ts.header.stamp.sec) * 1_000_000_000 + int(ts.header.stamp.nanosec)
+        with self._lock:
+            problem = self._insert_locked(parent, child, stamp, value, static)
+        return True if problem is None else self._reject(problem[0], f"transform {name}: {problem[1]}")
+
+    def _insert_locked(self, parent: str, child: str, stamp: int, value: Transform,
+                       static: bool) -> tuple[str, str] | None:
+        """Store one checked transform; returns (reason, detail) when it is not stored."""
+        if static:
+            self._edges[child] = _Edge(parent, True, [stamp], [value])
+            return None
+        edge = self._edges.get(child)
+        if edge is None or edge.static or edge.parent != parent:
+            edge = self._edges[child] = _Edge(parent, False)
+        if edge.stamps and stamp < edge.stamps[-1] - self.cache_ns:
+            return "older_than_cache", (f"stamp {stamp} ns is more than the cache length "
+                                        f"({self.cache_ns / 1e9:.1f} s) before the newest ({edge.stamps[-1]} ns)")
+        i = bisect.bisect_left(edge.stamps, stamp)
+        if i < len(edge.stamps) and edge.stamps[i] == stamp:
+            return "repeated_stamp", f"stamp {stamp} ns already stored"
+        edge.stamps.insert(i, stamp)
+        edge.values.insert(i, value)
+        cut = bisect.bisect_left(edge.stamps, edge.stamps[-1] - self.cache_ns)
+        del edge.stamps[:cut], edge.values[:cut]
+        return None
+
+    def set_transform_static(self, ts: Any, authority: str = "") -> bool:
+        return self.set_transform(ts, authority, static=True)
+
+    def add_message(self, msg: Any, static: bool = False, authority: str = "") -> int:
+        """Insert every transform of a tf2_msgs/TFMessage; returns how many were accepted."""
+        return sum(self.set_transform(ts, authority, static) for ts in msg.transforms)
+
+    def clear(self) -> None:
+        """Drop all dynamic history (after a backwards time jump); static transforms stay."""
+        with self._lock:
+            self._edges = {k: e for k, e in self._edges.items() if e.static}
+
+    # -- query ----------------------------------------------------------------------------------
+    def frames(self) -> set[str]:
+        with self._lock:
+            return set(self._edges) | {e.parent for e in self._edges.values()}
+
+    def _chain(self, frame: str) -> list[str]:
+        """[frame, parent, grandparent, ..., root]."""
+        chain = [frame]
+        while chain[-1] in self._edges:
+            chain.append(self._edges[chain[-1]].parent)
+            if len(chain) > len(self._edges) + 1:
+                raise TransformError(f"TF tree has a loop through {chain!r}")
+        return chain
+
+    def _latest_common_ns(self, frames: Iterable[str]) -> int:
+        stamps = [self._edges[f].stamps[-1] for f in frames if f in self._edges and not self._edges[f].static]
+        return min(stamps) if stamps else 0
+
+    def lookup_transform(self, target_frame: str, source_frame: str, time_ns: int | None = None,
+                         tolerance_s: float | None = None) -> Transform:
+        """Transform mapping source_frame points into target_frame at time_ns (None/0 = latest common time)."""
+        target, source = target_frame.lstrip("/"), source_frame.lstrip("/")
+        tol = self.tolerance_ns if tolerance_s is None else int(tolerance_s * 1e9)
+        with self._lock:
+            known = set(self._edges) | {e.parent for e in self._edges.values()}
+            for frame in (target, source):
+                if frame not in known:
+                    raise FrameLookupError(
+                        f"frame {frame!r} does not exist (looking up {target!r} <- {source!r}); known: {sorted(known)}")
+            if target == source:
+                return Transform.identity()
+            up_source, up_target = self._chain(source), self._chain(target)
+            common = next((f for f in up_source if f in set(up_target)), None)
+            if common is None:
+                raise ConnectivityError(
+                    f"frames {target!r} and {source!r} are not connected (roots {up_target[-1]!r}, {up_source[-1]!r})")
+            path_s = up_source[: up_source.index(common)]
+            path_t = up_target[: up_target.index(common)]
+            t = time_ns or self._latest_common_ns(path_s + path_t)
+            return self._to_ancestor(path_t, t, tol).inverse() @ self._to_ancestor(path_s, t, tol)
+
+    def _to_ancestor(self, path: list[str], time_ns: int, tol: int) -> Transform:
+        acc = Transform.identity()
+        for frame in path:
+            acc = self._edges[frame].at(frame, time_ns, tol) @ acc
+        return acc
+
+    def lookup_matrix(self, target_frame: str, source_frame: str, time_ns: int | None = None,
+                      tolerance_s: float | None = None) -> np.ndarray:
+        """Like lookup_transform, as a 4x4 float64 matrix."""
+        return self.lookup_transform(target_frame, source_frame, time_ns, tolerance_s).matrix()
+
+    def can_transform(self, target_frame: str, source_frame: str, time_ns: int | None = None,
+                      tolerance_s: float | None = None) -> bool:
+        try:
+            self.lookup_transform(target_frame, source_frame, time_ns, tolerance_s)
+        except TransformError:
+            return False
+        return True
+
+
+def attach_tf_listener(node: Any, buffer: TfBuffer, callback_group: Any = None) -> list[Any]:
+    """TransformListener: subscribe ``node`` to /tf and /tf_static (tf2_ros QoS) and feed ``buffer``."""
+    from tf2_msgs.msg import TFMessage
+
+    from protoocc_ros.ros.qos import tf_qos, tf_static_qos
+
+    def feed(static: bool) -> Callable[[Any], None]:
+        return lambda msg: buffer.add_message(msg, static=static, authority="/tf_static" if static else "/tf")
+
+    return [
+        node.create_subscription(TFMessage, "/tf", feed(False), tf_qos(), callback_group=callback_group),
+        node.create_subscription(TFMessage, "/tf_static", feed(True), tf_static_qos(), callback_group=callback_group),
+    ]
