@@ -1,0 +1,85 @@
+"""The single camera-image preprocessing shared by datasets, the node and evaluation (design §1 "preprocess").
+
+Resize every image to ``image_size`` (H, W), normalise with ImageNet mean/std and build
+``lidar2img = diag(sx, sy, 1, 1) @ K4 @ inv(cam2ego)`` so that ego-frame points map to pixels of the resized
+image (docs/architecture.md, Conventions).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from protoocc_ros.data.errors import DatasetError
+from protoocc_ros.geometry import invert_transform
+
+IMAGENET_MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
+IMAGENET_STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
+
+
+@dataclass
+class PreprocessedSet:
+    """One synchronised camera set ready for the model."""
+
+    images: torch.Tensor     # float32 (N, 3, H, W), ImageNet-normalised RGB
+    lidar2img: torch.Tensor  # float32 (N, 4, 4), ego point -> resized pixel
+    raw: np.ndarray          # uint8 (N, H, W, 3), resized RGB
+
+
+def lidar2img_from(K: np.ndarray, cam2ego: np.ndarray, scale: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
+    """``diag(sx, sy, 1, 1) @ K4 @ inv(cam2ego)`` as float64 (4, 4); ``scale`` = (sx, sy) of a resize."""
+    K4 = np.eye(4)
+    K4[:3, :3] = np.asarray(K, dtype=np.float64)
+    S = np.diag([float(scale[0]), float(scale[1]), 1.0, 1.0])
+    return S @ K4 @ invert_transform(np.asarray(cam2ego, dtype=np.float64))
+
+
+def normalize_images(raw: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) RGB -> float32 tensor (N, 3, H, W) normalised with ImageNet mean/std."""
+    x = (raw.astype(np.float32) - IMAGENET_MEAN) / IMAGENET_STD  # (N, H, W, 3)
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+
+def _check_inputs(images: Sequence[np.ndarray], intrinsics: Sequence[np.ndarray], cam2ego: Sequence[np.ndarray],
+                  image_size: tuple[int, int]) -> None:
+    if not (len(images) == len(intrinsics) == len(cam2ego)) or len(images) == 0:
+        raise DatasetError(f"camera set: got {len(images)} images, {len(intrinsics)} intrinsics and "
+                           f"{len(cam2ego)} cam2ego transforms; expected the same non-zero number of each")
+    if len(image_size) != 2 or min(int(s) for s in image_size) <= 0:
+        raise DatasetError(f"image_size {tuple(image_size)!r}: expected (height, width) with positive sizes")
+    for i, (img, K, T) in enumerate(zip(images, intrinsics, cam2ego)):
+        img = np.asarray(img)
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+            raise DatasetError(f"camera {i}: image has dtype {img.dtype} and shape {img.shape}; "
+                               "expected uint8 (H, W, 3) RGB")
+        K = np.asarray(K, dtype=np.float64)
+        if K.shape != (3, 3) or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
+            raise DatasetError(f"camera {i}: intrinsics {K.tolist()} are not a finite 3x3 matrix with positive "
+                               "focal lengths")
+        T = np.asarray(T, dtype=np.float64)
+        if T.shape != (4, 4) or not np.isfinite(T).all() or not np.allclose(T[3], [0, 0, 0, 1]):
+            raise DatasetError(f"camera {i}: cam2ego {T.tolist()} is not a finite 4x4 rigid transform")
+
+
+def preprocess_camera_set(images: Sequence[np.ndarray], intrinsics: Sequence[np.ndarray],
+                          cam2ego: Sequence[np.ndarray], image_size: tuple[int, int]) -> PreprocessedSet:
+    """Resize + normalise N RGB images (uint8 (H_i, W_i, 3)) and compute lidar2img for ``image_size`` (H, W).
+
+    ``intrinsics`` are the 3x3 K of the images as given; ``cam2ego`` the 4x4 optical frame -> ego transforms.
+    """
+    _check_inputs(images, intrinsics, cam2ego, image_size)
+    H, W = int(image_size[0]), int(image_size[1])
+    raw = np.empty((len(images), H, W, 3), dtype=np.uint8)
+    l2i = np.empty((len(images), 4, 4), dtype=np.float32)
+    for i, (img, K, T) in enumerate(zip(images, intrinsics, cam2ego)):
+        h, w = img.shape[:2]
+        if (h, w) == (H, W):
+            raw[i] = img
+        else:
+            interp = cv2.INTER_AREA if (H < h and W < w) else cv2.INTER_LINEAR
+            raw[i] = cv2.resize(np.ascontiguousarray(img), (W, H), interpolation=interp)
+        l2i[i] = lidar2img_from(K, T, (W / w, H / h))
+    return PreprocessedSet(images=normalize_images(raw), lidar2img=torch.from_numpy(l2i), raw=raw)
