@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from protoocc_ros.geometry import quaternion_to_matrix
+
 __all__ = [
     "TransformError", "FrameLookupError", "ConnectivityError", "ExtrapolationError",
     "Transform", "TfBuffer", "quat_to_matrix", "quat_multiply", "slerp", "attach_tf_listener",
@@ -62,13 +64,9 @@ def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def quat_to_matrix(q: np.ndarray) -> np.ndarray:
-    """Unit quaternion (x, y, z, w) -> 3x3 rotation matrix."""
+    """Quaternion (x, y, z, w) -> 3x3 rotation matrix."""
     x, y, z, w = q
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
+    return quaternion_to_matrix((w, x, y, z))
 
 
 def slerp(q0: np.ndarray, q1: np.ndarray, t: float) -> np.ndarray:
