@@ -11,6 +11,8 @@ from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 
+from protoocc_ros.geometry import matrix_to_quaternion
+
 EGO_FRAME = "base_link"
 ODOM_FRAME = "odom"
 GROUND_TRUTH_TOPIC = "/ground_truth/occupancy"
@@ -70,27 +72,6 @@ def camera_info_msg(K: np.ndarray, width: int, height: int, stamp_ns: int, frame
     return info
 
 
-def quaternion_from_matrix(R: np.ndarray) -> np.ndarray:
-    """Unit quaternion (x, y, z, w), w >= 0, of a 3x3 rotation matrix (Shepperd's method)."""
-    R = np.asarray(R, dtype=np.float64)
-    m00, m11, m22 = R[0, 0], R[1, 1], R[2, 2]
-    trace = m00 + m11 + m22
-    if trace > 0:
-        s = 2.0 * np.sqrt(trace + 1.0)
-        q = [(R[2, 1] - R[1, 2]) / s, (R[0, 2] - R[2, 0]) / s, (R[1, 0] - R[0, 1]) / s, 0.25 * s]
-    elif m00 > m11 and m00 > m22:
-        s = 2.0 * np.sqrt(1.0 + m00 - m11 - m22)
-        q = [0.25 * s, (R[0, 1] + R[1, 0]) / s, (R[0, 2] + R[2, 0]) / s, (R[2, 1] - R[1, 2]) / s]
-    elif m11 > m22:
-        s = 2.0 * np.sqrt(1.0 + m11 - m00 - m22)
-        q = [(R[0, 1] + R[1, 0]) / s, 0.25 * s, (R[1, 2] + R[2, 1]) / s, (R[0, 2] - R[2, 0]) / s]
-    else:
-        s = 2.0 * np.sqrt(1.0 + m22 - m00 - m11)
-        q = [(R[0, 2] + R[2, 0]) / s, (R[1, 2] + R[2, 1]) / s, 0.25 * s, (R[1, 0] - R[0, 1]) / s]
-    quat = np.asarray(q) / np.linalg.norm(q)
-    return -quat if quat[3] < 0 else quat
-
-
 def transform_msg(T: np.ndarray, parent: str, child: str, stamp_ns: int) -> TransformStamped:
     """TransformStamped parent -> child of a 4x4 pose T (maps child-frame points into the parent frame)."""
     T = np.asarray(T, dtype=np.float64)
@@ -100,7 +81,7 @@ def transform_msg(T: np.ndarray, parent: str, child: str, stamp_ns: int) -> Tran
     tr = msg.transform.translation
     tr.x, tr.y, tr.z = (float(v) for v in T[:3, 3])
     rot = msg.transform.rotation
-    rot.x, rot.y, rot.z, rot.w = (float(v) for v in quaternion_from_matrix(T[:3, :3]))
+    rot.w, rot.x, rot.y, rot.z = (float(v) for v in matrix_to_quaternion(T[:3, :3]))
     return msg
 
 

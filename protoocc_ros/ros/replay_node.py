@@ -1,0 +1,340 @@
+"""replay_node (design §5): datasets and rosbag2 recordings -> camera, TF, /clock and ground-truth topics.
+
+Frames are paced at `rate` × real time (stamp differences, each gap capped at `max_frame_gap_s`; rate 0 =
+no pacing) and/or by the consumer: with `wait_for_topic` set, frame k+1 is published only after a message
+stamped like frame k arrived on that topic (or `wait_timeout_s` passed). At the end (unless `loop`) the node
+publishes a JSON summary on /replay/done (std_msgs/String, reliable + transient local), finishes the
+recording and exits with status 0 — so a script can run replay, occupancy_node and evaluation_node as
+subprocesses and wait for replay (and evaluation, which also listens to /replay/done) to exit.
+
+Recording (`record_path` non-empty): every topic of `record_topics` is subscribed (raw CDR, QoS matched to its
+publisher once it appears in the graph) and written with rosbags (`record_storage` mcap or sqlite3); the bag
+timestamp of a message is the replay clock (the stamp of the last published frame) when it arrives.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor, ParameterType
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
+
+from protoocc_ros.ros import bag_io, msg_builders as mb
+from protoocc_ros.ros.replay_sources import (
+    CLOCK_TOPIC, TF_STATIC_TOPIC, FrameBundle, ReplaySource, ReplaySourceError, header_stamp_ns, open_source,
+)
+from rosgraph_msgs.msg import Clock
+
+NODE_NAME = "replay_node"
+DEFAULT_RECORD_TOPICS = ["/occupancy_node/occupancy", "/occupancy_node/occupied_voxels",
+                         "/occupancy_node/markers", "/diagnostics"]
+_LATCHED_TOPICS = (TF_STATIC_TOPIC, mb.DONE_TOPIC)
+
+# name -> (default, description). An empty-list default declares a string array.
+PARAMETERS: dict[str, tuple[Any, str]] = {
+    "dataroot": ("synthetic", "dataset root, rosbag2 path (directory, .mcap or .db3), or 'synthetic' for the "
+                              "embedded synthetic sample"),
+    "source_format": ("auto", "auto | occ3d_nuscenes | semantic_kitti | rosbag2"),
+    "split": ("val", "dataset split to replay (Occ3D-nuScenes: train/val/mini_*; SemanticKITTI: train/val/test)"),
+    "scenes": ([], "scene names / KITTI sequence ids to replay; empty = all of the split"),
+    "cameras": ([], "camera subset to publish; empty = all cameras of the dataset"),
+    "bag_topics": ([], "rosbag2: topics to republish; empty = all (except /clock and /replay/done)"),
+    "image_format": ("rgb8", "dataset images as Image rgb8 | bgr8, or CompressedImage jpeg | png"),
+    "publish_ground_truth": (True, "publish /ground_truth/occupancy (255 outside mask_camera)"),
+    "rate": (1.0, "real-time factor for pacing by stamps; 0 = no pacing (use wait_for_topic to follow a consumer)"),
+    "max_frame_gap_s": (1.0, "cap on the stamp gap paced between two frames (scene changes jump in time)"),
+    "wait_for_topic": ("", "after each frame wait for a message with the frame's header stamp on this topic"),
+    "wait_timeout_s": (10.0, "longest wait on wait_for_topic per frame, seconds"),
+    "wait_for_subscribers": ([], "topics that must have a matched subscriber before the first frame"),
+    "startup_timeout_s": (30.0, "longest wait for wait_for_subscribers / the wait_for_topic publisher, seconds"),
+    "loop": (False, "start over at the end instead of stopping"),
+    "max_frames": (0, "stop after this many frames in total; 0 = all"),
+    "exit_when_done": (True, "exit after the last frame (otherwise keep spinning until shut down)"),
+    "qos_depth": (10, "history depth of the (reliable) publishers"),
+    "record_path": ("", "rosbag2 directory to record record_topics into; empty = no recording"),
+    "record_topics": (list(DEFAULT_RECORD_TOPICS), "topics to record"),
+    "record_storage": ("mcap", "mcap | sqlite3"),
+    "record_drain_s": (1.0, "after the last frame, keep recording this long, seconds"),
+}
+
+
+class ReplayNodeError(Exception):
+    """Invalid replay parameters; the message names the parameter and value."""
+
+
+def declare_parameters(node: Node, table: dict[str, tuple[Any, str]]) -> dict[str, Any]:
+    """Declare every parameter of `table` with its description and return their values."""
+    values: dict[str, Any] = {}
+    for name, (default, description) in table.items():
+        if isinstance(default, list) and not default:
+            desc = ParameterDescriptor(description=description, type=ParameterType.PARAMETER_STRING_ARRAY)
+            param = node.declare_parameter(name, Parameter.Type.STRING_ARRAY, desc)
+            values[name] = list(param.value) if param.type_ != Parameter.Type.NOT_SET else []
+        else:
+            values[name] = node.declare_parameter(name, default, ParameterDescriptor(description=description)).value
+    return values
+
+
+class TopicTaps:
+    """Raw subscriptions to topics whose type/QoS are taken from their publishers once they show up in the graph."""
+
+    def __init__(self, node: Node, callback: Callable[[str, str, bytes], None]) -> None:
+        self._node = node
+        self._callback = callback
+        self._wanted: set[str] = set()
+        self.subscribed: dict[str, str] = {}     # topic -> msgtype
+        self._subs: dict[str, Any] = {}
+        node.create_timer(0.2, self.discover)
+
+    def add(self, topic: str) -> None:
+        self._wanted.add(topic)
+
+    def discover(self) -> None:
+        for topic in sorted(self._wanted - set(self.subscribed)):
+            infos = self._node.get_publishers_info_by_topic(topic)
+            if not infos:
+                continue
+            msgtype = infos[0].topic_type
+            reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
+            latched = all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos)
+            qos = QoSProfile(depth=100,
+                             reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+            self._subs[topic] = self._node.create_subscription(
+                bag_io.message_class(msgtype), topic,
+                lambda data, t=topic, m=msgtype: self._callback(t, m, data), qos, raw=True)
+            self.subscribed[topic] = msgtype
+
+    def matched(self, topic: str) -> bool:
+        sub = self._subs.get(topic)
+        return sub is not None and sub.get_publisher_count() > 0
+
+
+class ReplayNode(Node):
+    """Publishes the frames of a replay source; optionally records topics to a bag."""
+
+    def __init__(self, source: ReplaySource | None = None, **node_kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **node_kwargs)
+        self.p = declare_parameters(self, PARAMETERS)
+        self._validate()
+        try:
+            self.source = source or open_source(
+                self.p["dataroot"], self.p["source_format"], split=self.p["split"], scenes=self.p["scenes"],
+                cameras=self.p["cameras"], image_format=self.p["image_format"],
+                ground_truth=self.p["publish_ground_truth"], bag_topics=self.p["bag_topics"])
+        except ReplaySourceError as exc:
+            raise ReplayNodeError(f"{NODE_NAME}: cannot open dataroot {self.p['dataroot']!r}: {exc}") from exc
+        self._topic_pubs: dict[str, Any] = {}
+        self._clock_pub = self.create_publisher(Clock, CLOCK_TOPIC, self._qos(CLOCK_TOPIC))
+        self._done_pub = self.create_publisher(String, mb.DONE_TOPIC, self._qos(mb.DONE_TOPIC))
+        self.sim_time_ns = 0
+        self._cond = threading.Condition()
+        self._seen_stamps: set[int] = set()
+        self._taps = TopicTaps(self, self._on_tap)
+        self._bag: bag_io.BagWriter | None = None
+        if self.p["wait_for_topic"]:
+            self._taps.add(self.p["wait_for_topic"])
+        if self.p["record_path"]:
+            self._bag = bag_io.BagWriter(self.p["record_path"], self.p["record_storage"]).open()
+            for topic in self.p["record_topics"]:
+                self._taps.add(topic)
+        self.stats: dict[str, Any] = {"frames": 0, "wait_timeouts": 0, "first_stamp_ns": None, "last_stamp_ns": None}
+
+    def _validate(self) -> None:
+        p = self.p
+        checks = [
+            ("rate", p["rate"] >= 0, "a real-time factor >= 0"),
+            ("wait_timeout_s", p["wait_timeout_s"] > 0, "> 0"),
+            ("max_frames", p["max_frames"] >= 0, ">= 0"),
+            ("qos_depth", p["qos_depth"] >= 1, ">= 1"),
+            ("record_storage", p["record_storage"] in bag_io.STORAGES, f"one of {sorted(bag_io.STORAGES)}"),
+            ("image_format", p["image_format"] in ("rgb8", "bgr8", "jpeg", "png"), "rgb8, bgr8, jpeg or png"),
+            ("loop", not (p["loop"] and p["record_path"] and not p["max_frames"]),
+             "false when recording without max_frames (the recording would never be closed cleanly)"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise ReplayNodeError(f"{NODE_NAME}: parameter {name}={p[name]!r} invalid, expected {expected}")
+
+    def _qos(self, topic: str) -> QoSProfile:
+        if topic in _LATCHED_TOPICS:
+            return QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        return QoSProfile(depth=self.p["qos_depth"], reliability=ReliabilityPolicy.RELIABLE)
+
+    def _publisher(self, topic: str, msgtype: str) -> Any:
+        pub = self._topic_pubs.get(topic)
+        if pub is None:
+            pub = self.create_publisher(bag_io.message_class(msgtype), topic, self._qos(topic))
+            self._topic_pubs[topic] = pub
+        return pub
+
+    # --- callbacks (executor thread) -------------------------------------------------------------------
+    def _on_tap(self, topic: str, msgtype: str, data: bytes) -> None:
+        if self._bag is not None and topic in self.p["record_topics"]:
+            with self._cond:
+                if self._bag is not None:
+                    self._bag.write_raw(topic, msgtype, data, self.sim_time_ns)
+        if topic == self.p["wait_for_topic"]:
+            with self._cond:
+                self._seen_stamps.add(header_stamp_ns(data))
+                self._cond.notify_all()
+
+    # --- publishing loop (main thread) -----------------------------------------------------------------
+    def publish_bundle(self, bundle: FrameBundle) -> None:
+        """Publish /clock at the frame stamp, then the bundle's messages in order."""
+        self.sim_time_ns = bundle.stamp_ns
+        self._clock_pub.publish(mb.clock_msg(bundle.stamp_ns))
+        for out in bundle.messages:
+            self._publisher(out.topic, out.msgtype).publish(out.payload)
+        self.stats["frames"] += 1
+        if self.stats["first_stamp_ns"] is None:
+            self.stats["first_stamp_ns"] = bundle.stamp_ns
+        self.stats["last_stamp_ns"] = bundle.stamp_ns
+
+    def wait_for_output(self, stamp_ns: int) -> bool:
+        """Block until wait_for_topic delivered a message stamped `stamp_ns` (True) or the timeout passed."""
+        deadline = time.monotonic() + self.p["wait_timeout_s"]
+        with self._cond:
+            while stamp_ns not in self._seen_stamps and self.context.ok():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.stats["wait_timeouts"] += 1
+                    self.get_logger().warning(f"no message stamped {stamp_ns} ns on {self.p['wait_for_topic']} "
+                                              f"within {self.p['wait_timeout_s']} s; going on")
+                    return False
+                self._cond.wait(min(left, 0.1))
+            self._seen_stamps.discard(stamp_ns)
+        return True
+
+    def wait_until_ready(self, first: FrameBundle) -> None:
+        """Create the first frame's publishers, then wait for wait_for_subscribers and the wait_for_topic publisher."""
+        for out in first.messages:
+            self._publisher(out.topic, out.msgtype)
+        deadline = time.monotonic() + self.p["startup_timeout_s"]
+        pending = list(self.p["wait_for_subscribers"]) + ([self.p["wait_for_topic"]] if self.p["wait_for_topic"] else [])
+        while pending and self.context.ok() and time.monotonic() < deadline:
+            pending = [t for t in pending if not self._ready(t)]
+            time.sleep(0.05)
+        if pending:
+            self.get_logger().warning(f"still waiting for {pending} after {self.p['startup_timeout_s']} s; starting")
+
+    def _ready(self, topic: str) -> bool:
+        if topic == self.p["wait_for_topic"]:
+            return self._taps.matched(topic)
+        pub = self._clock_pub if topic == CLOCK_TOPIC else self._topic_pubs.get(topic)
+        return pub is not None and pub.get_subscription_count() > 0
+
+    def _bundles(self) -> Iterator[FrameBundle]:
+        while True:
+            empty = True
+            for bundle in self.source.frames():
+                empty = False
+                yield bundle
+            if not self.p["loop"] or empty:
+                return
+
+    def run(self) -> dict[str, Any]:
+        """Publish every frame (paced), then the done summary; returns the summary."""
+        bundles = self._bundles()
+        first = next(bundles, None)
+        if first is None:
+            raise ReplayNodeError(f"{NODE_NAME}: source {self.source.describe()} has no frames")
+        self.wait_until_ready(first)
+        rate, target, prev = self.p["rate"], time.monotonic(), first.stamp_ns
+        t_start = time.monotonic()
+        for bundle in _chain(first, bundles):
+            if not self.context.ok():
+                break
+            if rate > 0:
+                gap_s = min(max(bundle.stamp_ns - prev, 0) / 1e9, self.p["max_frame_gap_s"])
+                target += gap_s / rate
+                time.sleep(max(0.0, target - time.monotonic()))
+            prev = bundle.stamp_ns
+            self.publish_bundle(bundle)
+            if self.p["wait_for_topic"]:
+                self.wait_for_output(bundle.stamp_ns)
+            if self.p["max_frames"] and self.stats["frames"] >= self.p["max_frames"]:
+                break
+        self.stats["wall_s"] = round(time.monotonic() - t_start, 3)
+        return self.finish()
+
+    def finish(self) -> dict[str, Any]:
+        """Drain and close the recording, publish the summary on /replay/done."""
+        if self._bag is not None:
+            time.sleep(self.p["record_drain_s"] if self.context.ok() else 0.0)
+            with self._cond:
+                self._bag.close()
+                self.stats["record"] = {"path": str(self._bag.path), "storage": self._bag.storage,
+                                        "counts": dict(self._bag.counts)}
+                self._bag = None
+        summary = {**self.stats, "source": self.source.describe()}
+        if self.context.ok():
+            self._done_pub.publish(String(data=json.dumps(summary)))
+            self._done_pub.wait_for_all_acked(rclpy.duration.Duration(seconds=2.0))
+        self.get_logger().info(f"replay done: {json.dumps(summary)}")
+        return summary
+
+    def close_recording(self) -> None:
+        """Close the bag if still open (shutdown before the end)."""
+        with self._cond:
+            if self._bag is not None:
+                self._bag.close()
+                self._bag = None
+
+
+def _chain(first: FrameBundle, rest: Iterator[FrameBundle]) -> Iterator[FrameBundle]:
+    yield first
+    yield from rest
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `ros2 run protoocc_ros replay_node`; returns the exit status."""
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    node: ReplayNode | None = None
+    executor = SingleThreadedExecutor()
+    spinner: threading.Thread | None = None
+    try:
+        node = ReplayNode()
+        executor.add_node(node)
+        spinner = threading.Thread(target=_spin, args=(executor,), daemon=True)
+        spinner.start()
+        node.run()
+        if not node.p["exit_when_done"]:
+            while node.context.ok():
+                time.sleep(0.2)
+        return 0
+    except (ReplayNodeError, ReplaySourceError, bag_io.BagIOError) as exc:
+        print(f"replay_node: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if node is not None:
+            node.close_recording()
+        executor.shutdown(timeout_sec=2.0)   # stops the spin loop of the spinner thread
+        if spinner is not None:
+            spinner.join(timeout=2.0)
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def _spin(executor: SingleThreadedExecutor) -> None:
+    try:
+        executor.spin()
+    except ExternalShutdownException:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
