@@ -1,0 +1,237 @@
+"""evaluation_node (design §5): predictions vs ground truth by stamp -> running mIoU, JSON report + renders at exit.
+
+Predictions (`prediction_topic`) and ground truth (`ground_truth_topic`, 255 = unknown outside mask_camera)
+are paired by identical header stamps and accumulated with protoocc_ros.metrics (Occ3D mIoU for 18-class
+grids, SemanticKITTI SSC for 20-class grids; `metric` overrides). After every pair a JSON summary goes out on
+`~/summary` (std_msgs/String). The report (`<output_dir>/evaluation.json`) and renders (BEV prediction vs
+ground truth of the last pair, per-class IoU bars) are written when the node stops, which happens
+  - after `expected_frames` pairs (if > 0),
+  - after the replay node's /replay/done summary (if `exit_on_done`): once every ground-truth frame the
+    replay announced has arrived and been paired, or `done_timeout_s` after the announcement,
+  - on SIGINT / SIGTERM.
+The exit status is 0 when the report was written.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from std_msgs.msg import String
+
+from protoocc_ros.classes import KITTI_NUM_CLASSES, class_names_for
+from protoocc_ros.metrics import MetricError, OccupancyMetric, SSCMetric
+from protoocc_ros.metrics.confusion import dumps
+from protoocc_ros.msg import SemanticOccupancyGrid
+from protoocc_ros.ros import msg_builders as mb
+from protoocc_ros.ros.occupancy_msg import OccupancyGrid, OccupancyMsgError, msg_to_grid
+from protoocc_ros.ros.qos import latched_qos, reliable_qos
+from protoocc_ros.ros.replay_node import declare_parameters
+
+NODE_NAME = "evaluation_node"
+METRICS = ("auto", "occ3d", "semantic_kitti")
+REPORT_NAME = "evaluation.json"
+
+PARAMETERS: dict[str, tuple[Any, str]] = {
+    "prediction_topic": (mb.PREDICTION_TOPIC, "SemanticOccupancyGrid predictions"),
+    "ground_truth_topic": (mb.GROUND_TRUTH_TOPIC, "SemanticOccupancyGrid ground truth (255 = unknown)"),
+    "done_topic": (mb.DONE_TOPIC, "replay_node's end-of-replay summary (std_msgs/String JSON)"),
+    "metric": ("auto", "auto (by number of classes) | occ3d | semantic_kitti"),
+    "output_dir": ("outputs/evaluation", "directory for evaluation.json and the PNG renders"),
+    "expected_frames": (0, "stop after this many prediction/ground-truth pairs; 0 = no limit"),
+    "exit_on_done": (True, "stop after the replay's /replay/done once its ground truth is all paired"),
+    "done_timeout_s": (10.0, "after /replay/done, stop at the latest after this many seconds"),
+    "render": (True, "write PNG renders with the report"),
+    "max_pending": (200, "unpaired messages kept per topic before the oldest is dropped"),
+}
+
+
+class EvaluationNodeError(Exception):
+    """Invalid evaluation parameters or incompatible grids; the message names the parameter/topic and value."""
+
+
+class EvaluationNode(Node):
+    """Pairs grids by stamp and accumulates the benchmark metric."""
+
+    def __init__(self, **node_kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **node_kwargs)
+        self.p = declare_parameters(self, PARAMETERS)
+        if self.p["metric"] not in METRICS:
+            raise EvaluationNodeError(f"{NODE_NAME}: parameter metric={self.p['metric']!r}, expected one of {METRICS}")
+        if self.p["max_pending"] < 1 or self.p["expected_frames"] < 0:
+            raise EvaluationNodeError(f"{NODE_NAME}: max_pending={self.p['max_pending']} must be >= 1 and "
+                                      f"expected_frames={self.p['expected_frames']} >= 0")
+        self.metric: OccupancyMetric | SSCMetric | None = None
+        self._pending: dict[str, OrderedDict[int, OccupancyGrid]] = {"prediction": OrderedDict(),
+                                                                      "ground_truth": OrderedDict()}
+        self.counts = {"prediction": 0, "ground_truth": 0, "paired": 0, "dropped": 0, "rejected": 0}
+        self.frames: list[dict[str, Any]] = []            # per pair: stamp and per-frame mIoU
+        self.last_pair: tuple[OccupancyGrid, OccupancyGrid] | None = None
+        self.done_summary: dict[str, Any] | None = None
+        self._done_at = 0.0
+        self.finished = False
+        self.stop_reason = ""
+        self._summary_pub = self.create_publisher(String, "~/summary", reliable_qos(10))
+        self.create_subscription(SemanticOccupancyGrid, self.p["prediction_topic"],
+                                 lambda m: self._on_grid("prediction", m), reliable_qos(50))
+        self.create_subscription(SemanticOccupancyGrid, self.p["ground_truth_topic"],
+                                 lambda m: self._on_grid("ground_truth", m), reliable_qos(50))
+        self.create_subscription(String, self.p["done_topic"], self._on_done, latched_qos())
+        self.create_timer(0.2, self._check_done)
+
+    # --- pairing -------------------------------------------------------------------------------------------
+    def _on_grid(self, kind: str, msg: SemanticOccupancyGrid) -> None:
+        try:
+            grid = msg_to_grid(msg)
+        except OccupancyMsgError as exc:
+            self.counts["rejected"] += 1
+            self.get_logger().error(f"{self.p[kind + '_topic']}: {exc}")
+            return
+        self.counts[kind] += 1
+        other = "ground_truth" if kind == "prediction" else "prediction"
+        match = self._pending[other].pop(grid.stamp_ns, None)
+        if match is None:
+            pending = self._pending[kind]
+            pending[grid.stamp_ns] = grid
+            while len(pending) > self.p["max_pending"]:
+                pending.popitem(last=False)
+                self.counts["dropped"] += 1
+            return
+        pred, gt = (grid, match) if kind == "prediction" else (match, grid)
+        self.add_pair(pred, gt)
+
+    def add_pair(self, pred: OccupancyGrid, gt: OccupancyGrid) -> None:
+        """Accumulate one prediction/ground-truth pair (same stamp) and publish the running summary."""
+        if pred.labels.shape != gt.labels.shape:
+            self.counts["rejected"] += 1
+            self.get_logger().error(f"stamp {gt.stamp_ns}: prediction grid {pred.labels.shape} and ground truth "
+                                    f"{gt.labels.shape} differ; pair skipped")
+            return
+        if self.metric is None:
+            self.metric = self._make_metric(gt)
+        frame_metric = self._make_metric(gt)
+        try:
+            self.metric.update(pred.labels, gt.labels)
+            frame_metric.update(pred.labels, gt.labels)
+        except MetricError as exc:
+            self.counts["rejected"] += 1
+            self.get_logger().error(f"stamp {gt.stamp_ns}: {exc}")
+            return
+        self.counts["paired"] += 1
+        self.frames.append({"stamp_ns": gt.stamp_ns, "miou": frame_metric.compute()["miou"]})
+        self.last_pair = (pred, gt)
+        self._summary_pub.publish(String(data=dumps(self.summary())))
+        if self.p["expected_frames"] and self.counts["paired"] >= self.p["expected_frames"]:
+            self._stop(f"expected_frames={self.p['expected_frames']} reached")
+
+    def _make_metric(self, gt: OccupancyGrid) -> OccupancyMetric | SSCMetric:
+        n = len(gt.class_names) or (KITTI_NUM_CLASSES if gt.free_label == 0 else gt.free_label + 1)
+        names = gt.class_names or list(class_names_for(n))
+        kind = self.p["metric"]
+        if kind == "auto":
+            kind = "semantic_kitti" if n == KITTI_NUM_CLASSES and gt.free_label == 0 else "occ3d"
+        if kind == "semantic_kitti":
+            return SSCMetric(num_classes=n, class_names=names)
+        # 255 outside mask_camera is skipped by the metric: the camera mask is already applied by replay.
+        return OccupancyMetric(num_classes=n, free_label=gt.free_label, use_mask="none", class_names=names)
+
+    # --- stopping ------------------------------------------------------------------------------------------
+    def _on_done(self, msg: String) -> None:
+        try:
+            self.done_summary = json.loads(msg.data)
+        except json.JSONDecodeError:
+            self.done_summary = {"raw": msg.data}
+        self._done_at = time.monotonic()
+        self.get_logger().info(f"replay finished: {msg.data[:200]}")
+
+    def _check_done(self) -> None:
+        if self.done_summary is None or not self.p["exit_on_done"] or self.finished:
+            return
+        announced = self.done_summary.get("frames")
+        all_gt = isinstance(announced, int) and self.counts["ground_truth"] >= announced
+        if all_gt and not self._pending["ground_truth"]:
+            self._stop("all ground truth of the replay paired")
+        elif time.monotonic() - self._done_at > self.p["done_timeout_s"]:
+            self._stop(f"done_timeout_s={self.p['done_timeout_s']} after /replay/done")
+
+    def _stop(self, reason: str) -> None:
+        if not self.finished:
+            self.finished, self.stop_reason = True, reason
+            self.get_logger().info(f"stopping: {reason}")
+
+    # --- results -------------------------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        results = self.metric.compute() if self.metric is not None else {}
+        return {"frames": self.counts["paired"], "miou": results.get("miou"), "counts": dict(self.counts),
+                "last_stamp_ns": self.frames[-1]["stamp_ns"] if self.frames else None}
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "metric": type(self.metric).__name__ if self.metric is not None else None,
+            "config": self.metric.config() if self.metric is not None else None,
+            "results": self.metric.compute() if self.metric is not None else None,
+            "counts": {**self.counts, "unpaired_prediction": len(self._pending["prediction"]),
+                       "unpaired_ground_truth": len(self._pending["ground_truth"])},
+            "stop_reason": self.stop_reason or "shutdown",
+            "replay": self.done_summary,
+            "frames": self.frames,
+            "confusion_matrix": self.metric.hist.tolist() if self.metric is not None else None,
+            "topics": {"prediction": self.p["prediction_topic"], "ground_truth": self.p["ground_truth_topic"]},
+        }
+
+    def write_outputs(self) -> list[Path]:
+        """Write evaluation.json (+ renders); returns the written paths."""
+        out = Path(self.p["output_dir"])
+        out.mkdir(parents=True, exist_ok=True)
+        report_path = out / REPORT_NAME
+        report_path.write_text(dumps(self.report()))
+        written = [report_path]
+        if self.p["render"] and self.metric is not None and self.last_pair is not None:
+            written += write_renders(out, self.metric, *self.last_pair)
+        return written
+
+
+def write_renders(out: Path, metric: OccupancyMetric | SSCMetric, pred: OccupancyGrid,
+                  gt: OccupancyGrid) -> list[Path]:
+    """BEV prediction vs ground truth of one pair and the per-class IoU bars, as PNGs in `out`."""
+    from protoocc_ros import render
+
+    bev = render.render_bev_comparison(pred.labels, gt.labels, free_label=gt.free_label,
+                                       num_classes=metric.num_classes)
+    bars = render.render_iou_bars(metric.compute()["per_class_iou"], title=f"{type(metric).__name__}")
+    paths = [out / "bev_prediction_vs_ground_truth.png", out / "iou_bars.png"]
+    render.save_png(bev, paths[0])
+    render.save_png(bars, paths[1])
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `ros2 run protoocc_ros evaluation_node`; returns the exit status."""
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    try:
+        node = EvaluationNode()
+    except EvaluationNodeError as exc:
+        print(f"evaluation_node: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    try:
+        while rclpy.ok() and not node.finished:
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    paths = node.write_outputs()
+    print(f"evaluation_node: {node.summary()} -> {', '.join(str(p) for p in paths)}", flush=True)
+    node.destroy_node()
+    rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""evaluation_node over real DDS: scores a ground-truth stream against itself (mIoU 100 %) and against a known
+corruption (mIoU computed here by hand), stops on expected_frames, /replay/done or SIGINT, writes JSON + PNGs."""
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+import ros_helpers as rh
+from protoocc_ros.classes import OCC3D_CLASS_NAMES
+from protoocc_ros.ros import msg_builders as mb
+from protoocc_ros.ros.occupancy_msg import UNKNOWN_LABEL, grid_to_msg
+
+RANGE = [0.0, 0.0, 0.0, 4.0, 4.0, 1.6]   # 10 x 10 x 4 voxels of 0.4 m
+T0 = 1_700_000_000_000_000_000
+CAR, TRUCK, ROAD, FREE = 4, 10, 11, 17
+
+
+def _ground_truth(k: int) -> np.ndarray:
+    """Free space, a road layer, a car and a truck; the last x-slab is outside the camera mask (255)."""
+    gt = np.full((10, 10, 4), FREE, dtype=np.uint8)
+    gt[:, :, 0] = ROAD
+    gt[2:4, 2 + k % 3:5 + k % 3, 1:3] = CAR     # 2*3*2 = 12 voxels
+    gt[6:9, 6:8, 1:2] = TRUCK                   # 3*2*1 = 6 voxels
+    gt[9] = UNKNOWN_LABEL
+    return gt
+
+
+def _car_as_truck(gt: np.ndarray) -> np.ndarray:
+    pred = gt.copy()
+    pred[pred == CAR] = TRUCK
+    pred[pred == UNKNOWN_LABEL] = CAR            # must not count: the ground truth is unknown there
+    return pred
+
+
+def _grid_msg(labels: np.ndarray, stamp_ns: int):
+    return grid_to_msg(labels, RANGE, 0.4, OCC3D_CLASS_NAMES, FREE, mb.header(stamp_ns, "base_link"))
+
+
+def _run_evaluation(tmp_path: Path, n_frames: int, predict: Callable[[np.ndarray], np.ndarray],
+                    params: dict, after_publish: Callable[..., None] | None = None) -> dict:
+    """Start evaluation_node, publish n_frames GT/prediction pairs (predictions first, in reverse order, to
+    exercise pairing), run `after_publish(node, executor, evaluation, summaries)`, wait for the node to exit; returns the JSON report."""
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from std_msgs.msg import String
+
+    from protoocc_ros.msg import SemanticOccupancyGrid
+    from protoocc_ros.ros.qos import reliable_qos
+
+    out = tmp_path / "eval"
+    with rh.ros_context() as context:
+        node = Node("grid_talker", context=context)
+        pred_pub = node.create_publisher(SemanticOccupancyGrid, mb.PREDICTION_TOPIC, reliable_qos(100))
+        gt_pub = node.create_publisher(SemanticOccupancyGrid, mb.GROUND_TRUTH_TOPIC, reliable_qos(100))
+        summaries: list[String] = []
+        node.create_subscription(String, "/evaluation_node/summary", summaries.append, reliable_qos(100))
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        with rh.NodeProcess("protoocc_ros.ros.evaluation_node", tmp_path / "eval.log",
+                            params={"output_dir": str(out), **params}) as evaluation:
+            matched = rh.spin_until(executor, lambda: pred_pub.get_subscription_count() > 0
+                                    and gt_pub.get_subscription_count() > 0, 20.0)
+            assert matched, evaluation.output()
+            for k in reversed(range(n_frames)):
+                pred_pub.publish(_grid_msg(predict(_ground_truth(k)), T0 + k * 100_000_000))
+            for k in range(n_frames):
+                gt_pub.publish(_grid_msg(_ground_truth(k), T0 + k * 100_000_000))
+            if after_publish is not None:
+                after_publish(node, executor, evaluation, summaries)
+            rh.spin_until(executor, lambda: evaluation.proc.poll() is not None, 20.0)
+            assert evaluation.wait(5.0) == 0, evaluation.output()
+        executor.shutdown()
+        node.destroy_node()
+    report = json.loads((out / "evaluation.json").read_text())
+    report["_summaries"] = [json.loads(s.data) for s in summaries]
+    return report
+
+
+def test_ground_truth_against_itself_scores_100(tmp_path: Path) -> None:
+    report = _run_evaluation(tmp_path, 3, lambda gt: gt, {"expected_frames": 3})
+    assert report["results"]["miou"] == pytest.approx(1.0)
+    assert report["counts"]["paired"] == 3 and report["stop_reason"].startswith("expected_frames")
+    assert [f["miou"] for f in report["frames"]] == pytest.approx([1.0] * 3)
+    # only the classes present are averaged (Occ3D nanmean): car, truck, road
+    ious = report["results"]["per_class_iou"]
+    assert {k for k, v in ious.items() if v is not None} == {"car", "truck", "driveable_surface"}
+    assert report["_summaries"][-1]["frames"] == 3
+    assert (tmp_path / "eval" / "bev_prediction_vs_ground_truth.png").stat().st_size > 0
+    assert (tmp_path / "eval" / "iou_bars.png").stat().st_size > 0
+
+
+def test_car_predicted_as_truck_gives_known_miou(tmp_path: Path) -> None:
+    n = 4
+    report = _run_evaluation(tmp_path, n, _car_as_truck, {"expected_frames": n, "render": False})
+    cars, trucks = 12 * n, 6 * n
+    # car: 0 true positives; truck: 6n TP, union = 6n GT + 12n wrong predictions; road: exact
+    expected = np.mean([0.0, trucks / (trucks + cars), 1.0])
+    assert report["results"]["miou"] == pytest.approx(expected)
+    assert report["results"]["per_class_iou"]["car"] == 0.0
+    # voxels outside the camera mask (GT 255) are not counted: 9 visible x-slabs of 10 x 4
+    assert report["results"]["num_voxels"] == n * 9 * 10 * 4
+    assert not (tmp_path / "eval" / "iou_bars.png").exists()
+
+
+def test_stops_after_replay_done_once_all_ground_truth_is_paired(tmp_path: Path) -> None:
+    def announce_done(node, executor, evaluation, summaries) -> None:
+        from std_msgs.msg import String
+
+        from protoocc_ros.ros.qos import latched_qos
+
+        node.create_publisher(String, mb.DONE_TOPIC, latched_qos()).publish(String(data=json.dumps({"frames": 2})))
+
+    report = _run_evaluation(tmp_path, 2, lambda gt: gt, {"render": False, "done_timeout_s": 20.0}, announce_done)
+    assert report["stop_reason"] == "all ground truth of the replay paired"
+    assert report["counts"]["paired"] == 2 and report["replay"] == {"frames": 2}
+
+
+def test_sigint_writes_the_report_of_the_frames_so_far(tmp_path: Path) -> None:
+    def interrupt(node, executor, evaluation, summaries) -> None:
+        paired = rh.spin_until(executor, lambda: len(summaries) == 2, 20.0)
+        assert paired, evaluation.output()
+        evaluation.proc.send_signal(signal.SIGINT)
+
+    report = _run_evaluation(tmp_path, 2, lambda gt: gt, {"render": False}, interrupt)
+    assert report["stop_reason"] == "shutdown" and report["counts"]["paired"] == 2
+
+
+def test_sigterm_writes_the_report_too(tmp_path: Path) -> None:
+    def terminate(node, executor, evaluation, summaries) -> None:
+        assert rh.spin_until(executor, lambda: len(summaries) == 1, 20.0), evaluation.output()
+        evaluation.proc.send_signal(signal.SIGTERM)
+
+    report = _run_evaluation(tmp_path, 1, lambda gt: gt, {"render": False}, terminate)
+    assert report["counts"]["paired"] == 1
