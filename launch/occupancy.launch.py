@@ -1,0 +1,46 @@
+"""Live vehicle: occupancy_node only (design §5); cameras, CameraInfo and TF come from the vehicle's drivers.
+
+ros2 launch protoocc_ros occupancy.launch.py config_file:=occ3d_base checkpoint:=/path/model.safetensors \
+    device:=cuda cameras:="['CAM_FRONT', 'CAM_BACK']" rviz:=true
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description() -> LaunchDescription:
+    share = FindPackageShare("protoocc_ros")
+    arg = LaunchConfiguration
+    return LaunchDescription([
+        DeclareLaunchArgument("config_file", default_value="occ3d_base",
+                              description="model/data config: a YAML path or a name in the package's config/"),
+        DeclareLaunchArgument("checkpoint", default_value="",
+                              description="safetensors checkpoint; '' = the bundled demo checkpoint"),
+        DeclareLaunchArgument("device", default_value="auto", description="cpu, cuda, cuda:N or auto"),
+        DeclareLaunchArgument("cameras", default_value="['']",
+                              description="YAML list of camera names in model order; [''] = the config's cameras"),
+        DeclareLaunchArgument("image_transport", default_value="raw", description="raw or compressed"),
+        DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock (replays)"),
+        DeclareLaunchArgument("rviz", default_value="false", description="start RViz with config/protoocc.rviz"),
+        Node(
+            package="protoocc_ros", executable="occupancy_node", name="occupancy_node", output="screen",
+            parameters=[{
+                "config_file": ParameterValue(arg("config_file"), value_type=str),
+                "checkpoint": ParameterValue(arg("checkpoint"), value_type=str),
+                "device": ParameterValue(arg("device"), value_type=str),
+                "cameras": arg("cameras"),
+                "image_transport": ParameterValue(arg("image_transport"), value_type=str),
+                "use_sim_time": arg("use_sim_time"),
+            }],
+        ),
+        Node(
+            package="rviz2", executable="rviz2", name="rviz2", output="screen",
+            arguments=["-d", PathJoinSubstitution([share, "config", "protoocc.rviz"])],
+            parameters=[{"use_sim_time": arg("use_sim_time")}],
+            condition=IfCondition(arg("rviz")),
+        ),
+    ])
