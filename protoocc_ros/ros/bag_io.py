@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import importlib
+import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -177,3 +179,53 @@ def read_bag(path: str | Path, topics: Iterable[str] | None = None) -> Iterator[
                              f"(has {sorted(c.topic for c in reader.connections)})")
         for conn, timestamp, data in reader.messages(connections=conns):
             yield BagMessage(conn.topic, conn.msgtype, int(timestamp), bytes(data))
+
+
+class BagRecorder:
+    """A BagWriter owned by one background thread (sqlite3 connections are thread-bound): `put` from any
+    thread (e.g. subscription callbacks) queues a message, `close` writes what is queued and closes the bag.
+    A write error is kept and raised by `close`."""
+
+    def __init__(self, path: str | Path, storage: str = "mcap") -> None:
+        self._writer = BagWriter(path, storage)   # validates storage / path before the thread starts
+        self.path, self.storage = self._writer.path, storage
+        self._queue: queue.Queue[tuple[str, str, bytes, int] | None] = queue.Queue()
+        self._error: BaseException | None = None
+        self._opened = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"bag-recorder {self.path.name}", daemon=True)
+        self._thread.start()
+        self._opened.wait()
+        if self._error is not None:
+            raise BagIOError(f"bag {self.path}: {self._error}") from self._error
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(self._writer.counts)
+
+    def put(self, topic: str, msgtype: str, data: bytes, timestamp_ns: int) -> None:
+        self._queue.put((topic, msgtype, bytes(data), int(timestamp_ns)))
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout_s)
+        if self._error is not None:
+            raise BagIOError(f"bag {self.path}: recording failed: {self._error}") from self._error
+
+    def _run(self) -> None:
+        try:
+            self._writer.open()
+        except BaseException as exc:  # reported by __init__
+            self._error = exc
+            self._opened.set()
+            return
+        self._opened.set()
+        try:
+            while (item := self._queue.get()) is not None:
+                if self._error is None:
+                    try:
+                        self._writer.write_raw(*item)
+                    except BagIOError as exc:
+                        self._error = exc
+        finally:
+            self._writer.close()

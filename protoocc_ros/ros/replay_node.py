@@ -140,11 +140,11 @@ class ReplayNode(Node):
         self._cond = threading.Condition()
         self._seen_stamps: set[int] = set()
         self._taps = TopicTaps(self, self._on_tap)
-        self._bag: bag_io.BagWriter | None = None
+        self._bag: bag_io.BagRecorder | None = None
         if self.p["wait_for_topic"]:
             self._taps.add(self.p["wait_for_topic"])
         if self.p["record_path"]:
-            self._bag = bag_io.BagWriter(self.p["record_path"], self.p["record_storage"]).open()
+            self._bag = bag_io.BagRecorder(self.p["record_path"], self.p["record_storage"])
             for topic in self.p["record_topics"]:
                 self._taps.add(topic)
         self.stats: dict[str, Any] = {"frames": 0, "wait_timeouts": 0, "first_stamp_ns": None, "last_stamp_ns": None}
@@ -180,13 +180,14 @@ class ReplayNode(Node):
 
     # --- callbacks (executor thread) -------------------------------------------------------------------
     def _on_tap(self, topic: str, msgtype: str, data: bytes) -> None:
-        if self._bag is not None and topic in self.p["record_topics"]:
-            with self._cond:
-                if self._bag is not None:
-                    self._bag.write_raw(topic, msgtype, data, self.sim_time_ns)
-        if topic == self.p["wait_for_topic"]:
-            with self._cond:
-                self._seen_stamps.add(header_stamp_ns(data))
+        with self._cond:
+            if self._bag is not None and topic in self.p["record_topics"]:
+                self._bag.put(topic, msgtype, data, self.sim_time_ns)
+            if topic == self.p["wait_for_topic"]:
+                try:
+                    self._seen_stamps.add(header_stamp_ns(data))
+                except ReplaySourceError as exc:
+                    self.get_logger().error(f"{topic}: {exc}")
                 self._cond.notify_all()
 
     # --- publishing loop (main thread) -----------------------------------------------------------------
@@ -273,10 +274,9 @@ class ReplayNode(Node):
         if self._bag is not None:
             time.sleep(self.p["record_drain_s"] if self.context.ok() else 0.0)
             with self._cond:
-                self._bag.close()
-                self.stats["record"] = {"path": str(self._bag.path), "storage": self._bag.storage,
-                                        "counts": dict(self._bag.counts)}
-                self._bag = None
+                bag, self._bag = self._bag, None
+            bag.close()
+            self.stats["record"] = {"path": str(bag.path), "storage": bag.storage, "counts": bag.counts}
         summary = {**self.stats, "source": self.source.describe()}
         if self.context.ok():
             self._done_pub.publish(String(data=json.dumps(summary)))
@@ -287,9 +287,9 @@ class ReplayNode(Node):
     def close_recording(self) -> None:
         """Close the bag if still open (shutdown before the end)."""
         with self._cond:
-            if self._bag is not None:
-                self._bag.close()
-                self._bag = None
+            bag, self._bag = self._bag, None
+        if bag is not None:
+            bag.close()
 
 
 def _chain(first: FrameBundle, rest: Iterator[FrameBundle]) -> Iterator[FrameBundle]:

@@ -88,3 +88,27 @@ def test_ros_type_name_and_message_class_are_inverse() -> None:
         assert bag_io.message_class(bag_io.ros_type_name(cls)) is cls
     with pytest.raises(bag_io.BagIOError, match="not importable"):
         bag_io.message_class("nonexistent_pkg/msg/Foo")
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_recorder_accepts_messages_from_other_threads(tmp_path: Path, storage: str) -> None:
+    import threading
+
+    recorder = bag_io.BagRecorder(tmp_path / "bag", storage)
+    workers = [threading.Thread(target=lambda k=k: recorder.put(f"/t{k}", "rosgraph_msgs/msg/Clock",
+                                                                bag_io.serialize(mb.clock_msg(k)), k))
+               for k in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    recorder.close()
+    assert recorder.counts == {f"/t{k}": 1 for k in range(4)}
+    assert sorted(r.timestamp_ns for r in bag_io.read_bag(tmp_path / "bag")) == [0, 1, 2, 3]
+
+
+def test_recorder_reports_write_errors_at_close(tmp_path: Path) -> None:
+    recorder = bag_io.BagRecorder(tmp_path / "bag", "mcap")
+    recorder.put("/x", "not_a_pkg/msg/Nothing", b"\x00\x01\x00\x00", 1)
+    with pytest.raises(bag_io.BagIOError, match="not_a_pkg/msg/Nothing"):
+        recorder.close()
