@@ -161,13 +161,16 @@ class TfBuffer:
 
     cache_time_s: how long dynamic transforms are kept (relative to the newest stamp of each edge).
     tolerance_s: default allowed extrapolation beyond the stored history (0 = none, like tf2).
+    jump_back_s: when set, a dynamic transform more than this much older than the newest one of its
+    edge is a backwards time jump (a bag restarting): all dynamic history is cleared (``resets`` counts
+    it) and the transform is kept. None = tf2 behaviour (data older than the cache is rejected).
     """
 
     REJECT_REASONS = ("empty_frame_id", "self_transform", "nan", "zero_quaternion", "older_than_cache",
                       "repeated_stamp")
 
     def __init__(self, cache_time_s: float = 10.0, tolerance_s: float = 0.0,
-                 on_reject: RejectCallback | None = None) -> None:
+                 on_reject: RejectCallback | None = None, jump_back_s: float | None = None) -> None:
         if not cache_time_s > 0:
             raise ValueError(f"TfBuffer: cache_time_s must be > 0 seconds, got {cache_time_s!r}")
         if not tolerance_s >= 0:
@@ -175,7 +178,9 @@ class TfBuffer:
         self.cache_ns = int(cache_time_s * 1e9)
         self.tolerance_ns = int(tolerance_s * 1e9)
         self.on_reject = on_reject
+        self.jump_back_ns = None if jump_back_s is None else int(jump_back_s * 1e9)
         self.rejected: Counter[str] = Counter()
+        self.resets = 0
         self._edges: dict[str, _Edge] = {}
         self._lock = threading.Lock()
 
@@ -214,6 +219,10 @@ class TfBuffer:
             return None
         edge = self._edges.get(child)
         if edge is None or edge.static or edge.parent != parent:
+            edge = self._edges[child] = _Edge(parent, False)
+        if self.jump_back_ns is not None and edge.stamps and stamp < edge.stamps[-1] - self.jump_back_ns:
+            self.resets += 1
+            self._edges = {k: e for k, e in self._edges.items() if e.static}
             edge = self._edges[child] = _Edge(parent, False)
         if edge.stamps and stamp < edge.stamps[-1] - self.cache_ns:
             return "older_than_cache", (f"stamp {stamp} ns is more than the cache length "

@@ -188,6 +188,21 @@ def test_dynamic_history_is_limited_to_cache_length_but_static_never_expires() -
     np.testing.assert_allclose(buf.lookup_matrix("odom", "cam", 20 * S)[:3, 3], [20, 0, 1])
 
 
+def test_backwards_jump_clears_dynamic_history_when_enabled() -> None:
+    buf = TfBuffer(cache_time_s=10.0, jump_back_s=1.0)
+    buf.set_transform_static(tf("base_link", "cam", 0, xyz=(0, 0, 1)))
+    buf.set_transform(tf("odom", "other", 50 * S))
+    for t in (48, 49, 50):
+        buf.set_transform(tf("odom", "base_link", t * S, xyz=(t, 0, 0)))
+    assert buf.set_transform(tf("odom", "base_link", int(49.5 * S)))  # slightly late: kept, no reset
+    assert buf.resets == 0
+    assert buf.set_transform(tf("odom", "base_link", 2 * S, xyz=(2, 0, 0)))  # bag restarted
+    assert buf.resets == 1 and not buf.rejected
+    assert buf.lookup_matrix("odom", "cam", 2 * S)[0, 3] == 2.0
+    assert not buf.can_transform("odom", "base_link", 49 * S)
+    assert "other" not in buf.frames()
+
+
 def test_repeated_stamp_is_ignored_and_counted() -> None:
     buf = TfBuffer()
     assert buf.set_transform(tf("odom", "base_link", S, xyz=(1, 0, 0)))

@@ -1,0 +1,152 @@
+"""occupancy_node parameters (design §5 "parameters declared with descriptions and validated at start").
+
+Each parameter is declared once here with its default and description; ``read_params(node)``
+declares them, reads them into :class:`OccupancyNodeParams` and validates values and file paths,
+raising :class:`ParamError` naming the parameter, its value and what was expected.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from rcl_interfaces.msg import ParameterDescriptor, ParameterType
+
+__all__ = ["ParamError", "OccupancyNodeParams", "PARAMETERS", "read_params", "validate_params"]
+
+
+class ParamError(ValueError):
+    """An invalid node parameter; the message starts with the parameter name."""
+
+
+# name -> (default, description). The ROS type follows the default's Python type.
+PARAMETERS: dict[str, tuple[Any, str]] = {
+    "config_file": ("demo", "Model/data config YAML (a path, or a name in the package's config/ folder)."),
+    "config_overrides": ([""], "Config overrides KEY=VALUE (e.g. model.temporal.memory_max_gap_s=2.0)."),
+    "checkpoint": ("", "safetensors checkpoint; '' = the bundled models/protoocc_demo.safetensors when it "
+                       "exists, otherwise random weights (a loud warning)."),
+    "device": ("auto", "Inference device: cpu, cuda or auto (cuda when available)."),
+    "cameras": ([""], "Camera names in model order; [''] = the config's dataset.cameras."),
+    "image_topic_pattern": ("/cameras/{camera}/image_raw", "Image topic per camera ({camera} = camera name)."),
+    "image_transport": ("raw", "raw (sensor_msgs/Image) or compressed (CompressedImage on <image topic>/compressed)."),
+    "camera_info_topic_pattern": ("/cameras/{camera}/camera_info", "CameraInfo topic per camera."),
+    "base_frame": ("base_link", "Ego frame: the grid's frame and the parent of the camera optical frames."),
+    "odom_frame": ("odom", "World frame of the ego pose (odom -> base_link) used by the temporal memory."),
+    "sync_slop_s": (0.05, "Largest stamp spread inside one camera set (s)."),
+    "sync_queue_size": (10, "Incomplete camera sets kept while waiting for the missing cameras."),
+    "input_qos_depth": (5, "History depth of the sensor-QoS image/CameraInfo subscriptions."),
+    "inference_queue_size": (1, "Camera sets waiting for the model; when full the oldest is dropped."),
+    "score_threshold": (0.0, "Occupied voxels with a lower confidence are left out of ~/occupied_voxels and "
+                             "~/markers (the grid keeps every argmax label)."),
+    "publish_occupancy": (True, "Publish ~/occupancy (SemanticOccupancyGrid, reliable)."),
+    "publish_confidence": (True, "Fill the grid's confidence array (max softmax probability)."),
+    "publish_occupied_voxels": (True, "Publish ~/occupied_voxels (PointCloud2 x, y, z, label, confidence)."),
+    "publish_markers": (True, "Publish ~/markers (MarkerArray, one CUBE_LIST per class)."),
+    "markers_delete_all": (False, "Start every MarkerArray with DELETEALL instead of deleting stale classes."),
+    "memory.enabled": (True, "Carry the temporal memory between camera sets (false: every set starts fresh)."),
+    "memory.max_gap_s": (-1.0, "Reset the memory after a gap longer than this (s); -1 = config value."),
+    "memory.max_pose_jump_m": (-1.0, "Reset the memory after an ego jump longer than this (m); -1 = config value."),
+    "tf_tolerance_s": (0.1, "Allowed TF extrapolation beyond the newest/oldest transform (s)."),
+    "tf_cache_s": (10.0, "How long dynamic transforms are kept (s)."),
+    "time_jump_s": (1.0, "A stamp this much older than the previous one is a backwards time jump (resets)."),
+    "diagnostics_period_s": (1.0, "Period of /diagnostics (s)."),
+    "log_throttle_s": (5.0, "At most one log line per drop reason in this period (s)."),
+}
+_ROS_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+              float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING,
+              list: ParameterType.PARAMETER_STRING_ARRAY}
+
+
+@dataclass
+class OccupancyNodeParams:
+    config_file: str
+    config_overrides: list[str]
+    checkpoint: str
+    device: str
+    cameras: list[str]
+    image_topic_pattern: str
+    image_transport: str
+    camera_info_topic_pattern: str
+    base_frame: str
+    odom_frame: str
+    sync_slop_s: float
+    sync_queue_size: int
+    input_qos_depth: int
+    inference_queue_size: int
+    score_threshold: float
+    publish_occupancy: bool
+    publish_confidence: bool
+    publish_occupied_voxels: bool
+    publish_markers: bool
+    markers_delete_all: bool
+    memory_enabled: bool
+    memory_max_gap_s: float
+    memory_max_pose_jump_m: float
+    tf_tolerance_s: float
+    tf_cache_s: float
+    time_jump_s: float
+    diagnostics_period_s: float
+    log_throttle_s: float
+
+    def image_topic(self, camera: str) -> str:
+        topic = self.image_topic_pattern.format(camera=camera)
+        return topic + "/compressed" if self.image_transport == "compressed" else topic
+
+    def camera_info_topic(self, camera: str) -> str:
+        return self.camera_info_topic_pattern.format(camera=camera)
+
+
+def declare_params(node: Any) -> None:
+    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+
+    for name, (default, description) in PARAMETERS.items():
+        try:
+            node.declare_parameter(name, default, ParameterDescriptor(
+                name=name, type=_ROS_TYPES[type(default)], description=description))
+        except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
+            kind = type(default).__name__ if not isinstance(default, list) else "list of strings"
+            raise ParamError(f"parameter {name!r}: expected a {kind} ({exc})") from None
+
+
+def read_params(node: Any) -> OccupancyNodeParams:
+    """Declare, read and validate every parameter of ``node``."""
+    declare_params(node)
+    values = {name.replace(".", "_"): node.get_parameter(name).value for name in PARAMETERS}
+    for key in ("config_overrides", "cameras"):
+        values[key] = [v for v in (values[key] or []) if v]
+    params = OccupancyNodeParams(**{f.name: values[f.name] for f in fields(OccupancyNodeParams)})
+    validate_params(params)
+    return params
+
+
+def _check(ok: bool, name: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ParamError(f"parameter {name!r} = {value!r}: expected {expected}")
+
+
+def validate_params(p: OccupancyNodeParams) -> None:
+    """Value checks that need no file system or model (paths are checked where they are used)."""
+    _check(p.device in ("cpu", "cuda", "auto") or p.device.startswith("cuda:"), "device", p.device,
+           "cpu, cuda, cuda:N or auto")
+    _check(len(set(p.cameras)) == len(p.cameras), "cameras", p.cameras, "distinct camera names")
+    for name in ("image_topic_pattern", "camera_info_topic_pattern"):
+        pattern = getattr(p, name)
+        _check("{camera}" in pattern and pattern.startswith("/"), name, pattern,
+               "an absolute topic containing {camera}")
+        try:
+            pattern.format(camera="CAM")
+        except (KeyError, IndexError, ValueError):
+            _check(False, name, pattern, "only the {camera} placeholder")
+    _check(p.image_transport in ("raw", "compressed"), "image_transport", p.image_transport, "raw or compressed")
+    _check(bool(p.base_frame) and bool(p.odom_frame) and p.base_frame != p.odom_frame, "base_frame/odom_frame",
+           (p.base_frame, p.odom_frame), "two different non-empty frame ids")
+    _check(p.sync_slop_s >= 0, "sync_slop_s", p.sync_slop_s, ">= 0 seconds")
+    for name in ("sync_queue_size", "input_qos_depth", "inference_queue_size"):
+        _check(getattr(p, name) >= 1, name, getattr(p, name), "an integer >= 1")
+    _check(0.0 <= p.score_threshold <= 1.0, "score_threshold", p.score_threshold, "a probability in [0, 1]")
+    for name in ("memory_max_gap_s", "memory_max_pose_jump_m"):
+        value = getattr(p, name)
+        _check(value == -1.0 or value > 0, name.replace("memory_", "memory."), value, "> 0, or -1 for the config value")
+    _check(p.tf_tolerance_s >= 0, "tf_tolerance_s", p.tf_tolerance_s, ">= 0 seconds")
+    for name in ("tf_cache_s", "time_jump_s", "diagnostics_period_s", "log_throttle_s"):
+        _check(getattr(p, name) > 0, name, getattr(p, name), "> 0 seconds")
+    _check(p.tf_cache_s > p.tf_tolerance_s, "tf_cache_s", p.tf_cache_s, f"> tf_tolerance_s ({p.tf_tolerance_s})")
