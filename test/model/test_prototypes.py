@@ -1,0 +1,139 @@
+"""Prototype clustering, Aggregate (Eq. 1a), Dispatch (Eq. 1b) and pixel features (Eq. 2) vs direct loops."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from protoocc_ros.model.prototypes import (
+    PrototypeClustering, PrototypeMapping, PrototypePixelFeatures, attention_map,
+)
+
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """Exact comparisons against the loops."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a @ b / (a.norm() * b.norm())).detach())
+
+
+def test_clustering_matches_loop() -> None:
+    g = torch.Generator().manual_seed(0)
+    feat = torch.randn(2, 4, 5, 7, generator=g)
+    rows, cols = math.ceil(5 / 2), math.ceil(7 / 2)
+    out = PrototypeClustering((rows, cols), iterations=2, temperature=0.5)(feat)
+    for s in range(2):
+        pix = [feat[s, :, i, j] for i in range(5) for j in range(7)]
+        protos = []
+        for r in range(rows):  # adaptive pooling cells: [floor(r*5/rows), ceil((r+1)*5/rows))
+            for c in range(cols):
+                cell = [feat[s, :, i, j] for i in range(r * 5 // rows, math.ceil((r + 1) * 5 / rows))
+                        for j in range(c * 7 // cols, math.ceil((c + 1) * 7 / cols))]
+                protos.append(sum(cell) / len(cell))
+        for _ in range(2):
+            assign = [torch.tensor([_cos(p, q) / 0.5 for q in protos]).softmax(0) for p in pix]
+            protos = [sum(a[m] * p for a, p in zip(assign, pix)) / (sum(a[m] for a in assign) + 1e-6)
+                      for m in range(len(protos))]
+        torch.testing.assert_close(out[s], torch.stack(protos))
+
+
+def test_aggregate_and_dispatch_match_loop() -> None:
+    torch.manual_seed(0)
+    s, m, k, d = 3, 4, 5, 6
+    mapping = PrototypeMapping(d)
+    with torch.no_grad():
+        mapping.alpha.fill_(3.0)
+        mapping.beta.fill_(-0.5)
+    p_img, q = torch.randn(s, m, d), torch.randn(s, k, d)
+    valid = torch.ones(s, k, dtype=torch.bool)
+    valid[1, 3:] = False  # camera 1 has only 3 hit queries
+    q_hat, affinity, p_vox = mapping(p_img, q, valid)
+    for si in range(s):
+        p_hat = mapping.img_mlp(p_img[si])
+        hits = [kk for kk in range(k) if valid[si, kk]]
+        sig = {(mm, kk): torch.sigmoid(3.0 * torch.tensor(_cos(p_hat[mm], q[si, kk])) - 0.5)
+               for mm in range(m) for kk in hits}
+        for mm in range(m):  # Eq. 1a
+            r = 1.0 + sum(sig[mm, kk] for kk in hits)
+            ref = (p_hat[mm] + sum(sig[mm, kk] * q[si, kk] for kk in hits)) / r
+            torch.testing.assert_close(p_vox[si, mm], ref)
+            for kk in range(k):
+                expected = _cos(p_hat[mm], q[si, kk]) if kk in hits else 0.0
+                torch.testing.assert_close(affinity[si, mm, kk].item(), expected)
+        for kk in hits:  # Eq. 1b
+            mix = sum(sig[mm, kk] * p_vox[si, mm] for mm in range(m)) / (sum(sig[mm, kk] for mm in range(m)) + 1e-6)
+            torch.testing.assert_close(q_hat[si, kk], q[si, kk] + mapping.dispatch_mlp(mix))
+
+
+def test_pixel_features_match_loop() -> None:
+    """Eq. 2: X[cell] = Σ_m (Σ_k G[k, cell] · H(A)[m, k]) · P_vox[m], G from the attention samples."""
+    torch.manual_seed(1)
+    s, m, k, d, heads, pts, hf, wf = 2, 3, 4, 5, 2, 3, 3, 4
+    affinity, p_vox = torch.rand(s, m, k) * 2 - 1, torch.randn(s, m, d)
+    valid = torch.ones(s, k, dtype=torch.bool)
+    valid[0, -1] = False
+    affinity = affinity * valid[:, None]
+    loc = torch.rand(s, k, heads, pts, 2) * 1.2 - 0.1  # some samples fall outside the image
+    weights = torch.rand(s, k, heads, pts)
+    pix = PrototypePixelFeatures(m)
+    g = attention_map(loc, weights, valid, (hf, wf))
+    x, coverage = pix(affinity, p_vox, g, valid, (hf, wf))
+    assert x.shape == (s, d, hf, wf)
+    for si in range(s):
+        dense_g = torch.zeros(k, hf * wf)
+        for kk in range(k):
+            for h in range(heads):
+                for p in range(pts):
+                    cx, cy = loc[si, kk, h, p].tolist()
+                    col, row = math.floor(cx * wf), math.floor(cy * hf)
+                    if valid[si, kk] and 0 <= col < wf and 0 <= row < hf:
+                        dense_g[kk, row * wf + col] += weights[si, kk, h, p] / heads
+        ha = pix.h(affinity[si].t()).t()  # H(A): (M, K), H maps the prototype axis
+        for cell in range(hf * wf):
+            assign = [sum(dense_g[kk, cell] * ha[mm, kk] for kk in range(k) if valid[si, kk]) for mm in range(m)]
+            ref = sum(a * p_vox[si, mm] for mm, a in enumerate(assign))
+            torch.testing.assert_close(x[si, :, cell // wf, cell % wf].double(), ref, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(coverage[si, cell // wf, cell % wf].item(), dense_g[:, cell].sum().item(),
+                                       rtol=1e-5, atol=1e-6)
+
+
+def test_pixel_features_pass_gradients_to_prototypes_and_h() -> None:
+    torch.manual_seed(2)
+    s, m, k, d = 2, 3, 4, 5
+    affinity = (torch.rand(s, m, k) * 2 - 1).requires_grad_()
+    p_vox = torch.randn(s, m, d, requires_grad=True)
+    valid = torch.ones(s, k, dtype=torch.bool)
+    pix = PrototypePixelFeatures(m)
+    g = attention_map(torch.rand(s, k, 2, 3, 2), torch.rand(s, k, 2, 3), valid, (2, 3))
+    x, _ = pix(affinity, p_vox, g, valid, (2, 3))
+    x.square().sum().backward()
+    for t in (affinity.grad, p_vox.grad, pix.h.weight.grad):
+        assert t is not None and t.abs().sum() > 0
+
+
+def test_batching_over_cameras_is_independent() -> None:
+    """Camera i's prototypes and queries do not leak into camera j (no cross-camera mixing)."""
+    torch.manual_seed(3)
+    mapping = PrototypeMapping(16)
+    p_img, q = torch.randn(2, 3, 16), torch.randn(2, 5, 16)
+    valid = torch.ones(2, 5, dtype=torch.bool)
+    q_hat, _, _ = mapping(p_img, q, valid)
+    p_img2 = p_img.clone()
+    p_img2[1] = torch.randn(3, 16)
+    q_hat2, _, _ = mapping(p_img2, q, valid)
+    torch.testing.assert_close(q_hat2[0], q_hat[0])
+    assert not torch.allclose(q_hat2[1], q_hat[1])
+    clusters = PrototypeClustering((2, 2), 3, 0.1)
+    feat = torch.randn(2, 4, 4, 6)
+    feat2 = feat.clone()
+    feat2[1] = F.pad(torch.randn(4, 4, 5), (0, 1))
+    torch.testing.assert_close(clusters(feat2)[0], clusters(feat)[0])
