@@ -16,6 +16,9 @@ def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare("protoocc_ros")
     arg = LaunchConfiguration
     return LaunchDescription([
+        DeclareLaunchArgument("params_file",
+                              default_value=PathJoinSubstitution([share, "config", "occupancy_node.yaml"]),
+                              description="occupancy_node parameter file; the arguments below override it"),
         DeclareLaunchArgument("config_file", default_value="occ3d_base",
                               description="model/data config: a YAML path or a name in the package's config/"),
         DeclareLaunchArgument("checkpoint", default_value="",
@@ -28,7 +31,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("rviz", default_value="false", description="start RViz with config/protoocc.rviz"),
         Node(
             package="protoocc_ros", executable="occupancy_node", name="occupancy_node", output="screen",
-            parameters=[{
+            parameters=[arg("params_file"), {
                 "config_file": ParameterValue(arg("config_file"), value_type=str),
                 "checkpoint": ParameterValue(arg("checkpoint"), value_type=str),
                 "device": ParameterValue(arg("device"), value_type=str),

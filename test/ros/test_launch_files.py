@@ -232,10 +232,21 @@ def test_launch_parameters_are_declared_by_the_node_with_matching_types(name: st
                 _check_param_file(REPO.joinpath(*path[1]), node["executable"])
 
 
+def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested parameter YAML -> dotted names (memory: {enabled: x} -> memory.enabled)."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def _check_param_file(path: Path, executable: str) -> None:
     data = yaml.safe_load(path.read_text())
     assert list(data) == [executable], f"{path.name}: top-level keys {list(data)}, expected [{executable}]"
-    params = data[executable]["ros__parameters"]
+    params = _flatten(data[executable]["ros__parameters"])
     declared = declared_parameters(executable)
     for key, value in params.items():
         assert key in declared, f"{path.name}: {executable} does not declare parameter {key!r}"
