@@ -1,0 +1,209 @@
+"""Evaluation of a checkpoint over a split (paper Sec. 4.1 metrics): Occ3D mIoU or SemanticKITTI IoU/mIoU.
+
+Every scene is run in frame order with the temporal memory carried from frame to frame and reset at
+the scene start, exactly as the ROS node runs a sequence. Prints the per-class IoU table, writes
+``report.json`` (metric, per-class IoU, confusion matrix, checkpoint, timing) and PNG renders of
+prediction vs ground truth.
+
+    protoocc-eval --checkpoint models/protoocc_demo.safetensors --split val --output-dir outputs/eval_demo
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from protoocc_ros.config import (
+    ConfigError, ProtoOccConfig, apply_overrides, config_from_dict, config_to_dict, load_config,
+)
+from protoocc_ros.metrics import OccupancyMetric, SSCMetric
+from protoocc_ros.metrics.confusion import ConfusionMetric, nan_to_none
+from protoocc_ros.training.batching import collate_inputs
+from protoocc_ros.training.checkpoint import (
+    check_checkpoint_path, default_checkpoint_path, load_checkpoint, read_metadata, stored_config, update_metadata,
+)
+from protoocc_ros.training.clips import frame_keys, scene_sequences
+from protoocc_ros.training.distributed import pick_device
+from protoocc_ros.training.errors import CheckpointError, TrainingError
+
+REPORT_NAME = "report.json"
+
+
+def build_metric(cfg: ProtoOccConfig) -> ConfusionMetric:
+    """OccupancyMetric (Occ3D, mask_camera when the config uses it) or SSCMetric (SemanticKITTI)."""
+    d = cfg.dataset
+    if d.kind == "occ3d":
+        return OccupancyMetric(d.num_classes, d.free_label, "camera" if d.use_mask_camera else "none", d.class_names)
+    return SSCMetric(d.num_classes, d.ignore_index, d.class_names)
+
+
+def _default_dataset(cfg: ProtoOccConfig, split: str) -> Any:
+    from protoocc_ros.data import build_dataset
+
+    return build_dataset(cfg, split)
+
+
+def _render_frame(cfg: ProtoOccConfig, sample: dict[str, Any], pred: np.ndarray, path: Path) -> Path | None:
+    """Prediction vs ground truth PNG of one frame (None when the render package is unavailable)."""
+    try:
+        from protoocc_ros.render import render_comparison
+    except ImportError:
+        return None
+    gt = np.asarray(sample["semantics"])
+    mask = np.asarray(sample["mask_camera"]) if cfg.dataset.use_mask_camera else None
+    render_comparison(pred, gt, path, mask=mask, raw_images=sample.get("raw_images"),
+                      title=f"{sample.get('scene')} frame {sample.get('frame_index')}", cfg=cfg)
+    return path
+
+
+@torch.no_grad()
+def evaluate_model(model: nn.Module, cfg: ProtoOccConfig, dataset: Any, *, device: torch.device | str = "cpu",
+                   render_dir: Path | None = None, renders_per_scene: int = 1, max_frames: int | None = None,
+                   progress: bool = True) -> tuple[ConfusionMetric, dict[str, Any]]:
+    """Run every scene of ``dataset`` in order with memory; returns (metric, info with timing and renders)."""
+    device = torch.device(device)
+    model.eval()
+    metric = build_metric(cfg)
+    sequences = scene_sequences(frame_keys(dataset))
+    total = sum(map(len, sequences.values())) if max_frames is None else min(max_frames, len(dataset))
+    renders: list[str] = []
+    resets: dict[str, int] = {}  # why the memory started empty, counted over frames
+    done, model_seconds = 0, 0.0
+    bar = tqdm(total=total, desc="evaluate", disable=not progress, dynamic_ncols=True)
+    for scene, indices in sequences.items():
+        memory = None  # reset at every scene start
+        picks = set(indices[len(indices) // 2::max(1, len(indices) // max(1, renders_per_scene))][:renders_per_scene])
+        for index in indices:
+            if done >= total:
+                break
+            sample = dataset[index]
+            inputs = collate_inputs([sample], device)
+            start = time.perf_counter()
+            labels, _, memory = model.predict(**inputs, memory=memory)  # (1, X, Y, Z) uint8
+            model_seconds += time.perf_counter() - start
+            for reason in memory.reset_reason:
+                if reason is not None:
+                    resets[reason] = resets.get(reason, 0) + 1
+            pred = labels[0].cpu().numpy()
+            mask = sample["mask_camera"] if isinstance(metric, OccupancyMetric) and metric.use_mask == "camera" \
+                else None
+            metric.update(pred, sample["semantics"], mask)
+            if render_dir is not None and index in picks:
+                out = _render_frame(cfg, sample, pred, render_dir / f"{scene}_{sample.get('frame_index', index):03d}.png")
+                if out is not None:
+                    renders.append(str(out))
+            done += 1
+            bar.update(1)
+    bar.close()
+    if done == 0:
+        raise TrainingError("evaluation split has no frames")
+    return metric, {"num_frames": done, "num_scenes": len(sequences), "memory_resets": resets,
+                    "model_seconds_per_frame": model_seconds / done, "renders": renders}
+
+
+def report_dict(metric: ConfusionMetric, info: dict[str, Any], cfg: ProtoOccConfig, split: str,
+                checkpoint: str | None, metadata: dict[str, Any] | None) -> dict[str, Any]:
+    return nan_to_none({
+        "checkpoint": checkpoint,
+        "checkpoint_step": None if metadata is None else metadata.get("step"),
+        "config_name": cfg.name,
+        "dataset": cfg.dataset.kind,
+        "dataroot": cfg.dataset.dataroot,
+        "split": split,
+        "metric_name": type(metric).__name__,
+        "results": metric.compute(),
+        "table": metric.table(),
+        "confusion_matrix": metric.hist.tolist(),
+        **info,
+    })
+
+
+def resolve_eval_config(checkpoint: Path, config: str | None, overrides: Sequence[str]) -> ProtoOccConfig:
+    """``--config`` (+ overrides) when given, else the checkpoint's stored config with the overrides applied."""
+    if config is not None:
+        return load_config(config, list(overrides))
+    stored = stored_config(read_metadata(checkpoint), checkpoint)
+    return config_from_dict(apply_overrides(config_to_dict(stored), list(overrides)))
+
+
+def evaluate_checkpoint(checkpoint: str | Path | None = None, cfg: ProtoOccConfig | None = None, *,
+                        split: str | None = None, output_dir: str | Path | None = None, render: bool | None = None,
+                        device: str | None = None, dataset: Any | None = None, max_frames: int | None = None,
+                        progress: bool = True) -> dict[str, Any]:
+    """Load a checkpoint (default: the bundled demo), evaluate it on ``split`` and write the report + renders."""
+    ckpt = Path(checkpoint) if checkpoint is not None else default_checkpoint_path()
+    model, metadata = load_checkpoint(ckpt, cfg, device="cpu")
+    cfg = cfg if cfg is not None else stored_config(metadata, ckpt)
+    split = split or cfg.eval.split
+    dev = pick_device(device)
+    model.to(dev)
+    out_dir = Path(output_dir if output_dir is not None else cfg.eval.output_dir)
+    do_render = cfg.eval.render if render is None else render
+    data = dataset if dataset is not None else _default_dataset(cfg, split)
+    metric, info = evaluate_model(model, cfg, data, device=dev, render_dir=out_dir / "renders" if do_render else None,
+                                  max_frames=max_frames, progress=progress)
+    report = report_dict(metric, info, cfg, split, str(ckpt), metadata)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / REPORT_NAME).write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    report["report_path"] = str(out_dir / REPORT_NAME)
+    return report
+
+
+def metric_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The compact metric stored in checkpoint metadata."""
+    r = report["results"]
+    summary = {"split": report["split"], "dataroot": report["dataroot"], "num_frames": report["num_frames"],
+               "miou": r["miou"]}
+    for key in ("geometry_iou", "completion_iou"):
+        if key in r:
+            summary[key] = r[key]
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="protoocc-eval", description="Evaluate a ProtoOcc checkpoint over a split "
+                                "(Occ3D mIoU or SemanticKITTI IoU/mIoU); writes report.json and PNG renders.")
+    p.add_argument("--checkpoint", default=None, help="a .safetensors checkpoint (default: the bundled demo "
+                   f"{default_checkpoint_path()})")
+    p.add_argument("--config", default=None, help="config YAML or name; default: the config stored in the checkpoint")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, repeatable (e.g. --set dataset.dataroot=/data/nuscenes)")
+    p.add_argument("--split", default=None, help="split to evaluate (default: eval.split of the config)")
+    p.add_argument("--output-dir", default=None, help="where report.json and renders go (default: eval.output_dir)")
+    p.add_argument("--render", dest="render", action="store_true", default=None, help="write PNG renders")
+    p.add_argument("--no-render", dest="render", action="store_false", help="do not write PNG renders")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA when available)")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (smoke tests)")
+    p.add_argument("--update-metadata", action="store_true",
+                   help="store the resulting metric in the checkpoint's JSON metadata")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        ckpt = check_checkpoint_path(args.checkpoint if args.checkpoint else default_checkpoint_path())
+        cfg = resolve_eval_config(ckpt, args.config, args.overrides)
+        report = evaluate_checkpoint(ckpt, cfg, split=args.split, output_dir=args.output_dir, render=args.render,
+                                     device=args.device, max_frames=args.max_frames, progress=not args.no_progress)
+    except (CheckpointError, ConfigError, TrainingError) as exc:
+        print(f"protoocc-eval: error: {exc}", file=sys.stderr)
+        return 2
+    print(report["table"])
+    print(f"report: {report['report_path']}" + (f"; {len(report['renders'])} renders" if report["renders"] else ""))
+    if args.update_metadata:
+        summary = metric_summary(report)
+        summary["command"] = "protoocc-eval " + shlex.join(sys.argv[1:] if argv is None else argv)
+        update_metadata(ckpt, metric=summary)
+        print(f"metric stored in {ckpt.with_suffix('.json')}")
+    return 0
