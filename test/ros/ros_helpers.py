@@ -37,8 +37,8 @@ class NodeProcess:
 
     def __init__(self, module: str, log_path: Path, params: dict[str, Any] | None = None,
                  params_file: Path | None = None, args: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
-        ros_args = ["--ros-args"]
+                 env: dict[str, str] | None = None, node_name: str | None = None) -> None:
+        ros_args = ["--ros-args"] + (["-r", f"__node:={node_name}"] if node_name else [])
         if params_file is not None:
             ros_args += ["--params-file", str(params_file)]
         for key, value in (params or {}).items():
@@ -50,15 +50,13 @@ class NodeProcess:
                                      cwd=REPO)
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def wait(self, timeout_s: float) -> int:
         """Wait for the process to exit on its own; returns the exit code."""
-        try:
-            return self.proc.wait(timeout=timeout_s)
-        finally:
-            self._log.flush()
+        return self.proc.wait(timeout=timeout_s)
 
     def stop(self, timeout_s: float = 10.0) -> int:
         """SIGINT (like Ctrl-C), then SIGKILL after ``timeout_s``; returns the exit code."""
@@ -89,15 +87,13 @@ def _param_text(value: Any) -> str:
     return repr(value)
 
 
-def run_node(module: str, log_path: Path, params: dict[str, Any] | None = None, timeout_s: float = 60.0,
-             args: list[str] | None = None) -> tuple[int, str]:
-    """Run a node that is expected to exit by itself (e.g. on a start-up error); returns (code, output)."""
-    node = NodeProcess(module, log_path, params=params, args=args)
+def wait_exit(node: NodeProcess, timeout_s: float = 60.0) -> tuple[int, str]:
+    """Wait for a node that is expected to exit by itself (e.g. on a start-up error); returns (code, output)."""
     try:
         code = node.wait(timeout_s)
     except subprocess.TimeoutExpired:
         node.stop()
-        raise AssertionError(f"{module} did not exit within {timeout_s} s; output:\n{node.output()}") from None
+        raise AssertionError(f"{node.cmd} did not exit within {timeout_s} s; output:\n{node.output()}") from None
     node.stop()
     return code, node.output()
 

@@ -1,0 +1,334 @@
+"""occupancy_node end to end over real DDS (private ROS_DOMAIN_ID): the node runs in a subprocess, this
+process publishes synthetic camera sets + CameraInfo + TF and checks the outputs and /diagnostics.
+
+One node process serves every case (a second one, whose CameraInfo topics nobody publishes, covers
+"CameraInfo never received"). Stamps only move forward between tests, except in the time-jump test.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from ros_helpers import REPO, NodeProcess, ros_context, spin_until
+
+from diagnostic_msgs.msg import DiagnosticArray
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from tf2_msgs.msg import TFMessage
+from visualization_msgs.msg import Marker, MarkerArray
+
+from protoocc_ros.config import load_config
+from protoocc_ros.data.preprocessing import preprocess_camera_set
+from protoocc_ros.geometry import make_transform, yaw_matrix
+from protoocc_ros.model import build_model
+from protoocc_ros.msg import SemanticOccupancyGrid
+from protoocc_ros.ros import msg_builders as mb
+from protoocc_ros.ros.diagnostics import status_values
+from protoocc_ros.ros.image_conversion import rgb_to_image
+from protoocc_ros.ros.occupancy_msg import confidence_to_uint8, msg_to_grid
+from protoocc_ros.ros.occupancy_node import load_model
+from protoocc_ros.ros.pointcloud import read_points
+from protoocc_ros.ros.qos import latched_qos, reliable_qos, tf_qos
+from protoocc_ros.ros.tf_buffer import TfBuffer
+from protoocc_ros.training.checkpoint import save_checkpoint
+
+MODULE = "protoocc_ros.ros.occupancy_node"
+MAIN, NOINFO = "occupancy_node", "occupancy_node_noinfo"
+CAMERAS = ["CAM_FRONT", "CAM_BACK"]
+H, W = 48, 88
+K = np.array([[40.0, 0.0, 44.0], [0.0, 40.0, 24.0], [0.0, 0.0, 1.0]])
+OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])  # optical axes in the ego frame
+CAM2EGO = {"CAM_FRONT": make_transform(OPTICAL, [1.5, 0.0, 1.6]),
+           "CAM_BACK": make_transform(yaw_matrix(math.pi) @ OPTICAL, [-0.5, 0.0, 1.6])}
+SMALL_CONFIG = {  # 2 cameras, 48x88 images, 40x40x16 grid: ~40 ms per set on a CPU
+    "dataset": {"cameras": CAMERAS, "image_size": [H, W], "point_cloud_range": [-8.0, -8.0, -1.0, 8.0, 8.0, 5.4],
+                "grid_size": [40, 40, 16]},
+    "model": {"query_size": [20, 20, 4], "prototypes": {"num_prototypes": 18}},
+}
+T0_NS = 1_700_000_000 * 1_000_000_000
+S = 1_000_000_000
+
+
+def ego_pose(stamp_ns: int) -> np.ndarray:
+    """odom -> base_link: driving along x at 4 m/s with a slow yaw."""
+    t = (stamp_ns - T0_NS) / 1e9
+    return make_transform(yaw_matrix(0.02 * t), [4.0 * t, 0.5 * math.sin(t), 0.0])
+
+
+def camera_image(stamp_ns: int, cam: str) -> np.ndarray:
+    rng = np.random.default_rng([stamp_ns % 2**32, CAMERAS.index(cam)])
+    return rng.integers(0, 256, size=(H, W, 3), dtype=np.uint8)
+
+
+class Rig:
+    """The test's side of the graph: publishers of inputs, subscribers of outputs, a stamp clock."""
+
+    def __init__(self, ctx: Any, tmp: Path) -> None:
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+
+        self.node = Node("occupancy_test_rig", context=ctx)
+        self.executor = SingleThreadedExecutor(context=ctx)
+        self.executor.add_node(self.node)
+        self.images = {c: self.node.create_publisher(Image, mb.image_topic(c), reliable_qos(10)) for c in CAMERAS}
+        self.infos = {c: self.node.create_publisher(CameraInfo, mb.camera_info_topic(c), reliable_qos(10))
+                      for c in CAMERAS}
+        self.tf_pub = self.node.create_publisher(TFMessage, "/tf", tf_qos())
+        self.static_pub = self.node.create_publisher(TFMessage, "/tf_static", latched_qos(1))
+        self.static_msg = mb.camera_static_tf(CAM2EGO, T0_NS)
+        self.static_pub.publish(self.static_msg)
+        self.grids: dict[int, SemanticOccupancyGrid] = {}
+        self.clouds: dict[int, PointCloud2] = {}
+        self.markers: dict[int, MarkerArray] = {}
+        self.diag: dict[str, DiagnosticArray] = {}
+        sub = self.node.create_subscription
+        self.grid_sub = sub(SemanticOccupancyGrid, f"/{MAIN}/occupancy", self._keep(self.grids), reliable_qos(50))
+        sub(PointCloud2, f"/{MAIN}/occupied_voxels", self._keep(self.clouds), reliable_qos(50))
+        sub(MarkerArray, f"/{MAIN}/markers", self._keep_markers, reliable_qos(50))
+        sub(DiagnosticArray, "/diagnostics", self._keep_diag, reliable_qos(50))
+        self.tf_sent: list[TFMessage] = []
+        self.t_ns = T0_NS
+
+    @staticmethod
+    def _keep(store: dict[int, Any]) -> Any:
+        return lambda msg: store.__setitem__(mb.stamp_to_ns(msg.header.stamp), msg)
+
+    def _keep_markers(self, msg: MarkerArray) -> None:
+        if msg.markers:
+            self.markers[mb.stamp_to_ns(msg.markers[0].header.stamp)] = msg
+
+    def _keep_diag(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            self.diag[status.name.split(":")[0]] = msg
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def next_stamp(self, gap_s: float = 0.5) -> int:
+        self.t_ns += int(gap_s * S)
+        return self.t_ns
+
+    def publish_tf(self, stamp_ns: int, pose: np.ndarray | None = None) -> None:
+        msg = mb.ego_pose_tf(ego_pose(stamp_ns) if pose is None else pose, stamp_ns)
+        self.tf_sent.append(msg)
+        self.tf_pub.publish(msg)
+
+    def publish_image(self, cam: str, stamp_ns: int, rgb: np.ndarray | None = None, frame_id: str | None = None,
+                      encoding: str = "rgb8") -> None:
+        frame = mb.optical_frame_id(cam) if frame_id is None else frame_id
+        self.infos[cam].publish(mb.camera_info_msg(K, W, H, stamp_ns, mb.optical_frame_id(cam)))
+        msg = rgb_to_image(camera_image(stamp_ns, cam) if rgb is None else rgb, "rgb8", mb.header(stamp_ns, frame))
+        msg.encoding = encoding
+        self.images[cam].publish(msg)
+
+    def publish_set(self, stamp_ns: int, tf: bool = True, **image_kwargs: Any) -> None:
+        if tf:
+            self.publish_tf(stamp_ns)
+        for cam in CAMERAS:
+            self.publish_image(cam, stamp_ns, **image_kwargs)
+
+    # -- outputs --------------------------------------------------------------------------------
+    def spin_until(self, predicate: Any, timeout_s: float = 10.0) -> bool:
+        return spin_until(self.executor, predicate, timeout_s)
+
+    def wait_grid(self, stamp_ns: int, timeout_s: float = 10.0) -> SemanticOccupancyGrid:
+        assert self.spin_until(lambda: stamp_ns in self.grids, timeout_s), \
+            f"no grid for stamp {stamp_ns}; got {sorted(self.grids)[-3:]}, drops {self.counts('dropped')}"
+        return self.grids[stamp_ns]
+
+    def counts(self, part: str, node: str = MAIN) -> dict[str, int]:
+        msg = self.diag.get(node)
+        return {} if msg is None else {k: int(float(v)) for k, v in status_values(msg, f"{node}: {part}").items()}
+
+    def wait_count(self, part: str, reason: str, at_least: int, node: str = MAIN, timeout_s: float = 8.0) -> int:
+        self.spin_until(lambda: self.counts(part, node).get(reason, 0) >= at_least, timeout_s)
+        got = self.counts(part, node).get(reason, 0)
+        assert got >= at_least, f"{node} {part}[{reason}] = {got}, expected >= {at_least}: {self.counts(part, node)}"
+        return got
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Rig, Any, list[NodeProcess]]]:
+    tmp = tmp_path_factory.mktemp("occupancy_node")
+    config_path = tmp / "small.yaml"
+    config_path.write_text(yaml.safe_dump({"base": str(REPO / "config" / "demo.yaml"), **SMALL_CONFIG}))
+    cfg = load_config(config_path)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    with torch.no_grad():  # a fresh model predicts one class everywhere; larger weights give varied grids
+        for weight in (p for p in model.parameters() if p.dim() > 1):
+            weight.mul_(3.0)
+    checkpoint = save_checkpoint(tmp / "small.safetensors", model, cfg)
+    params = {"config_file": str(config_path), "checkpoint": str(checkpoint), "device": "cpu",
+              "sync_slop_s": 0.02, "tf_tolerance_s": 0.05, "diagnostics_period_s": 0.2, "log_throttle_s": 0.5}
+    params_file = tmp / "params.yaml"
+    params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
+    nodes = [NodeProcess(MODULE, tmp / "main.log", params_file=params_file, node_name=MAIN),
+             NodeProcess(MODULE, tmp / "noinfo.log", params_file=params_file, node_name=NOINFO,
+                         params={"camera_info_topic_pattern": "/nowhere/{camera}/camera_info"})]
+    with ros_context() as ctx:
+        rig = Rig(ctx, tmp)
+        ready = rig.spin_until(lambda: all(p.get_subscription_count() >= 2 for p in rig.images.values())
+                               and rig.grid_sub.get_publisher_count() >= 1 and MAIN in rig.diag
+                               and NOINFO in rig.diag, timeout_s=60.0)
+        assert ready, f"nodes did not come up:\n{nodes[0].output()[-3000:]}\n{nodes[1].output()[-2000:]}"
+        yield rig, load_model(checkpoint, cfg), nodes
+        codes = [node.stop() for node in nodes]
+        rig.executor.shutdown()
+        rig.node.destroy_node()
+    assert codes == [0, 0], f"nodes did not shut down cleanly: {codes}\n{nodes[0].output()[-3000:]}"
+    assert "Traceback" not in nodes[0].output(), nodes[0].output()[-3000:]
+
+
+def direct_prediction(rig: Rig, model: Any, stamps: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """ProtoOcc.predict on the same inputs as the node, carrying the memory across ``stamps``."""
+    buf = TfBuffer()
+    buf.add_message(rig.static_msg, static=True)
+    for msg in rig.tf_sent:
+        buf.add_message(msg)
+    memory, out = None, []
+    for stamp in stamps:
+        cam2ego = [buf.lookup_matrix("base_link", mb.optical_frame_id(c), stamp) for c in CAMERAS]
+        batch = preprocess_camera_set([camera_image(stamp, c) for c in CAMERAS], [K, K], cam2ego, (H, W))
+        ego = torch.from_numpy(buf.lookup_matrix("odom", "base_link", stamp))
+        labels, conf, memory = model.predict(batch.images[None], batch.lidar2img[None], ego[None],
+                                             torch.tensor([stamp / 1e9], dtype=torch.float64), memory)
+        out.append((labels[0].numpy(), conf[0].numpy()))
+    return out
+
+
+def test_grid_cloud_and_markers_equal_the_model_called_directly(setup) -> None:
+    rig, model, _ = setup
+    first = rig.next_stamp(5.0)  # longer than memory_max_gap_s: the node's memory resets ('gap'/'first_frame')
+    second = rig.next_stamp(0.5)
+    rig.publish_set(first)
+    rig.wait_grid(first)
+    rig.publish_set(second)
+    rig.wait_grid(second)
+    expected = direct_prediction(rig, model, [first, second])
+    assert len(np.unique(expected[1][0])) >= 3, "the test model must predict varied labels"
+    without_memory = direct_prediction(rig, model, [second])[0][0]
+    assert (without_memory != expected[1][0]).mean() > 0.01, "the memory must matter for this check"
+    for stamp, (labels, conf) in zip((first, second), expected):
+        grid = msg_to_grid(rig.grids[stamp])
+        assert grid.frame_id == "base_link" and grid.labels.shape == (40, 40, 16)
+        np.testing.assert_array_equal(grid.labels, labels)
+        np.testing.assert_array_equal(np.frombuffer(rig.grids[stamp].confidence, np.uint8),
+                                      confidence_to_uint8(conf).reshape(-1))
+    assert rig.spin_until(lambda: second in rig.clouds and second in rig.markers)
+    points = read_points(rig.clouds[second])
+    labels = expected[1][0]
+    assert len(points) == int((labels != 17).sum()) and not (points["label"] == 17).any()
+    cubes = [m for m in rig.markers[second].markers if m.action == Marker.ADD]
+    assert sum(len(m.points) for m in cubes) == len(points)
+    assert {m.id for m in cubes} == set(np.unique(points["label"]).tolist())
+    started_fresh = lambda: sum(rig.counts("memory resets").get(k, 0) for k in ("memory.gap", "memory.first_frame"))
+    assert rig.spin_until(lambda: started_fresh() >= 1 and rig.counts("output")["sets_published"] >= 2, 3.0)
+    latency = status_values(rig.diag[MAIN], f"{MAIN}: latency")
+    assert float(latency["total.mean_ms"]) > float(latency["inference.mean_ms"]) > 0
+
+
+def check_drop_then_recovery(rig: Rig, reason: str, publish_bad: Any, node: str = MAIN) -> None:
+    """Publish bad input, wait for ``reason`` to be counted once more, then check a good set still comes out."""
+    before = rig.counts("dropped", node).get(reason, 0)
+    publish_bad()
+    rig.wait_count("dropped", reason, before + 1, node)
+    good = rig.next_stamp()
+    rig.publish_set(good)
+    rig.wait_grid(good)
+
+
+def test_wrong_encoding_is_dropped_and_counted(setup) -> None:
+    rig, _, _ = setup
+    stamp = rig.next_stamp()
+    check_drop_then_recovery(rig, "image_encoding", lambda: rig.publish_set(stamp, encoding="yuv422"))
+
+
+def test_wrong_image_size_is_dropped_and_counted(setup) -> None:
+    rig, _, _ = setup
+    stamp = rig.next_stamp()
+    small = np.zeros((H // 2, W // 2, 3), np.uint8)
+    check_drop_then_recovery(rig, "image_size_mismatch", lambda: rig.publish_set(stamp, rgb=small))
+
+
+def test_camera_missing_from_a_set_is_counted_as_incomplete(setup) -> None:
+    rig, _, _ = setup
+    stamp = rig.next_stamp()
+
+    def only_front() -> None:
+        rig.publish_tf(stamp)
+        rig.publish_image("CAM_FRONT", stamp)
+        later = rig.next_stamp()  # the next complete set pushes the incomplete one out
+        rig.publish_set(later)
+
+    check_drop_then_recovery(rig, "incomplete_set", only_front)
+
+
+def test_camera_info_never_received_is_counted(setup) -> None:
+    rig, _, _ = setup
+    before = rig.counts("dropped", NOINFO).get("no_camera_info", 0)
+    rig.publish_set(rig.next_stamp())
+    rig.wait_count("dropped", "no_camera_info", before + 1, node=NOINFO)
+    assert rig.counts("output", NOINFO).get("sets_published") == 0
+
+
+def test_unknown_optical_frame_is_tf_missing(setup) -> None:
+    rig, _, _ = setup
+    stamp = rig.next_stamp()
+    check_drop_then_recovery(rig, "tf_missing", lambda: rig.publish_set(stamp, frame_id="ghost_optical_frame"))
+
+
+def test_ego_pose_missing_at_the_stamp_is_tf_stale(setup) -> None:
+    rig, _, _ = setup
+    stamp = rig.next_stamp()
+    check_drop_then_recovery(rig, "tf_stale", lambda: rig.publish_set(stamp, tf=False))
+
+
+def test_nan_transform_is_rejected_and_counted(setup) -> None:
+    rig, _, _ = setup
+    stamp = rig.next_stamp()
+    bad_pose = ego_pose(stamp)
+    bad_pose[0, 3] = float("nan")
+
+    def publish_nan() -> None:
+        rig.publish_tf(stamp, pose=bad_pose)
+        rig.publish_set(stamp, tf=False)
+
+    check_drop_then_recovery(rig, "tf_rejected_nan", publish_nan)
+
+
+def test_out_of_order_image_is_counted(setup) -> None:
+    rig, _, _ = setup
+    stamp = rig.next_stamp()
+    rig.publish_set(stamp)
+    rig.wait_grid(stamp)
+    check_drop_then_recovery(rig, "out_of_order", lambda: rig.publish_image("CAM_FRONT", stamp - S // 5))
+
+
+def test_backwards_time_jump_resets_memory_and_keeps_publishing(setup) -> None:
+    rig, _, _ = setup
+    rig.publish_set(rig.next_stamp())
+    rig.wait_grid(rig.t_ns)
+    before = rig.counts("memory resets")
+    back = rig.t_ns - 60 * S  # a bag restarting a minute earlier
+    rig.publish_set(back)
+    rig.wait_grid(back)
+    for key in ("memory.time_backwards", "sync.time_jump_backwards", "tf.time_jump_backwards"):
+        rig.wait_count("memory resets", key, before.get(key, 0) + 1)
+    forward = rig.next_stamp()  # and forward again, past the time before the jump
+    rig.publish_set(forward)
+    rig.wait_grid(forward)
+
+
+def test_sets_arriving_faster_than_inference_drop_the_oldest(setup) -> None:
+    rig, _, _ = setup
+    before = rig.counts("dropped").get("inference_busy", 0)
+    stamps = [rig.next_stamp(0.05) for _ in range(12)]
+    for stamp in stamps:
+        rig.publish_set(stamp)
+    rig.wait_grid(stamps[-1])  # the newest set is never the one dropped
+    rig.wait_count("dropped", "inference_busy", before + 1)
+    assert len([s for s in stamps if s in rig.grids]) < len(stamps)
