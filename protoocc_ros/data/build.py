@@ -1,0 +1,48 @@
+"""``build_dataset(cfg, split)``: the dataset named by a config's ``dataset`` section (design §4).
+
+Reads ``cfg.dataset.kind`` ('occ3d' | 'kitti'), ``dataroot`` ('synthetic' = the embedded sample, generated
+on first use), ``version``, ``cameras``, ``image_size``, ``point_cloud_range``, ``voxel_size``, ``grid_size``
+and ``train_split`` / ``val_split`` (a split name or an explicit list of scene / sequence names).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from protoocc_ros.data.errors import DatasetError
+
+SYNTHETIC = "synthetic"
+
+
+def resolve_dataroot(dataroot: str | Path, kind: str) -> Path:
+    """Expand ``synthetic`` to the cached synthetic sample (its KITTI variant for kind 'kitti')."""
+    if str(dataroot) != SYNTHETIC:
+        return Path(dataroot).expanduser()
+    from protoocc_ros.data.synthetic import ensure_sample, kitti_root
+
+    root = ensure_sample()
+    return kitti_root(root) if kind == "kitti" else root
+
+
+def build_dataset(cfg: Any, split: str):
+    """Dataset of ``split`` ('train' | 'val' | any split name) for the config object ``cfg``."""
+    d = getattr(cfg, "dataset", cfg)
+    kind = getattr(d, "kind", "occ3d")
+    which = {"train": getattr(d, "train_split", "train"), "val": getattr(d, "val_split", "val")}.get(split, split)
+    names = None if isinstance(which, str) else list(which)
+    split_name = which if isinstance(which, str) else None
+    image_size = tuple(getattr(d, "image_size")) if getattr(d, "image_size", None) else None
+    common = dict(image_size=image_size, point_cloud_range=tuple(d.point_cloud_range),
+                  voxel_size=float(d.voxel_size), grid_size=tuple(getattr(d, "grid_size", None) or ()) or None)
+    root = resolve_dataroot(getattr(d, "dataroot", SYNTHETIC), kind)
+    if kind == "occ3d":
+        from protoocc_ros.data.occ3d_nuscenes import NUSCENES_CAMERAS, Occ3DNuScenesDataset
+
+        return Occ3DNuScenesDataset(root, version=getattr(d, "version", "v1.0-trainval"), split=split_name,
+                                    scenes=names, cameras=tuple(getattr(d, "cameras", NUSCENES_CAMERAS)),
+                                    num_classes=int(getattr(d, "num_classes", 18)), **common)
+    if kind == "kitti":
+        from protoocc_ros.data.semantic_kitti import SemanticKittiDataset
+
+        return SemanticKittiDataset(root, split=split_name, sequences=names, **common)
+    raise DatasetError(f"dataset.kind {kind!r} is unknown; expected 'occ3d' or 'kitti'")
