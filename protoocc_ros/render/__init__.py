@@ -1,0 +1,10 @@
+"""PNG renders (design §4): camera mosaics, bird's-eye views of semantic grids, prediction vs ground truth, IoU bars."""
+from __future__ import annotations
+
+from protoocc_ros.render.bev import bev_image, palette_for
+from protoocc_ros.render.errors import RenderError
+from protoocc_ros.render.figures import render_bev, render_camera_mosaic, render_comparison, render_iou_bars
+from protoocc_ros.render.mosaic import camera_mosaic, save_png
+
+__all__ = ["RenderError", "bev_image", "camera_mosaic", "palette_for", "render_bev", "render_camera_mosaic",
+           "render_comparison", "render_iou_bars", "save_png"]
