@@ -97,18 +97,27 @@ def attention_map(locations: Tensor, weights: Tensor, valid: Tensor, feat_size: 
     return g.coalesce()
 
 
+H_INIT_SCALE = 10.0  # H starts as 10 * identity: a softmax temperature of 0.1 over cosine affinities
+
+
 class PrototypePixelFeatures(nn.Module):
     """Prototype-aware pixel features, Eq. 2: X = {G ⊙ H(A)} · P_vox.
 
-    H is a learned linear map over the prototype axis of the affinity A (M -> M, per query). The product of
-    G (query -> cell) and H(A) (prototype -> query) is taken over the hit queries, giving the
-    cell-prototype assignment (D, M); multiplied with P_vox it yields X (S, d, h_f, w_f). It is
-    evaluated as G · (H(A)ᵀ · P_vox) so no (D, M, K) tensor is formed.
+    H is a learned linear map over the prototype axis of the affinity A (M -> M, per query). The
+    product of G (query -> cell) and H(A) (prototype -> query) is taken over the hit queries and
+    normalised by the cell's attention mass, Ā[cell, m] = Σ_k G[k, cell] H(A)[m, k] / Σ_k G[k, cell];
+    its softmax over m is "the probability of each grid cell being assigned with a certain
+    prototype" (Sec. 3.2.2), and X[cell] = Σ_m softmax(Ā[cell])_m · P_vox[m] (S, d, h_f, w_f).
     """
 
     def __init__(self, num_prototypes: int) -> None:
         super().__init__()
         self.h = nn.Linear(num_prototypes, num_prototypes)
+        # A scaled identity at the start: a random H mixes all prototypes alike, every cell would get
+        # the same mixture and L_cls would sit at its symmetric point (all cosines equal).
+        with torch.no_grad():
+            self.h.weight.copy_(torch.eye(num_prototypes) * H_INIT_SCALE)
+        nn.init.zeros_(self.h.bias)
 
     def forward(self, affinity: Tensor, p_vox: Tensor, g: Tensor, valid: Tensor,
                 feat_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
@@ -117,8 +126,10 @@ class PrototypePixelFeatures(nn.Module):
         s, m, k = affinity.shape
         hf, wf = feat_size
         ha = self.h(affinity.transpose(1, 2)) * valid[..., None].to(affinity.dtype)  # H(A)ᵀ: (S, K, M)
-        z = (ha @ p_vox).reshape(s * k, -1).to(g.dtype)  # (S*K, d)
-        x = torch.sparse.mm(g, z).view(s, hf, wf, -1).permute(0, 3, 1, 2)  # (S, d, h_f, w_f)
-        ones = torch.ones(s * k, 1, device=z.device, dtype=z.dtype)
-        coverage = torch.sparse.mm(g, ones).view(s, hf, wf)
-        return x, coverage
+        ha = ha.reshape(s * k, m).to(g.dtype)
+        ones = torch.ones(s * k, 1, device=ha.device, dtype=ha.dtype)
+        mixed = torch.sparse.mm(g, torch.cat([ha, ones], 1))  # (S*D, M + 1): Σ_k G·H(A) and Σ_k G
+        coverage = mixed[:, m:]
+        assign = (mixed[:, :m] / coverage.clamp(min=1e-12)).softmax(-1)  # (S*D, M)
+        x = assign.view(s, hf * wf, m) @ p_vox.to(assign.dtype)  # (S, D, d)
+        return x.transpose(1, 2).reshape(s, -1, hf, wf), coverage.view(s, hf, wf)

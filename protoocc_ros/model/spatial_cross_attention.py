@@ -144,8 +144,11 @@ class MSDeformableAttention3D(nn.Module):
 class SpatialCrossAttention(nn.Module):
     """SCA: per-camera deformable attention of the hit queries, averaged over hitting cameras.
 
-    An optional ``query_transform(q (S, K, d), valid (S, K)) -> q_hat`` (the prototype Dispatch of
-    Eq. 1b) turns the gathered queries into the ones that drive the offsets and weights.
+    An optional ``query_transform(q (S, K, d), valid (S, K)) -> (q_hat, aux)`` (the prototype
+    Dispatch of Eq. 1b) turns the gathered queries Q' into the prototype-aware Q̂ that drives the
+    offsets and weights. Q̂ - Q' (the dispatched prototype feature) is averaged over the hitting
+    cameras like the attention output and added to the residual, so the returned query is the
+    prototype-aware query plus the attended image features.
     """
 
     def __init__(self, embed_dims: int, num_heads: int, num_levels: int, num_points: int, num_anchors: int,
@@ -163,16 +166,20 @@ class SpatialCrossAttention(nn.Module):
         b, q, d = query.shape
         n, k = cams.index.shape[1:]
         x = (query + query_pos).unsqueeze(1).expand(b, n, q, d)
-        q_cam = torch.gather(x, 2, cams.index[..., None].expand(b, n, k, d)).flatten(0, 1)  # (B*N, K, d)
+        q_cam = torch.gather(x, 2, cams.index[..., None].expand(b, n, k, d)).flatten(0, 1)  # Q': (B*N, K, d)
         valid = cams.valid.flatten(0, 1)  # (B*N, K)
         aux: dict[str, Tensor] = {}
+        q_hat = q_cam
         if query_transform is not None:
-            q_cam, aux = query_transform(q_cam, valid)
+            q_hat, aux = query_transform(q_cam, valid)  # Q̂
         values = self.attention.project_values(feats)
-        out, loc, weights = self.attention(q_cam, cams.uv.flatten(0, 1), values, valid)  # (B*N, K, d)
+        out, loc, weights = self.attention(q_hat, cams.uv.flatten(0, 1), values, valid)  # (B*N, K, d)
         aux.update(locations=loc, weights=weights)
-        out = out * valid[..., None].to(out.dtype)
-        slots = out.new_zeros(b, q, d)
-        slots.scatter_add_(1, cams.index.reshape(b, n * k, 1).expand(b, n * k, d), out.reshape(b, n * k, d))
-        slots = slots / cams.count[..., None].to(slots.dtype)
-        return self.dropout(self.output_proj(slots)) + query, aux
+        per_cam = out if query_transform is None else torch.cat([out, q_hat - q_cam], -1)  # (B*N, K, d or 2d)
+        per_cam = per_cam * valid[..., None].to(out.dtype)
+        c = per_cam.shape[-1]
+        slots = out.new_zeros(b, q, c)
+        slots.scatter_add_(1, cams.index.reshape(b, n * k, 1).expand(b, n * k, c), per_cam.reshape(b, n * k, c))
+        slots = slots / cams.count[..., None].to(slots.dtype)  # mean over the cameras that hit each query
+        residual = query if query_transform is None else query + slots[..., d:]
+        return self.dropout(self.output_proj(slots[..., :d])) + residual, aux

@@ -75,7 +75,7 @@ def test_aggregate_and_dispatch_match_loop() -> None:
 
 
 def test_pixel_features_match_loop() -> None:
-    """Eq. 2: X[cell] = Σ_m (Σ_k G[k, cell] · H(A)[m, k]) · P_vox[m], G from the attention samples."""
+    """Eq. 2: X[cell] = Σ_m softmax_m(Σ_k G[k, cell] H(A)[m, k] / Σ_k G[k, cell]) P_vox[m], G from the samples."""
     torch.manual_seed(1)
     s, m, k, d, heads, pts, hf, wf = 2, 3, 4, 5, 2, 3, 3, 4
     affinity, p_vox = torch.rand(s, m, k) * 2 - 1, torch.randn(s, m, d)
@@ -85,6 +85,9 @@ def test_pixel_features_match_loop() -> None:
     loc = torch.rand(s, k, heads, pts, 2) * 1.2 - 0.1  # some samples fall outside the image
     weights = torch.rand(s, k, heads, pts)
     pix = PrototypePixelFeatures(m)
+    with torch.no_grad():
+        pix.h.weight.add_(torch.randn(m, m))
+        pix.h.bias.normal_()
     g = attention_map(loc, weights, valid, (hf, wf))
     x, coverage = pix(affinity, p_vox, g, valid, (hf, wf))
     assert x.shape == (s, d, hf, wf)
@@ -99,11 +102,14 @@ def test_pixel_features_match_loop() -> None:
                         dense_g[kk, row * wf + col] += weights[si, kk, h, p] / heads
         ha = pix.h(affinity[si].t()).t()  # H(A): (M, K), H maps the prototype axis
         for cell in range(hf * wf):
-            assign = [sum(dense_g[kk, cell] * ha[mm, kk] for kk in range(k) if valid[si, kk]) for mm in range(m)]
-            ref = sum(a * p_vox[si, mm] for mm, a in enumerate(assign))
-            torch.testing.assert_close(x[si, :, cell // wf, cell % wf].double(), ref, rtol=1e-5, atol=1e-5)
-            torch.testing.assert_close(coverage[si, cell // wf, cell % wf].item(), dense_g[:, cell].sum().item(),
-                                       rtol=1e-5, atol=1e-6)
+            mass = dense_g[:, cell].sum()
+            torch.testing.assert_close(coverage[si, cell // wf, cell % wf].item(), mass.item(), rtol=1e-5, atol=1e-6)
+            if mass == 0:
+                continue
+            score = torch.stack([sum(dense_g[kk, cell] * ha[mm, kk] for kk in range(k) if valid[si, kk]) / mass
+                                 for mm in range(m)])
+            ref = sum(pr * p_vox[si, mm] for mm, pr in enumerate(score.softmax(0)))
+            torch.testing.assert_close(x[si, :, cell // wf, cell % wf], ref, rtol=1e-5, atol=1e-5)
 
 
 def test_pixel_features_pass_gradients_to_prototypes_and_h() -> None:

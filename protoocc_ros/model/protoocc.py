@@ -1,0 +1,198 @@
+"""ProtoOcc (CVPR 2025) end to end: backbone -> FPN -> prototype-aware view transformation -> multi-perspective decoder.
+
+    model = ProtoOcc.from_config(cfg)
+    out = model(images (B,N,3,H,W), lidar2img (B,N,4,4), ego2global (B,4,4) f64, timestamp (B,) f64, memory)
+    loss, terms = model.loss(out, targets)         # Eq. 6
+    labels, confidence, memory = model.predict(...)
+
+The same module serves the ROS node, training and evaluation; ``memory`` (TemporalMemory) is
+passed in and returned so sequences are handled identically everywhere.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from protoocc_ros.config import ProtoOccConfig, prototype_grid, upsample_factors
+from protoocc_ros.model.backbone import build_backbone
+from protoocc_ros.model.decoder import MultiPerspectiveDecoder
+from protoocc_ros.model.encoder import EncoderLayer
+from protoocc_ros.model.errors import ModelError
+from protoocc_ros.model.fpn import FPN
+from protoocc_ros.model.losses import (
+    consistency_loss, flatten_voxels, ignore_outside_mask, prototype_contrastive_loss, semantic_losses,
+)
+from protoocc_ros.model.prototypes import PrototypeClustering, PrototypePixelFeatures, attention_map
+from protoocc_ros.model.spatial_cross_attention import gather_hit_queries, project_points
+from protoocc_ros.model.temporal_memory import TemporalMemory, warp_features
+from protoocc_ros.model.voxel_query import VoxelQuery
+
+
+@dataclass
+class ProtoOccOutput:
+    logits: Tensor  # (B, C, X, Y, Z) original perspective
+    memory: TemporalMemory  # detached, for the next frame of the same sequence
+    aux: dict[str, Any] = field(default_factory=dict)  # training only: perspective_logits, pixel_features, coverage
+
+
+class ProtoOcc(nn.Module):
+    def __init__(self, cfg: ProtoOccConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        m, ds = cfg.model, cfg.dataset
+        self.num_classes = ds.num_classes
+        self.backbone = build_backbone(m.backbone)
+        self.neck = FPN(self.backbone.out_channels, m.neck.channels, m.neck.num_levels)
+        self.voxel_query = VoxelQuery(m.embed_dims, m.query_size, ds.point_cloud_range, m.encoder.num_points_in_pillar)
+        proto = m.prototypes
+        self.prototype_clustering = (PrototypeClustering(prototype_grid(cfg), proto.iterations,
+                                                         proto.cluster_temperature) if proto.enabled else None)
+        self.encoder = nn.ModuleList(
+            EncoderLayer(m.embed_dims, m.encoder, m.neck.num_levels, m.temporal.enabled, proto.enabled)
+            for _ in range(m.encoder.num_layers))
+        self.pixel_features = PrototypePixelFeatures(proto.num_prototypes) if proto.optimization else None
+        self.decoder = MultiPerspectiveDecoder(m.embed_dims, ds.num_classes, upsample_factors(cfg), m.decoder)
+        weights = cfg.loss.class_weights
+        self.register_buffer("class_weights", None if weights is None else torch.tensor(weights), persistent=False)
+
+    @classmethod
+    def from_config(cls, cfg: ProtoOccConfig) -> ProtoOcc:
+        return cls(cfg)
+
+    # ---------------------------------------------------------------------------------------
+    def _check_inputs(self, images: Tensor, lidar2img: Tensor, ego2global: Tensor, timestamp: Tensor) -> None:
+        n = self.cfg.num_cameras
+        if images.dim() != 5 or images.shape[1] != n or images.shape[2] != 3:
+            raise ModelError(f"images: expected (B, {n}, 3, H, W), got {tuple(images.shape)}")
+        b = images.shape[0]
+        expected = {"lidar2img": (lidar2img, (b, n, 4, 4)), "ego2global": (ego2global, (b, 4, 4)),
+                    "timestamp": (timestamp, (b,))}
+        for name, (t, shape) in expected.items():
+            if tuple(t.shape) != shape:
+                raise ModelError(f"{name}: expected shape {shape}, got {tuple(t.shape)}")
+
+    def _previous_volume(self, query: Tensor, memory: TemporalMemory | None, ego2global: Tensor,
+                         timestamp: Tensor) -> tuple[Tensor, list[str | None]]:
+        """The (B, Q, d) volume the temporal attention looks back at, and the reset reason per element."""
+        m = self.cfg.model
+        d, (h, w, z) = m.embed_dims, m.query_size
+        memory = memory if memory is not None else TemporalMemory()
+        reasons = memory.reset_reasons(ego2global, timestamp, (d, h, w, z), m.temporal.memory_max_gap_s,
+                                       m.temporal.memory_max_pose_jump_m)
+        keep = torch.tensor([r is None for r in reasons], device=query.device)
+        if not (m.temporal.enabled and bool(keep.any())):
+            return query, reasons
+        warped, valid = warp_features(memory.features.to(query.dtype), memory.ego2global.to(query.device),
+                                      ego2global.to(query.device), self.cfg.dataset.point_cloud_range)
+        warped = warped.flatten(2).transpose(1, 2)  # (B, Q, d)
+        use = valid.flatten(2).transpose(1, 2) & keep[:, None, None]  # (B, Q, 1)
+        return torch.where(use, warped, query), reasons
+
+    def forward(self, images: Tensor, lidar2img: Tensor, ego2global: Tensor, timestamp: Tensor,
+                memory: TemporalMemory | None = None) -> ProtoOccOutput:
+        self._check_inputs(images, lidar2img, ego2global, timestamp)
+        m = self.cfg.model
+        b, n, _, img_h, img_w = images.shape
+        h, w, z = m.query_size
+        feats = self.neck(self.backbone(images.flatten(0, 1)))  # T levels of (B*N, d, H_l, W_l)
+        query, pos = self.voxel_query(b)  # (B, Q, d) each
+        vq = self.voxel_query
+        uv, visible = project_points(vq.pillar_points, lidar2img.float(), (img_h, img_w))  # (B, N, Q, Z_a, ...)
+        cams = gather_hit_queries(uv, visible)
+        level = m.prototypes.feature_level
+        p_img = self.prototype_clustering(feats[level]) if self.prototype_clustering is not None else None
+        prev, reasons = self._previous_volume(query, memory, ego2global, timestamp)
+        x, aux = query, {}
+        for layer in self.encoder:
+            x, aux = layer(x, pos, prev, vq.centres_normalized, (h, w, z), feats, cams, p_img)
+        volume = x.transpose(1, 2).reshape(b, m.embed_dims, h, w, z)  # (B, d, h, w, z)
+        logits, perspectives = self.decoder(volume)
+        out_aux: dict[str, Any] = {}
+        if self.training:
+            out_aux["perspective_logits"] = perspectives or [logits]
+            if self.pixel_features is not None:
+                feat_size = tuple(feats[level].shape[-2:])
+                g = attention_map(aux["locations"][:, :, :, level], aux["weights"][:, :, :, level],
+                                  aux["valid"], feat_size)
+                out_aux["pixel_features"], out_aux["coverage"] = self.pixel_features(
+                    aux["affinity"], aux["p_vox"], g, aux["valid"], feat_size)  # Eq. 2
+        new_memory = TemporalMemory(volume.detach(), ego2global.detach(), timestamp.detach(), reasons)
+        return ProtoOccOutput(logits, new_memory, out_aux)
+
+    # ---------------------------------------------------------------------------------------
+    def loss(self, out: ProtoOccOutput, targets: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        """Eq. 6: Σ_p (λ1 CE + λ2 Lovász) + λ3 L_cls + λ4 L_cons; returns (loss, float terms)."""
+        lc, ds = self.cfg.loss, self.cfg.dataset
+        if "semantics" not in targets:
+            raise ModelError("targets: 'semantics' (B, X, Y, Z) int64 is required")
+        sem = targets["semantics"].long().to(out.logits.device)
+        mask = targets.get("mask_camera") if ds.use_mask_camera else None
+        sem = ignore_outside_mask(sem, None if mask is None else mask.to(sem.device), ds.ignore_index)
+        perspectives = out.aux.get("perspective_logits") or [out.logits]
+        labels = sem.reshape(-1)
+        index = (labels != ds.ignore_index).nonzero().squeeze(1)  # labelled voxels, shared by all perspectives
+        labels = labels.index_select(0, index)
+        per_view = [semantic_losses(flatten_voxels(lg), index, labels, len(perspectives) > 1, self.class_weights)
+                    for lg in perspectives]
+        ce = sum(v[0] for v in per_view)
+        lovasz = sum(v[1] for v in per_view)
+        probs = [v[2] for v in per_view]
+        total = lc.lambda_ce * ce + lc.lambda_lovasz * lovasz
+        terms = {"ce": float(ce.detach()), "lovasz": float(lovasz.detach())}
+        if len(perspectives) > 1:
+            cons = consistency_loss(probs, lc.tau_cons)
+            total = total + lc.lambda_cons * cons
+            terms["cons"] = float(cons.detach())
+        pseudo = targets.get("pseudo_masks")
+        if "pixel_features" in out.aux and pseudo is not None:
+            cls = prototype_contrastive_loss(out.aux["pixel_features"], out.aux["coverage"],
+                                             pseudo.flatten(0, 1).to(sem.device), lc.tau_cls)
+            total = total + lc.lambda_cls * cls
+            terms["cls"] = float(cls.detach())
+        terms["total"] = float(total.detach())
+        return total, terms
+
+    @torch.no_grad()
+    def predict(self, images: Tensor, lidar2img: Tensor, ego2global: Tensor, timestamp: Tensor,
+                memory: TemporalMemory | None = None) -> tuple[Tensor, Tensor, TemporalMemory]:
+        """Eval-mode inference: (labels (B,X,Y,Z) uint8, confidence (B,X,Y,Z) float32 in 0..1, memory)."""
+        was_training = self.training
+        self.eval()
+        try:
+            out = self(images, lidar2img, ego2global, timestamp, memory)
+        finally:
+            self.train(was_training)
+        confidence, labels = out.logits.float().softmax(1).max(1)
+        return labels.to(torch.uint8), confidence, out.memory
+
+
+# -------------------------------------------------------------------------------------------
+STAGES = ("backbone", "neck", "view_transformation", "temporal", "decoder")
+
+
+def parameter_stage(name: str) -> str:
+    """Stage of a parameter name: backbone, neck, view_transformation (query, SCA, FFN, prototypes), temporal, decoder."""
+    head = name.split(".", 1)[0]
+    if head in ("backbone", "neck", "decoder"):
+        return head
+    if ".temporal_attn." in name or ".norm_temporal." in name:
+        return "temporal"
+    return "view_transformation"
+
+
+def count_parameters_by_stage(model: nn.Module) -> dict[str, int]:
+    """Parameter counts (trainable or frozen) per stage plus 'total'."""
+    counts = dict.fromkeys(STAGES, 0)
+    for name, p in model.named_parameters():
+        counts[parameter_stage(name)] += p.numel()
+    counts["total"] = sum(counts[s] for s in STAGES)
+    return counts
+
+
+def count_prototype_parameters(model: nn.Module) -> int:
+    """Parameters of the prototype parts (mapping MLPs, α, β and H of Eq. 2); part of view_transformation."""
+    return sum(p.numel() for name, p in model.named_parameters()
+               if ".prototype_mapping." in name or name.startswith("pixel_features."))

@@ -1,0 +1,122 @@
+"""End-to-end ProtoOcc: forward shapes for every shipped config, gradients of Eq. 6, flags, predict."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import make_inputs, make_targets
+from protoocc_ros.config import CONFIG_DIR, load_config
+from protoocc_ros.model import ModelError, ProtoOcc, ProtoOccOutput, build_model, count_parameters_by_stage
+
+SMALL = ["dataset.image_size=[64,112]", "model.backbone.type=small_cnn", "model.backbone.pretrained=null",
+         "model.backbone.width=8", "model.embed_dims=16", "model.neck.channels=16", "model.encoder.num_layers=1",
+         "model.encoder.num_heads=2", "model.encoder.ffn_dims=16", "model.decoder.channels=4",
+         "model.prototypes.ratio=2", "model.prototypes.num_prototypes=28"]  # 8 x 14 features -> 4 x 7
+
+
+@pytest.mark.parametrize("name", ["occ3d_base", "occ3d_small", "occ3d_tiny", "kitti_base", "kitti_small", "demo",
+                                  "demo_baseline"])
+def test_forward_shapes_for_every_config(name: str) -> None:
+    cfg = load_config(CONFIG_DIR / f"{name}.yaml", overrides=SMALL)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        out = model(**make_inputs(cfg))
+    assert isinstance(out, ProtoOccOutput)
+    assert out.logits.shape == (1, cfg.dataset.num_classes, *cfg.dataset.grid_size)
+    assert torch.isfinite(out.logits).all() and out.aux == {}
+    assert out.memory.features.shape == (1, 16, *cfg.model.query_size)
+
+
+def test_every_trainable_parameter_gets_a_gradient_from_eq6(tiny_cfg) -> None:
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg).train()
+    out = model(**make_inputs(tiny_cfg))
+    assert len(out.aux["perspective_logits"]) == 3  # original + 2 augmented perspectives
+    loss, terms = model.loss(out, make_targets(tiny_cfg))
+    assert set(terms) == {"ce", "lovasz", "cls", "cons", "total"} and terms["cls"] > 0 and terms["cons"] > 0
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
+    assert missing == []
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_demo_learns_a_fixed_frame(tiny_cfg) -> None:
+    """A few optimiser steps on one frame reduce the loss (the whole graph trains)."""
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg).train()
+    inputs, targets = make_inputs(tiny_cfg), make_targets(tiny_cfg)
+    sem = torch.full_like(targets["semantics"], 17)  # free above a road, with one car
+    sem[..., :2] = 11
+    sem[:, 22:28, 18:22, 2:4] = 4
+    targets["semantics"] = sem
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(8):
+        loss, _ = model.loss(model(**inputs), targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 1.0 and all(b < a for a, b in zip(losses, losses[1:]))
+
+
+def test_baseline_flags_remove_the_protoocc_parts() -> None:
+    cfg = load_config("demo_baseline", overrides=SMALL)
+    model = build_model(cfg).train()
+    names = [n for n, _ in model.named_parameters()]
+    assert not any("prototype" in n or n.startswith("pixel_features") for n in names)
+    out = model(**make_inputs(cfg))
+    assert len(out.aux["perspective_logits"]) == 1 and "pixel_features" not in out.aux
+    _, terms = model.loss(out, make_targets(cfg))
+    assert set(terms) == {"ce", "lovasz", "total"}
+    no_temporal = build_model(load_config("demo", overrides=SMALL + ["model.temporal.enabled=false"]))
+    assert count_parameters_by_stage(no_temporal)["temporal"] == 0
+
+
+def test_mask_camera_and_ignore_are_respected(tiny_cfg) -> None:
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg).eval()
+    out = model(**make_inputs(tiny_cfg))
+    targets = make_targets(tiny_cfg)
+    base, _ = model.loss(out, targets)
+    outside = ~targets["mask_camera"]
+    relabelled = dict(targets, semantics=torch.where(outside, (targets["semantics"] + 1) % 18, targets["semantics"]))
+    assert model.loss(out, relabelled)[0].item() == pytest.approx(base.item(), rel=1e-6)
+    no_mask = {k: v for k, v in targets.items() if k != "mask_camera"}
+    assert model.loss(out, no_mask)[0].item() != pytest.approx(base.item(), rel=1e-6)
+
+
+def test_predict_returns_labels_confidence_and_memory(tiny_cfg) -> None:
+    model = build_model(tiny_cfg).train()
+    labels, conf, memory = model.predict(**make_inputs(tiny_cfg))
+    assert model.training  # mode restored
+    assert labels.dtype == torch.uint8 and labels.shape == (1, 40, 40, 8) and int(labels.max()) < 18
+    assert conf.dtype == torch.float32 and (conf > 0).all() and (conf <= 1).all()
+    assert memory.reset_reason == ["first_frame"]
+
+
+def test_bad_inputs_raise_model_error(tiny_cfg) -> None:
+    model = build_model(tiny_cfg).eval()
+    inp = make_inputs(tiny_cfg)
+    with pytest.raises(ModelError, match=r"images: expected \(B, 2, 3, H, W\)"):
+        model(**dict(inp, images=inp["images"][:, :1]))
+    with pytest.raises(ModelError, match="timestamp"):
+        model(**dict(inp, timestamp=torch.zeros(3, dtype=torch.float64)))
+    with pytest.raises(ModelError, match="semantics"):
+        model.loss(model(**inp), {})
+
+
+def test_batch_of_two_matches_two_single_frames(tiny_cfg) -> None:
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg).eval()
+    inp = make_inputs(tiny_cfg, batch=2)
+    both = model(**inp).logits
+    for i in range(2):
+        single = model(**{k: v[i:i + 1] for k, v in inp.items()}).logits
+        torch.testing.assert_close(single, both[i:i + 1], rtol=1e-4, atol=1e-4)
+
+
+def test_from_config_equals_build_model(tiny_cfg) -> None:
+    assert isinstance(ProtoOcc.from_config(tiny_cfg), ProtoOcc)
+    assert count_parameters_by_stage(ProtoOcc.from_config(tiny_cfg)) == count_parameters_by_stage(build_model(tiny_cfg))
