@@ -1,0 +1,1 @@
+"""Command-line tools of protoocc_ros (entry points in setup.cfg): info, demo, make-sample, render, doctor."""
