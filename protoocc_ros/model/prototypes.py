@@ -49,8 +49,11 @@ class PrototypeMapping(nn.Module):
     P̂_img = MLP(P_img); A = cos(P̂_img, Q') (S, M, K); σ(A) is sigmoid(α·A + β) with learned α, β
     (as Context Clusters [31]); A and σ(A) are zero on padding slots.
     Aggregate, Eq. 1a: P_vox = (P̂_img + σ(A) · Q') / R, R = 1 + Σ_k σ(A) (the 1 counts the P̂_img term).
-    Dispatch,  Eq. 1b: Q̂ = Q' + MLP(σ(A)ᵀ · P_vox / Σ_m σ(A)); the per-query division keeps the scale
-    independent of M (a normalisation the paper leaves open).
+    Dispatch,  Eq. 1b: Q̂ = Q' + σ(A)ᵀ · MLP(P_vox) / Σ_m σ(A).
+    Two choices the paper leaves open: the per-query division by Σ_m σ(A) keeps the scale
+    independent of M, and the MLP runs on the M prototypes before they are dispatched instead of on
+    the K dispatched features (equal for the MLP's affine part, since the weights sum to 1; it costs
+    M instead of N*K rows, which keeps the prototype view transformation close to the baseline's time).
     """
 
     def __init__(self, embed_dims: int) -> None:
@@ -67,8 +70,8 @@ class PrototypeMapping(nn.Module):
         affinity = F.normalize(p_hat, dim=-1) @ F.normalize(q, dim=-1).transpose(1, 2) * mask  # A, cosine
         sig = torch.sigmoid(self.alpha * affinity + self.beta) * mask  # σ(A)
         p_vox = (p_hat + sig @ q) / (1.0 + sig.sum(-1, keepdim=True))  # Eq. 1a
-        dispatched = sig.transpose(1, 2) @ p_vox / (sig.sum(1)[..., None] + EPS)  # (S, K, d)
-        q_hat = q + self.dispatch_mlp(dispatched)  # Eq. 1b
+        dispatched = sig.transpose(1, 2) @ self.dispatch_mlp(p_vox) / (sig.sum(1)[..., None] + EPS)  # (S, K, d)
+        q_hat = q + dispatched  # Eq. 1b
         return q_hat, affinity, p_vox
 
 

@@ -70,8 +70,8 @@ def test_aggregate_and_dispatch_match_loop() -> None:
                 expected = _cos(p_hat[mm], q[si, kk]) if kk in hits else 0.0
                 torch.testing.assert_close(affinity[si, mm, kk].item(), expected)
         for kk in hits:  # Eq. 1b
-            mix = sum(sig[mm, kk] * p_vox[si, mm] for mm in range(m)) / (sum(sig[mm, kk] for mm in range(m)) + 1e-6)
-            torch.testing.assert_close(q_hat[si, kk], q[si, kk] + mapping.dispatch_mlp(mix))
+            mix = sum(sig[mm, kk] * mapping.dispatch_mlp(p_vox[si, mm]) for mm in range(m))
+            torch.testing.assert_close(q_hat[si, kk], q[si, kk] + mix / (sum(sig[mm, kk] for mm in range(m)) + 1e-6))
 
 
 def test_pixel_features_match_loop() -> None:
