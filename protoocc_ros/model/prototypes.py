@@ -128,11 +128,12 @@ class PrototypePixelFeatures(nn.Module):
         (X (S, d, h_f, w_f), coverage (S, h_f, w_f) = attention mass per cell)."""
         s, m, k = affinity.shape
         hf, wf = feat_size
-        ha = self.h(affinity.transpose(1, 2)) * valid[..., None].to(affinity.dtype)  # H(A)ᵀ: (S, K, M)
-        ha = ha.reshape(s * k, m).to(g.dtype)
-        ones = torch.ones(s * k, 1, device=ha.device, dtype=ha.dtype)
-        mixed = torch.sparse.mm(g, torch.cat([ha, ones], 1))  # (S*D, M + 1): Σ_k G·H(A) and Σ_k G
-        coverage = mixed[:, m:]
-        assign = (mixed[:, :m] / coverage.clamp(min=1e-12)).softmax(-1)  # (S*D, M)
-        x = assign.view(s, hf * wf, m) @ p_vox.to(assign.dtype)  # (S, D, d)
+        with torch.autocast(affinity.device.type, enabled=False):  # sparse products in g's dtype (>= f32)
+            ha = self.h(affinity.transpose(1, 2).to(g.dtype))  # H(A)ᵀ: (S, K, M)
+            ha = (ha * valid[..., None].to(g.dtype)).reshape(s * k, m)
+            ones = torch.ones(s * k, 1, device=ha.device, dtype=ha.dtype)
+            mixed = torch.sparse.mm(g, torch.cat([ha, ones], 1))  # (S*D, M + 1): Σ_k G·H(A) and Σ_k G
+            coverage = mixed[:, m:]
+            assign = (mixed[:, :m] / coverage.clamp(min=1e-12)).softmax(-1)  # (S*D, M)
+            x = assign.view(s, hf * wf, m) @ p_vox.to(g.dtype)  # (S, D, d)
         return x.transpose(1, 2).reshape(s, -1, hf, wf), coverage.view(s, hf, wf)

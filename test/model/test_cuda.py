@@ -18,10 +18,13 @@ def test_cuda_forward_matches_cpu(tiny_cfg) -> None:
     cpu = model(**inp)
     gpu_model = build_model(tiny_cfg).cuda().eval()
     gpu_model.load_state_dict(model.state_dict())
-    with torch.backends.cudnn.flags(enabled=True, deterministic=True):
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-        gpu = gpu_model(**{k: v.cuda() for k, v in inp.items()})
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(enabled=True, deterministic=True, allow_tf32=False):
+            gpu = gpu_model(**{k: v.cuda() for k, v in inp.items()})
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.testing.assert_close(gpu.logits.cpu(), cpu.logits, rtol=1e-3, atol=1e-3)
     second = gpu_model(**{k: v.cuda() for k, v in dict(inp, timestamp=inp["timestamp"] + 0.5).items()},
                        memory=gpu.memory)

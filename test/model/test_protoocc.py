@@ -120,3 +120,17 @@ def test_batch_of_two_matches_two_single_frames(tiny_cfg) -> None:
 def test_from_config_equals_build_model(tiny_cfg) -> None:
     assert isinstance(ProtoOcc.from_config(tiny_cfg), ProtoOcc)
     assert count_parameters_by_stage(ProtoOcc.from_config(tiny_cfg)) == count_parameters_by_stage(build_model(tiny_cfg))
+
+
+def test_autocast_bfloat16_trains_and_carries_memory(tiny_cfg) -> None:
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg).train()
+    inp = make_inputs(tiny_cfg)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(**inp)
+        loss, terms = model.loss(out, make_targets(tiny_cfg))
+        nxt = model(**dict(inp, timestamp=inp["timestamp"] + 0.5), memory=out.memory)
+    loss.backward()
+    assert torch.isfinite(loss) and set(terms) >= {"cls", "cons"}
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    assert nxt.memory.reset_reason == [None]
