@@ -38,29 +38,29 @@ class RateMeter:
 
 
 class ThrottledLog:
-    """Log at most once per ``period_s`` per key; ``emit(text)`` does the actual logging."""
+    """Decides which log lines to write: at most one per ``period_s`` per key.
 
-    def __init__(self, emit: Callable[[str], None], period_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.emit = emit
+    ``line = throttle(key, text)`` returns the text to log (with the number suppressed since the last
+    line of that key) or None; the caller logs it, so each rclpy call site keeps one severity.
+    """
+
+    def __init__(self, period_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.period_s = period_s
         self.clock = clock
         self._last: dict[str, float] = {}
         self._suppressed: Counter[str] = Counter()
         self._lock = threading.Lock()
 
-    def __call__(self, key: str, text: str) -> bool:
-        """Log ``text`` unless ``key`` was logged less than period_s ago; returns whether it logged."""
+    def __call__(self, key: str, text: str) -> str | None:
         now = self.clock()
         with self._lock:
             last = self._last.get(key)
             if last is not None and now - last < self.period_s:
                 self._suppressed[key] += 1
-                return False
+                return None
             self._last[key] = now
             skipped = self._suppressed.pop(key, 0)
-        self.emit(text + (f" ({skipped} more like this since the last message)" if skipped else ""))
-        return True
+        return text + (f" ({skipped} more like this since the last message)" if skipped else "")
 
 
 def _kv(values: dict[str, Any]) -> list[KeyValue]:

@@ -5,7 +5,9 @@ so the model always works on the newest camera set and callbacks keep running at
 """
 from __future__ import annotations
 
+import sys
 import threading
+import traceback
 from collections import deque
 from typing import Callable, Generic, TypeVar
 
@@ -74,6 +76,15 @@ class InferenceWorker(Generic[T]):
             self._cond.notify_all()
         self._thread.join(timeout_s)
 
+    def _report(self, item: T, exc: BaseException) -> None:
+        if self.on_error is None:
+            traceback.print_exception(exc, file=sys.stderr)
+            return
+        try:
+            self.on_error(item, exc)
+        except Exception:  # noqa: BLE001 - the error handler failed too: say so, keep the worker alive
+            traceback.print_exc(file=sys.stderr)
+
     def _run(self) -> None:
         while True:
             with self._cond:
@@ -86,8 +97,7 @@ class InferenceWorker(Generic[T]):
                 self.process(item)
             except Exception as exc:  # noqa: BLE001 - a bad set must not kill the worker
                 self.errors += 1
-                if self.on_error is not None:
-                    self.on_error(item, exc)
+                self._report(item, exc)
             finally:
                 with self._cond:
                     self._busy = False

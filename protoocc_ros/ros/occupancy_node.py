@@ -143,7 +143,7 @@ class OccupancyNode(Node):
 
         log = self.get_logger()
         self.diag = NodeDiagnostics(self.get_fully_qualified_name().lstrip("/"), hardware_id=str(self.device))
-        self.throttled = ThrottledLog(log.warning, p.log_throttle_s)
+        self.throttled = ThrottledLog(p.log_throttle_s)  # one log line per key and period
         self.tf = TfBuffer(p.tf_cache_s, p.tf_tolerance_s, on_reject=self._on_tf_reject, jump_back_s=p.time_jump_s)
         self._tf_resets_seen = 0
         self.sync = ApproximateTimeSync(self.cameras, p.sync_slop_s, p.sync_queue_size, p.time_jump_s,
@@ -232,7 +232,9 @@ class OccupancyNode(Node):
     def _on_sync_drop(self, reason: str, detail: str) -> None:
         if reason == "time_jump_backwards":
             self.diag.reset("sync.time_jump_backwards")
-            self.throttled("sync.reset", f"inputs jumped back in time, synchronizer reset: {detail}")
+            line = self.throttled("sync.reset", f"inputs jumped back in time, synchronizer reset: {detail}")
+            if line:
+                self.get_logger().warning(line)
             return
         self._drop(reason, detail)
 
@@ -244,11 +246,15 @@ class OccupancyNode(Node):
                                      f"(inference_queue_size {self.params.inference_queue_size})")
 
     def _on_worker_error(self, job: _Job, exc: BaseException) -> None:
+        if not self.context.ok():  # shutting down (Ctrl-C) while a set was being published
+            return
         self._drop("internal_error", f"set at {job.synced.stamp_ns} ns: {type(exc).__name__}: {exc}")
 
     def _drop(self, reason: str, detail: str) -> None:
         self.diag.drop(reason)
-        self.throttled(reason, f"dropped ({reason}): {detail}")
+        line = self.throttled(reason, f"dropped ({reason}): {detail}")
+        if line:
+            self.get_logger().warning(line)
 
     def _publish_diagnostics(self) -> None:
         if self.tf.resets != self._tf_resets_seen:
@@ -340,7 +346,9 @@ class OccupancyNode(Node):
             reason = (memory.reset_reason or [None])[0]
             if reason is not None:
                 self.diag.reset(f"memory.{reason}")
-                self.throttled(f"memory.{reason}", f"temporal memory reset ({reason}) at {stamp_ns} ns")
+                line = self.throttled(f"memory.{reason}", f"temporal memory reset ({reason}) at {stamp_ns} ns")
+                if line:
+                    self.get_logger().info(line)
         return labels[0].cpu().numpy(), confidence[0].float().cpu().numpy()
 
     def _publish(self, labels: np.ndarray, confidence: np.ndarray, stamp_ns: int) -> None:

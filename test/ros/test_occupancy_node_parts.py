@@ -60,6 +60,26 @@ def test_worker_survives_errors_and_reports_them() -> None:
         InferenceWorker(process, max_queue=0)
 
 
+def test_worker_survives_a_failing_error_handler(capfd: pytest.CaptureFixture[str]) -> None:
+    done: list[int] = []
+
+    def process(item: int) -> None:
+        if item == 0:
+            raise RuntimeError("bad set")
+        done.append(item)
+
+    def handler(item: int, exc: BaseException) -> None:
+        raise ValueError("handler broke")
+
+    worker = InferenceWorker(process, max_queue=4, on_error=handler)
+    worker.submit(0)
+    worker.submit(1)
+    assert worker.wait_idle(5.0)
+    worker.stop()
+    assert done == [1]
+    assert "handler broke" in capfd.readouterr().err
+
+
 def test_submit_does_not_block_while_the_model_runs() -> None:
     gate = threading.Event()
     worker = InferenceWorker(lambda item: gate.wait(5.0), max_queue=1)
@@ -72,13 +92,13 @@ def test_submit_does_not_block_while_the_model_runs() -> None:
 
 
 def test_throttled_log_emits_first_then_once_per_period_with_suppressed_count() -> None:
-    clock, lines = FakeClock(), []
-    log = ThrottledLog(lines.append, period_s=5.0, clock=clock)
-    assert log("a", "first a") and log("b", "first b")
-    assert not log("a", "again") and not log("a", "again")
+    clock = FakeClock()
+    log = ThrottledLog(period_s=5.0, clock=clock)
+    assert log("a", "first a") == "first a" and log("b", "first b") == "first b"
+    assert log("a", "again") is None and log("a", "again") is None
     clock.t += 5.0
-    assert log("a", "later a")
-    assert lines == ["first a", "first b", "later a (2 more like this since the last message)"]
+    assert log("a", "later a") == "later a (2 more like this since the last message)"
+    assert log("b", "b again") == "b again"  # nothing of b was suppressed
 
 
 def test_rate_meter_measures_events_per_second() -> None:
