@@ -17,16 +17,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import cv2
 import numpy as np
 import rclpy
 import torch
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
-from diagnostic_msgs.msg import DiagnosticArray
 from visualization_msgs.msg import MarkerArray
 
+from protoocc_ros import classes
+from protoocc_ros.config import ConfigError, load_config
+from protoocc_ros.data.errors import DatasetError
+from protoocc_ros.data.preprocessing import preprocess_camera_set
 from protoocc_ros.model import build_model
 from protoocc_ros.msg import SemanticOccupancyGrid
 from protoocc_ros.ros.diagnostics import NodeDiagnostics, ThrottledLog
@@ -68,8 +73,6 @@ def load_model(checkpoint: Path | None, cfg: Any, device: torch.device | str = "
 
 def class_table(cfg: Any) -> tuple[list[str], np.ndarray, int]:
     """(class names, (C, 3) uint8 RGB colours, free label) of the config's dataset."""
-    from protoocc_ros import classes
-
     n = cfg.dataset.num_classes
     names = list(cfg.dataset.class_names or classes.class_names_for(n))
     if n == classes.OCC3D_NUM_CLASSES:
@@ -78,8 +81,6 @@ def class_table(cfg: Any) -> tuple[list[str], np.ndarray, int]:
         colors = classes.KITTI_COLORS
     else:  # evenly spaced hues for a custom label set
         hues = np.linspace(0, 179, n, endpoint=False).astype(np.uint8)
-        import cv2
-
         colors = cv2.cvtColor(np.stack([hues, np.full(n, 200, np.uint8), np.full(n, 230, np.uint8)], -1)[None],
                               cv2.COLOR_HSV2RGB)[0]
     return names, np.asarray(colors, np.uint8), int(cfg.dataset.free_label)
@@ -171,8 +172,6 @@ class OccupancyNode(Node):
 
     # -- start-up ---------------------------------------------------------------------------------
     def _load_config(self, p: OccupancyNodeParams) -> Any:
-        from protoocc_ros.config import ConfigError, load_config
-
         overrides = list(p.config_overrides)
         if p.memory_max_gap_s != -1.0:
             overrides.append(f"model.temporal.memory_max_gap_s={p.memory_max_gap_s}")
@@ -309,9 +308,6 @@ class OccupancyNode(Node):
         return images, Ks, cam2ego
 
     def _run_set(self, job: _Job) -> None:
-        from protoocc_ros.data.errors import DatasetError
-        from protoocc_ros.data.preprocessing import preprocess_camera_set
-
         p, synced = self.params, job.synced
         t0 = time.monotonic()
         images, Ks, cam2ego = self._gather(synced)

@@ -7,8 +7,6 @@ One node process serves every case (a second one, whose CameraInfo topics nobody
 from __future__ import annotations
 
 import math
-import time
-from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -68,7 +66,7 @@ def camera_image(stamp_ns: int, cam: str) -> np.ndarray:
 class Rig:
     """The test's side of the graph: publishers of inputs, subscribers of outputs, a stamp clock."""
 
-    def __init__(self, ctx: Any, tmp: Path) -> None:
+    def __init__(self, ctx: Any) -> None:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
 
@@ -170,7 +168,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Rig, Any, 
              NodeProcess(MODULE, tmp / "noinfo.log", params_file=params_file, node_name=NOINFO,
                          params={"camera_info_topic_pattern": "/nowhere/{camera}/camera_info"})]
     with ros_context() as ctx:
-        rig = Rig(ctx, tmp)
+        rig = Rig(ctx)
         ready = rig.spin_until(lambda: all(p.get_subscription_count() >= 2 for p in rig.images.values())
                                and rig.grid_sub.get_publisher_count() >= 1 and MAIN in rig.diag
                                and NOINFO in rig.diag, timeout_s=60.0)
