@@ -29,6 +29,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from protoocc_ros.ros import bag_io, msg_builders as mb
+from protoocc_ros.ros.qos import latched_qos, reliable_qos
 from protoocc_ros.ros.replay_sources import (
     CLOCK_TOPIC, TF_STATIC_TOPIC, FrameBundle, ReplaySource, ReplaySourceError, header_stamp_ns, open_source,
 )
@@ -44,6 +45,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "dataroot": ("synthetic", "dataset root, rosbag2 path (directory, .mcap or .db3), or 'synthetic' for the "
                               "embedded synthetic sample"),
     "source_format": ("auto", "auto | occ3d_nuscenes | semantic_kitti | rosbag2"),
+    "version": ("auto", "nuScenes table version (v1.0-trainval, v1.0-mini, ...); auto = the one in dataroot"),
     "split": ("val", "dataset split to replay (Occ3D-nuScenes: train/val/mini_*; SemanticKITTI: train/val/test)"),
     "scenes": ([], "scene names / KITTI sequence ids to replay; empty = all of the split"),
     "cameras": ([], "camera subset to publish; empty = all cameras of the dataset"),
@@ -56,10 +58,13 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "wait_timeout_s": (10.0, "longest wait on wait_for_topic per frame, seconds"),
     "wait_for_subscribers": ([], "topics that must have a matched subscriber before the first frame"),
     "startup_timeout_s": (30.0, "longest wait for wait_for_subscribers / the wait_for_topic publisher, seconds"),
+    "startup_settle_s": (0.5, "pause after the waits above: DDS matches the subscriber side a moment after the "
+                              "publisher side, and a volatile subscriber misses what is sent before"),
     "loop": (False, "start over at the end instead of stopping"),
     "max_frames": (0, "stop after this many frames in total; 0 = all"),
     "exit_when_done": (True, "exit after the last frame (otherwise keep spinning until shut down)"),
     "qos_depth": (10, "history depth of the (reliable) publishers"),
+    "ack_timeout_s": (10.0, "at the end, longest wait for reliable subscribers to acknowledge every message"),
     "record_path": ("", "rosbag2 directory to record record_topics into; empty = no recording"),
     "record_topics": (list(DEFAULT_RECORD_TOPICS), "topics to record"),
     "record_storage": ("mcap", "mcap | sqlite3"),
@@ -130,7 +135,8 @@ class ReplayNode(Node):
             self.source = source or open_source(
                 self.p["dataroot"], self.p["source_format"], split=self.p["split"], scenes=self.p["scenes"],
                 cameras=self.p["cameras"], image_format=self.p["image_format"],
-                ground_truth=self.p["publish_ground_truth"], bag_topics=self.p["bag_topics"])
+                ground_truth=self.p["publish_ground_truth"], bag_topics=self.p["bag_topics"],
+                version=self.p["version"])
         except ReplaySourceError as exc:
             raise ReplayNodeError(f"{NODE_NAME}: cannot open dataroot {self.p['dataroot']!r}: {exc}") from exc
         self._topic_pubs: dict[str, Any] = {}
@@ -166,10 +172,13 @@ class ReplayNode(Node):
                 raise ReplayNodeError(f"{NODE_NAME}: parameter {name}={p[name]!r} invalid, expected {expected}")
 
     def _qos(self, topic: str) -> QoSProfile:
+        """Reliable + transient local: a subscriber that asks for transient local gets the last qos_depth
+        messages even when DDS matched it only after they were sent; /clock is volatile (no stale time)."""
         if topic in _LATCHED_TOPICS:
-            return QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        return QoSProfile(depth=self.p["qos_depth"], reliability=ReliabilityPolicy.RELIABLE)
+            return latched_qos(1)
+        if topic == CLOCK_TOPIC:
+            return reliable_qos(self.p["qos_depth"])
+        return latched_qos(self.p["qos_depth"])
 
     def _publisher(self, topic: str, msgtype: str) -> Any:
         pub = self._topic_pubs.get(topic)
@@ -228,6 +237,7 @@ class ReplayNode(Node):
             time.sleep(0.05)
         if pending:
             self.get_logger().warning(f"still waiting for {pending} after {self.p['startup_timeout_s']} s; starting")
+        time.sleep(self.p["startup_settle_s"])
 
     def _ready(self, topic: str) -> bool:
         if topic == self.p["wait_for_topic"]:
@@ -269,8 +279,22 @@ class ReplayNode(Node):
         self.stats["wall_s"] = round(time.monotonic() - t_start, 3)
         return self.finish()
 
+    def wait_for_delivery(self) -> bool:
+        """Wait (up to ack_timeout_s) until every reliable subscriber acknowledged everything published: a
+        process that exits earlier takes undelivered messages with it."""
+        deadline = time.monotonic() + self.p["ack_timeout_s"]
+        for pub in [self._clock_pub, *self._topic_pubs.values()]:
+            left = max(0.0, deadline - time.monotonic())
+            if not pub.wait_for_all_acked(rclpy.duration.Duration(seconds=left)):
+                self.get_logger().warning(f"{pub.topic_name}: not every subscriber acknowledged within "
+                                          f"ack_timeout_s={self.p['ack_timeout_s']}")
+                return False
+        return True
+
     def finish(self) -> dict[str, Any]:
-        """Drain and close the recording, publish the summary on /replay/done."""
+        """Wait for delivery, drain and close the recording, publish the summary on /replay/done."""
+        if self.context.ok():
+            self.stats["delivered"] = self.wait_for_delivery()
         if self._bag is not None:
             time.sleep(self.p["record_drain_s"] if self.context.ok() else 0.0)
             with self._cond:

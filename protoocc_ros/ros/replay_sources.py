@@ -152,6 +152,140 @@ def dataset_bundle(frame: DatasetFrame, index: int, *, encoding: str = "rgb8", c
     return FrameBundle(index, t, frame.scene, msgs)
 
 
+# Stamps of datasets with relative times (SemanticKITTI times.txt starts at 0 per sequence) are moved to
+# RELATIVE_EPOCH_NS + scene position * SCENE_SPACING_NS so they are non-zero (ROS time 0 = unset) and unique.
+RELATIVE_EPOCH_NS = 1_000_000_000 * 1_000_000_000
+SCENE_SPACING_NS = 100_000 * 1_000_000_000
+_RELATIVE_LIMIT_S = 1e8
+
+
+@dataclass(frozen=True)
+class GridLayout:
+    """How a dataset's ground truth is published (docs/architecture.md, Conventions)."""
+
+    point_cloud_range: tuple[float, ...]
+    voxel_size: float
+    class_names: tuple[str, ...]
+    free_label: int
+
+
+def _layouts() -> dict[str, GridLayout]:
+    from protoocc_ros.classes import KITTI_CLASS_NAMES, KITTI_EMPTY_LABEL, OCC3D_CLASS_NAMES, OCC3D_FREE_LABEL
+    from protoocc_ros.data.occ3d_nuscenes import OCC3D_RANGE
+    from protoocc_ros.data.semantic_kitti import KITTI_RANGE
+
+    return {"occ3d_nuscenes": GridLayout(OCC3D_RANGE, 0.4, OCC3D_CLASS_NAMES, OCC3D_FREE_LABEL),
+            "semantic_kitti": GridLayout(KITTI_RANGE, 0.2, KITTI_CLASS_NAMES, KITTI_EMPTY_LABEL)}
+
+
+def nuscenes_version(root: Path) -> str:
+    """The nuScenes table directory present in `root` (v1.0-trainval, v1.0-mini or v1.0-test)."""
+    for version in ("v1.0-trainval", "v1.0-mini", "v1.0-test"):
+        if (root / version).is_dir():
+            return version
+    raise ReplaySourceError(f"{root}: no nuScenes table directory (v1.0-trainval, v1.0-mini or v1.0-test)")
+
+
+def ground_truth_labels(semantics: np.ndarray, mask_camera: np.ndarray) -> np.ndarray:
+    """uint8 (X, Y, Z) labels to publish: the semantics, UNKNOWN_LABEL (255) outside mask_camera."""
+    from protoocc_ros.ros.occupancy_msg import UNKNOWN_LABEL
+
+    return np.where(np.asarray(mask_camera, dtype=bool), semantics, UNKNOWN_LABEL).astype(np.uint8)
+
+
+class DatasetSource:
+    """Occ3D-nuScenes or SemanticKITTI (via protoocc_ros.data loaders) -> bundles at the stored image size.
+
+    Per frame: /tf_static (base_link -> optical frames, whenever cam2ego changed: nuScenes cameras are
+    motion-compensated to the keyframe ego pose, so it changes every frame), /tf (odom -> base_link),
+    CameraInfo + image per camera, then /ground_truth/occupancy (255 outside mask_camera).
+    """
+
+    def __init__(self, source_format: str, dataroot: str, *, split: str = "val", scenes: Sequence[str] = (),
+                 cameras: Sequence[str] = (), image_format: str = "rgb8", ground_truth: bool = True,
+                 version: str = "auto") -> None:
+        from protoocc_ros.data import DatasetError
+        from protoocc_ros.data.build import resolve_dataroot
+        from protoocc_ros.data.synthetic import kitti_root
+
+        self.format = source_format
+        self.layout = _layouts()[source_format]
+        self.image_format = image_format
+        self.ground_truth = ground_truth
+        root = resolve_dataroot(dataroot, "kitti" if source_format == "semantic_kitti" else "occ3d")
+        if source_format == "semantic_kitti" and (kitti_root(root) / "sequences").is_dir():
+            root = kitti_root(root)   # a synthetic sample dataroot holds its KITTI variant inside
+        try:
+            if source_format == "occ3d_nuscenes":
+                from protoocc_ros.data.occ3d_nuscenes import NUSCENES_CAMERAS, Occ3DNuScenesDataset
+
+                self.version = nuscenes_version(root) if version == "auto" else version
+                self.dataset = Occ3DNuScenesDataset(root, self.version, split=None if scenes else split,
+                                                    scenes=list(scenes) or None,
+                                                    cameras=tuple(cameras) or NUSCENES_CAMERAS, load_gt=ground_truth)
+                self.cameras = list(self.dataset.cameras)
+            else:
+                from protoocc_ros.data.semantic_kitti import SemanticKittiDataset
+
+                camera = cameras[0] if cameras else "image_2"
+                if len(cameras) > 1:
+                    raise ReplaySourceError(f"SemanticKITTI has one camera per replay; got cameras {list(cameras)}")
+                self.version = ""
+                self.dataset = SemanticKittiDataset(root, split=None if scenes else split,
+                                                    sequences=list(scenes) or None, load_gt=ground_truth,
+                                                    camera=camera)
+                self.cameras = [camera]
+        except DatasetError as exc:
+            raise ReplaySourceError(str(exc)) from exc
+        self.root = root
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": self.format, "dataroot": str(self.root), "version": self.version,
+                "scenes": self.dataset.scenes(), "frames": len(self.dataset), "cameras": self.cameras}
+
+    def _stamp_ns(self, timestamp_s: float, scene_position: int) -> int:
+        if timestamp_s < _RELATIVE_LIMIT_S:
+            return RELATIVE_EPOCH_NS + scene_position * SCENE_SPACING_NS + mb.seconds_to_ns(timestamp_s)
+        return mb.seconds_to_ns(timestamp_s)
+
+    def dataset_frame(self, index: int, scene_position: int) -> DatasetFrame:
+        """Frame `index` of the loader as a DatasetFrame (raw images at the stored size)."""
+        from protoocc_ros.data import DatasetError
+
+        try:
+            item = self.dataset[index]
+        except DatasetError as exc:
+            raise ReplaySourceError(str(exc)) from exc
+        stamp = self._stamp_ns(float(item["timestamp"]), scene_position)
+        gt = None
+        if self.ground_truth:
+            from protoocc_ros.ros.occupancy_msg import grid_to_msg
+
+            labels = ground_truth_labels(np.asarray(item["semantics"]), np.asarray(item["mask_camera"]))
+            lay = self.layout
+            gt = grid_to_msg(labels, lay.point_cloud_range, lay.voxel_size, lay.class_names, lay.free_label,
+                             mb.header(stamp, mb.EGO_FRAME))
+        raw = np.asarray(item["raw_images"])   # (N, H, W, 3) uint8
+        return DatasetFrame(stamp_ns=stamp, scene=str(item["scene"]), cameras=self.cameras,
+                            images=[np.ascontiguousarray(im) for im in raw],
+                            intrinsics=np.asarray(item["intrinsics"], dtype=np.float64),
+                            cam2ego=np.asarray(item["cam2ego"], dtype=np.float64),
+                            ego2global=np.asarray(item["ego2global"], dtype=np.float64), ground_truth=gt)
+
+    def frames(self) -> Iterator[FrameBundle]:
+        compressed = self.image_format if self.image_format in ("jpeg", "png") else ""
+        encoding = self.image_format if not compressed else "rgb8"
+        last_cam2ego: np.ndarray | None = None
+        n = 0
+        for position, scene in enumerate(self.dataset.scenes()):
+            for index in self.dataset.scene_indices(scene):
+                frame = self.dataset_frame(index, position)
+                changed = last_cam2ego is None or not np.allclose(frame.cam2ego, last_cam2ego, rtol=0, atol=1e-9)
+                last_cam2ego = frame.cam2ego
+                yield dataset_bundle(frame, n, encoding=encoding, compressed=compressed, static_tf=changed)
+                n += 1
+
+
 def detect_format(dataroot: str) -> str:
     """Source format of a dataroot: 'synthetic' -> occ3d_nuscenes, a bag -> rosbag2, `sequences/` -> semantic_kitti."""
     if dataroot == "synthetic":
@@ -169,13 +303,13 @@ def detect_format(dataroot: str) -> str:
 
 def open_source(dataroot: str, source_format: str = "auto", *, split: str = "val", scenes: Sequence[str] = (),
                 cameras: Sequence[str] = (), image_format: str = "rgb8", ground_truth: bool = True,
-                bag_topics: Sequence[str] = ()) -> ReplaySource:
+                bag_topics: Sequence[str] = (), version: str = "auto") -> ReplaySource:
     """The replay source of `dataroot` (see detect_format for `source_format` 'auto')."""
     fmt = detect_format(dataroot) if source_format == "auto" else source_format
     if fmt == "rosbag2":
         return BagSource(dataroot, bag_topics)
     if fmt in ("occ3d_nuscenes", "semantic_kitti"):
         return DatasetSource(fmt, dataroot, split=split, scenes=scenes, cameras=cameras,
-                             image_format=image_format, ground_truth=ground_truth)
+                             image_format=image_format, ground_truth=ground_truth, version=version)
     raise ReplaySourceError(f"source_format {source_format!r} unknown; expected auto, occ3d_nuscenes, "
                             f"semantic_kitti or rosbag2")
