@@ -31,7 +31,7 @@ from protoocc_ros.metrics import MetricError, OccupancyMetric, SSCMetric
 from protoocc_ros.metrics.confusion import dumps
 from protoocc_ros.msg import SemanticOccupancyGrid
 from protoocc_ros.ros import msg_builders as mb
-from protoocc_ros.ros.occupancy_msg import OccupancyGrid, OccupancyMsgError, msg_to_grid
+from protoocc_ros.ros.occupancy_msg import UNKNOWN_LABEL, OccupancyGrid, OccupancyMsgError, msg_to_grid
 from protoocc_ros.ros.qos import latched_qos, reliable_qos
 from protoocc_ros.ros.replay_node import declare_parameters
 
@@ -200,16 +200,23 @@ class EvaluationNode(Node):
 
 def write_renders(out: Path, metric: OccupancyMetric | SSCMetric, pred: OccupancyGrid,
                   gt: OccupancyGrid) -> list[Path]:
-    """BEV prediction vs ground truth of one pair and the per-class IoU bars, as PNGs in `out`."""
-    from protoocc_ros import render
+    """BEV prediction vs ground truth of one pair (unknown ground truth greyed out) and the per-class IoU bars."""
+    from protoocc_ros.render import palette_for, render_comparison, render_iou_bars
 
-    bev = render.render_bev_comparison(pred.labels, gt.labels, free_label=gt.free_label,
-                                       num_classes=metric.num_classes)
-    bars = render.render_iou_bars(metric.compute()["per_class_iou"], title=f"{type(metric).__name__}")
-    paths = [out / "bev_prediction_vs_ground_truth.png", out / "iou_bars.png"]
-    render.save_png(bev, paths[0])
-    render.save_png(bars, paths[1])
-    return paths
+    n = metric.num_classes
+    stamp_s = gt.stamp_ns / 1e9
+    results = metric.compute()
+    names, colors, _ = palette_for(n)
+    ious = results["per_class_iou"]
+    bars_colors = [colors[names.index(c)] if c in names else (128, 128, 128) for c in ious]
+    return [
+        render_comparison(out / "bev_prediction_vs_ground_truth.png", pred.labels, gt.labels,
+                          mask=gt.labels != UNKNOWN_LABEL, num_classes=n,
+                          title=f"stamp {stamp_s:.3f} s: prediction | ground truth | errors"),
+        render_iou_bars(out / "iou_bars.png", ious, miou=results["miou"], colors=bars_colors,
+                        title=f"{type(metric).__name__}: {metric.num_frames} frames, "
+                              f"mIoU {100 * results['miou']:.2f}"),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -90,8 +90,8 @@ def test_ground_truth_against_itself_scores_100(tmp_path: Path) -> None:
     ious = report["results"]["per_class_iou"]
     assert {k for k, v in ious.items() if v is not None} == {"car", "truck", "driveable_surface"}
     assert report["_summaries"][-1]["frames"] == 3
-    assert (tmp_path / "eval" / "bev_prediction_vs_ground_truth.png").stat().st_size > 0
-    assert (tmp_path / "eval" / "iou_bars.png").stat().st_size > 0
+    for png in ("bev_prediction_vs_ground_truth.png", "iou_bars.png"):
+        assert (tmp_path / "eval" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
 
 
 def test_car_predicted_as_truck_gives_known_miou(tmp_path: Path) -> None:
