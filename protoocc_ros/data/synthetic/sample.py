@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -24,7 +24,7 @@ from protoocc_ros.data.errors import DatasetError
 from protoocc_ros.data.synthetic import kitti_writer
 from protoocc_ros.data.synthetic import world as W
 from protoocc_ros.data.synthetic.appearance import Noise
-from protoocc_ros.data.synthetic.frames import FrameRenderer
+from protoocc_ros.data.synthetic.frames import FrameOutput, FrameRenderer
 from protoocc_ros.data.synthetic.nuscenes_writer import FrameRecord, NuScenesWriter
 from protoocc_ros.data.synthetic.rig import (KITTI_LIDAR_ELEVATION, KITTI_VELO_HEIGHT, LIDAR_TRANSLATION,
                                              NUSCENES_LIDAR_ELEVATION, kitti_camera, nuscenes_cameras)
@@ -82,31 +82,49 @@ def _renderer(kind: str, image_size: tuple[int, int]) -> FrameRenderer:
     return _RENDERERS[key]
 
 
-def _nuscenes_job(cfg: SampleConfig, root: Path, index: int, name: str) -> tuple[W.Scene, list[FrameRecord]]:
-    scene = W.build_scene(name, cfg.scene_seed(index), cfg.frames_per_scene)
+def nuscenes_scene(cfg: SampleConfig, index: int) -> W.Scene:
+    """Scene ``scene-<index>`` (1-based) of the sample."""
+    return W.build_scene(f"scene-{index:04d}", cfg.scene_seed(index), cfg.frames_per_scene)
+
+
+def render_nuscenes_frame(cfg: SampleConfig, scene: W.Scene, index: int, frame: int, images: bool = True
+                          ) -> FrameOutput:
+    """Frame ``frame`` of scene ``index`` exactly as written to disk (Occ3D labels, masks, images, lidar)."""
     renderer = _renderer("nuscenes", cfg.image_size)
-    writer = NuScenesWriter(root, cfg.version, cfg.seed)
-    noise = Noise(cfg.seed)
-    records = []
-    for f in range(scene.num_frames):
-        out = renderer.render(scene, f, scene.boxes.cls, None, OCC3D_FREE_LABEL, noise, _frame_rng(cfg, index, f))
-        records.append(writer.write_frame_files(scene, f, out, renderer.cameras, cfg.jpeg_quality))
-    return scene, records
+    return renderer.render(scene, frame, scene.boxes.cls, None, OCC3D_FREE_LABEL, Noise(cfg.seed),
+                           _frame_rng(cfg, index, frame), images=images)
 
 
-def _kitti_job(cfg: SampleConfig, root: Path, seq: str, index: int) -> None:
-    scene = W.build_scene(f"kitti-{seq}", cfg.scene_seed(index), cfg.kitti_frames)
+def kitti_scene(cfg: SampleConfig, seq: str) -> W.Scene:
+    """Scene of KITTI sequence ``seq``: the seed of the first scene of its split, rendered by the KITTI rig."""
+    index = cfg.train_scenes + 1 if cfg.kitti_sequences[seq] == "val" else 1
+    return W.build_scene(f"kitti-{seq}", cfg.scene_seed(index), cfg.kitti_frames)
+
+
+def render_kitti_frame(cfg: SampleConfig, scene: W.Scene, seq: str, frame: int, images: bool = True
+                       ) -> FrameOutput:
+    """Frame of a KITTI sequence as written to disk (raw SemanticKITTI labels, camera / lidar visibility)."""
     renderer = _renderer("kitti", cfg.kitti_image_size)
+    return renderer.render(scene, frame, scene.boxes.kitti_raw(), dict(W.KITTI_RAW), 0, Noise(cfg.seed),
+                           _frame_rng(cfg, 1000 + int(seq), frame), label_dtype=np.uint16, images=images)
+
+
+def _nuscenes_job(cfg: SampleConfig, root: Path, index: int) -> tuple[W.Scene, list[FrameRecord]]:
+    scene = nuscenes_scene(cfg, index)
+    writer = NuScenesWriter(root, cfg.version, cfg.seed)
+    cameras = _renderer("nuscenes", cfg.image_size).cameras
+    return scene, [writer.write_frame_files(scene, f, render_nuscenes_frame(cfg, scene, index, f), cameras,
+                                            cfg.jpeg_quality) for f in range(scene.num_frames)]
+
+
+def _kitti_job(cfg: SampleConfig, root: Path, seq: str) -> None:
+    scene = kitti_scene(cfg, seq)
     _, P2, Tr = kitti_camera(cfg.kitti_image_size)
     seq_dir = root / KITTI_DIR / "sequences" / seq
     frames = list(range(scene.num_frames))
     kitti_writer.write_sequence_meta(seq_dir, scene, frames, P2, Tr, period_s=0.5)
-    ground = {c: r for c, r in W.KITTI_RAW.items()}
-    noise = Noise(cfg.seed)
     for f in frames:
-        out = renderer.render(scene, f, scene.boxes.kitti_raw(), ground, 0, noise,
-                              _frame_rng(cfg, 1000 + index, f), label_dtype=np.uint16)
-        kitti_writer.write_frame(seq_dir, f, out)
+        kitti_writer.write_frame(seq_dir, f, render_kitti_frame(cfg, scene, seq, f))
 
 
 def generate_sample(root: str | Path, cfg: SampleConfig | None = None, progress: bool = True) -> Path:
@@ -119,29 +137,35 @@ def generate_sample(root: str | Path, cfg: SampleConfig | None = None, progress:
     start = time.time()
     splits = cfg.scene_names()
     names = splits["train"] + splits["val"]
-    jobs = [("nuscenes", i + 1, n) for i, n in enumerate(names)]
+    workers = max(1, cfg.workers or min(4, os.cpu_count() or 1))
+    # rough costs in seconds (renderer set-up + frames): a small sample gives KITTI its own process, so that
+    # no process builds both renderers; a large one splits the nuScenes scenes over all processes
+    nus_cost = 1.2 + 0.25 * len(names) * cfg.frames_per_scene
+    kitti_cost = 3.0 + 0.3 * len(cfg.kitti_sequences) * cfg.kitti_frames if cfg.kitti else 0.0
+    dedicated = cfg.kitti and workers > 1 and kitti_cost >= nus_cost / workers
+    n_chunks = workers - 1 if dedicated else workers
+    indices = list(range(1, len(names) + 1))
+    jobs: list[tuple[str, list]] = [("nuscenes", indices[i::n_chunks]) for i in range(n_chunks) if indices[i::n_chunks]]
     if cfg.kitti:
-        # KITTI sequences reuse the seed of the first scene of their split, rendered by the KITTI rig
-        jobs += [("kitti", seq, cfg.train_scenes + 1 if split == "val" else 1)
-                 for seq, split in cfg.kitti_sequences.items()]
-    workers = cfg.workers or min(4, os.cpu_count() or 1)
-    results: dict[tuple, tuple | None] = {}
-    bar = tqdm(total=len(jobs), desc="synthetic sample", unit="scene", disable=not progress)
-    if workers <= 1:
+        jobs.append(("kitti", list(cfg.kitti_sequences)))
+    results: dict[int, tuple] = {}
+    bar = tqdm(total=len(names) + (len(cfg.kitti_sequences) if cfg.kitti else 0), desc="synthetic sample",
+               unit="scene", disable=not progress)
+    if workers == 1:
         for job in jobs:
-            results[job] = _run(cfg, root, job)
-            bar.update()
+            results.update(_run(cfg, root, job))
+            bar.update(len(job[1]))
     else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("fork")) as pool:
             futures = {pool.submit(_run, cfg, root, job): job for job in jobs}
-            for fut in futures:
-                results[futures[fut]] = fut.result()
-                bar.update()
+            for fut in as_completed(futures):
+                results.update(fut.result())
+                bar.update(len(futures[fut][1]))
     bar.close()
     writer = NuScenesWriter(root, cfg.version, cfg.seed)
     scenes = []
-    for i, name in enumerate(names):
-        scene, records = results[("nuscenes", i + 1, name)]
+    for i in range(len(names)):
+        scene, records = results[i + 1]
         writer.add_scene(scene, records, nuscenes_cameras(cfg.image_size), cfg.image_size)
         scenes.append(scene)
     writer.finish(scenes, splits)
@@ -152,11 +176,14 @@ def generate_sample(root: str | Path, cfg: SampleConfig | None = None, progress:
     return root
 
 
-def _run(cfg: SampleConfig, root: Path, job: tuple):
-    kind, a, b = job
+def _run(cfg: SampleConfig, root: Path, job: tuple[str, list]) -> dict[int, tuple]:
+    """Run a chunk of scenes of one kind; returns {scene index: (scene, frame records)} for nuScenes."""
+    kind, args = job
     if kind == "nuscenes":
-        return _nuscenes_job(cfg, root, a, b)
-    return _kitti_job(cfg, root, a, b)
+        return {i: _nuscenes_job(cfg, root, i) for i in args}
+    for seq in args:
+        _kitti_job(cfg, root, seq)
+    return {}
 
 
 def default_root(seed: int = 0) -> Path:
