@@ -13,12 +13,12 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from protoocc_ros.classes import OCC3D_NUM_CLASSES
 from protoocc_ros.data.errors import DatasetError
 from protoocc_ros.data.io import check_array, check_labels, load_npz, read_json, read_rgb
 from protoocc_ros.data.preprocessing import preprocess_camera_set
+from protoocc_ros.data.sequences import SceneDataset
 from protoocc_ros.geometry import grid_shape, invert_transform, transform_from_pose
 
 NUSCENES_CAMERAS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
@@ -74,7 +74,7 @@ def split_scenes(dataroot: str | Path, version: str, split: str) -> list[str]:
     return list(splits[split])
 
 
-class Occ3DNuScenesDataset(Dataset):
+class Occ3DNuScenesDataset(SceneDataset):
     """Occ3D-nuScenes keyframes as sample dicts (docs/architecture.md, "Sample dict")."""
 
     def __init__(self, dataroot: str | Path, version: str = "v1.0-trainval", split: str | None = None,
@@ -84,6 +84,7 @@ class Occ3DNuScenesDataset(Dataset):
                  num_classes: int = OCC3D_NUM_CLASSES, gts_dir: str = "gts", load_gt: bool = True) -> None:
         """``scenes`` (explicit names) wins over ``split``; neither = every scene of the dataroot.
         ``image_size`` (H, W) of the network input; None keeps the stored size."""
+        super().__init__()
         self.dataroot = Path(dataroot)
         self.version = version
         self.cameras = tuple(cameras)
@@ -107,15 +108,11 @@ class Occ3DNuScenesDataset(Dataset):
                 raise DatasetError(f"{self.dataroot / version}: split {split!r} has no scene in this dataroot")
         else:
             names = sorted(by_name)
-        self.frames: list[Frame] = []
-        self._by_scene: dict[str, list[int]] = {}
         for name in names:
-            self._by_scene[name] = []
             token = by_name[name]["first_sample_token"]
             while token:
                 sample = nusc.get("sample", token)
-                self._by_scene[name].append(len(self.frames))
-                self.frames.append(self._frame(nusc, sample, name, len(self._by_scene[name]) - 1, gts_dir))
+                self._add_frame(name, self._frame(nusc, sample, name, len(self._by_scene.get(name, [])), gts_dir))
                 token = sample["next"]
 
     def _frame(self, nusc, sample: dict, scene: str, index: int, gts_dir: str) -> Frame:
@@ -145,20 +142,6 @@ class Occ3DNuScenesDataset(Dataset):
                      timestamp=sample["timestamp"] * 1e-6, ego2global=ego2global, image_paths=paths,
                      intrinsics=Ks, cam2ego=c2e,
                      gt_path=str(self.dataroot / gts_dir / scene / sample["token"] / "labels.npz"))
-
-    # ------------------------------------------------------------------------------------ sequence API
-    def scenes(self) -> list[str]:
-        """Scene names in dataset order."""
-        return list(self._by_scene)
-
-    def scene_indices(self, scene: str) -> list[int]:
-        """Dataset indices of ``scene``'s keyframes in time order."""
-        if scene not in self._by_scene:
-            raise DatasetError(f"scene {scene!r} is not in this dataset; scenes: {self.scenes()}")
-        return list(self._by_scene[scene])
-
-    def __len__(self) -> int:
-        return len(self.frames)
 
     # ------------------------------------------------------------------------------------ items
     def load_targets(self, index: int) -> dict[str, np.ndarray]:

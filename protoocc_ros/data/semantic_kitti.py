@@ -14,12 +14,12 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from protoocc_ros.classes import IGNORE_LABEL, KITTI_LEARNING_MAP, kitti_ssc_lut
 from protoocc_ros.data.errors import DatasetError
 from protoocc_ros.data.io import read_rgb, require_file
 from protoocc_ros.data.preprocessing import preprocess_camera_set
+from protoocc_ros.data.sequences import SceneDataset
 from protoocc_ros.geometry import grid_shape, invert_transform, make_transform
 
 KITTI_RANGE = (0.0, -25.6, -2.0, 51.2, 25.6, 4.4)
@@ -81,7 +81,7 @@ class KittiFrame:
     ego2global: np.ndarray     # (4, 4) velodyne pose
 
 
-class SemanticKittiDataset(Dataset):
+class SemanticKittiDataset(SceneDataset):
     """SemanticKITTI SSC frames as sample dicts (one camera, ``image_2``)."""
 
     def __init__(self, dataroot: str | Path, split: str | None = None, sequences: Sequence[str] | None = None,
@@ -90,6 +90,7 @@ class SemanticKittiDataset(Dataset):
                  camera: str = "image_2") -> None:
         """``sequences`` (e.g. ["00", "08"]) wins over ``split`` (train / val / test of SemanticKITTI);
         neither = every sequence present. ``image_size`` (H, W) of the network input; None = stored size."""
+        super().__init__()
         root = Path(dataroot)
         self.seq_root = root / "sequences" if (root / "sequences").is_dir() else root / "dataset" / "sequences"
         if not self.seq_root.is_dir():
@@ -112,8 +113,6 @@ class SemanticKittiDataset(Dataset):
                 raise DatasetError(f"{self.seq_root}: split {split!r} ({KITTI_SPLITS[split]}) has no sequence here")
         else:
             names = present
-        self.frames: list[KittiFrame] = []
-        self._by_seq: dict[str, list[int]] = {}
         self._calib: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for seq in names:
             self._add_sequence(seq)
@@ -135,31 +134,16 @@ class SemanticKittiDataset(Dataset):
         if not ids:
             raise DatasetError(f"{d}: no frames ({'voxels/*.label' if self.load_gt else self.camera + '/*.png'})")
         Tr_inv = invert_transform(Tr)
-        self._by_seq[seq] = []
         for fid in ids:
             n = int(fid)
             if n >= len(poses):
                 raise DatasetError(f"{d / 'poses.txt'}: has {len(poses)} poses; frame {fid} needs line {n + 1}")
-            self._by_seq[seq].append(len(self.frames))
-            self.frames.append(KittiFrame(
+            self._add_frame(seq, KittiFrame(
                 sequence=seq, frame_id=fid, image_path=d / self.camera / f"{fid}.png",
                 label_path=d / "voxels" / f"{fid}.label" if self.load_gt else None,
                 invalid_path=d / "voxels" / f"{fid}.invalid" if self.load_gt else None,
                 timestamp=float(times[n]) if times is not None and n < len(times) else n * 0.1,
                 ego2global=Tr_inv @ poses[n] @ Tr))
-
-    def scenes(self) -> list[str]:
-        """Sequence names in dataset order."""
-        return list(self._by_seq)
-
-    def scene_indices(self, scene: str) -> list[int]:
-        """Dataset indices of a sequence's frames in order."""
-        if scene not in self._by_seq:
-            raise DatasetError(f"sequence {scene!r} is not in this dataset; sequences: {self.scenes()}")
-        return list(self._by_seq[scene])
-
-    def __len__(self) -> int:
-        return len(self.frames)
 
     def load_targets(self, index: int) -> np.ndarray:
         """int64 (X, Y, Z) learning labels, 255 where ignored (invalid or unlabeled)."""
@@ -189,7 +173,7 @@ class SemanticKittiDataset(Dataset):
         S = np.diag([size[1] / image.shape[1], size[0] / image.shape[0], 1.0])
         item = {
             "images": pre.images, "lidar2img": pre.lidar2img, "ego2global": torch.from_numpy(f.ego2global.copy()),
-            "timestamp": f.timestamp, "scene": f.sequence, "frame_index": self._by_seq[f.sequence].index(index),
+            "timestamp": f.timestamp, "scene": f.sequence, "frame_index": self.frame_position(index, f.sequence),
             "sample_token": f"{f.sequence}/{f.frame_id}", "raw_images": pre.raw,
             "intrinsics": torch.from_numpy((S @ K)[None].astype(np.float32)),
             "cam2ego": torch.from_numpy(cam2ego[None].copy()),

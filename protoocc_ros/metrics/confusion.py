@@ -101,6 +101,18 @@ class ConfusionMetric:
     def config(self) -> dict:
         raise NotImplementedError
 
+    def _labelled(self, pred: Any, gt: Any, mask: Any | None, ignore: int) -> tuple[np.ndarray, np.ndarray]:
+        """Flat int64 (pred, gt) of the voxels inside ``mask`` whose ground truth is not ``ignore``; checks that
+        gt labels are classes or ``ignore`` and that predictions are classes."""
+        p, g = select(pred, gt, mask)
+        bad = ((g < 0) | (g >= self.num_classes)) & (g != ignore)
+        if bad.any():
+            raise MetricError(f"gt holds label {int(g[bad][0])}; expected [0, {self.num_classes}) or "
+                              f"{ignore} (ignored)")
+        keep = g != ignore
+        check_pred_range(p[keep], self.num_classes)
+        return p[keep], g[keep]
+
     def compute(self) -> dict:
         raise NotImplementedError
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from protoocc_ros.classes import IGNORE_LABEL, OCC3D_FREE_LABEL, class_names_for
-from protoocc_ros.metrics.confusion import ConfusionMetric, check_pred_range, confusion, format_table, select
+from protoocc_ros.metrics.confusion import ConfusionMetric, confusion, format_table
 from protoocc_ros.metrics.errors import MetricError
 
 MASK_KINDS = ("camera", "lidar", "none")
@@ -44,14 +44,7 @@ class OccupancyMetric(ConfusionMetric):
         if mask is None and self.use_mask != "none":
             raise MetricError(f"update: use_mask={self.use_mask!r} but no mask was given; pass mask_"
                               f"{self.use_mask} or build the metric with use_mask='none'")
-        p, g = select(pred, gt, mask if self.use_mask != "none" else None)
-        bad = ((g < 0) | (g >= self.num_classes)) & (g != IGNORE_LABEL)
-        if bad.any():
-            raise MetricError(f"gt holds label {int(g[bad][0])}; expected [0, {self.num_classes}) or "
-                              f"{IGNORE_LABEL} (ignored)")
-        keep = g != IGNORE_LABEL
-        p, g = p[keep], g[keep]
-        check_pred_range(p, self.num_classes)
+        p, g = self._labelled(pred, gt, mask if self.use_mask != "none" else None, IGNORE_LABEL)
         self.hist += confusion(g, p, self.num_classes)  # rows = gt, cols = pred (official hist_info)
         self.num_frames += 1
 

@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 
 from protoocc_ros.classes import IGNORE_LABEL, KITTI_EMPTY_LABEL, class_names_for
-from protoocc_ros.metrics.confusion import ConfusionMetric, check_pred_range, confusion, format_table, select
-from protoocc_ros.metrics.errors import MetricError
+from protoocc_ros.metrics.confusion import ConfusionMetric, confusion, format_table
 
 EPSILON = float(np.finfo(np.float32).eps)
 
@@ -37,14 +36,7 @@ class SSCMetric(ConfusionMetric):
     def update(self, pred: Any, gt: Any, mask: Any | None = None) -> None:
         """Add one frame: integer ``pred``/``gt`` of equal shape; gt == ignore_index and voxels outside the
         optional boolean ``mask`` are skipped."""
-        p, g = select(pred, gt, mask)
-        bad = ((g < 0) | (g >= self.num_classes)) & (g != self.ignore_index)
-        if bad.any():
-            raise MetricError(f"gt holds label {int(g[bad][0])}; expected [0, {self.num_classes}) or "
-                              f"{self.ignore_index} (ignored)")
-        keep = g != self.ignore_index
-        p, g = p[keep], g[keep]
-        check_pred_range(p, self.num_classes)
+        p, g = self._labelled(pred, gt, mask, self.ignore_index)
         self.hist += confusion(p, g, self.num_classes)  # rows = pred, cols = gt (official iouEval)
         self.num_frames += 1
 

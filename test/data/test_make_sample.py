@@ -38,6 +38,9 @@ def test_ensure_sample_generates_once(tmp_path):
     assert ensure_sample(root, cfg=cfg, progress=False) == root
     assert (root / MARKER).stat().st_mtime_ns == marker and (root / "sentinel").exists()
     assert not list(root.parent.glob(".*tmp*"))        # the temporary directory was renamed
+    other = SampleConfig(train_scenes=1, val_scenes=0, frames_per_scene=2, image_size=(32, 64), kitti=False)
+    with pytest.raises(DatasetError, match="holds a synthetic sample made with"):
+        ensure_sample(root, cfg=other, progress=False)
     half = tmp_path / "half"
     half.mkdir()
     (half / "junk").write_text("x")
@@ -45,10 +48,14 @@ def test_ensure_sample_generates_once(tmp_path):
         ensure_sample(half, cfg=cfg, progress=False)
 
 
-def test_dataroot_synthetic_means_the_cached_sample(synthetic_dataroot, tmp_path, monkeypatch):
+def test_dataroot_synthetic_means_the_cached_sample(synthetic_dataroot, synthetic_sample_config, tmp_path,
+                                                   monkeypatch):
     monkeypatch.setenv("PROTOOCC_DATA_DIR", str(tmp_path))
     assert default_root(0) == tmp_path / "synthetic-v1-seed0"
-    default_root(0).symlink_to(synthetic_dataroot, target_is_directory=True)
-    assert resolve_dataroot("synthetic", "occ3d") == default_root(0)
-    assert resolve_dataroot("synthetic", "kitti") == default_root(0) / "semantic_kitti"
+    # 'synthetic' is the default sample; let the tiny one stand in for it (its marker names its own config)
+    monkeypatch.setattr("protoocc_ros.data.synthetic.sample.SampleConfig", lambda seed=0: synthetic_sample_config)
+    cached = default_root(synthetic_sample_config.seed)
+    cached.symlink_to(synthetic_dataroot, target_is_directory=True)
+    assert resolve_dataroot("synthetic", "occ3d") == cached
+    assert resolve_dataroot("synthetic", "kitti") == cached / "semantic_kitti"
     assert resolve_dataroot("/data/nuscenes", "occ3d").as_posix() == "/data/nuscenes"

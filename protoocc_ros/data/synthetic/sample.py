@@ -172,8 +172,15 @@ def generate_sample(root: str | Path, cfg: SampleConfig | None = None, progress:
     info = {"format": SAMPLE_FORMAT, "config": asdict(cfg), "seconds": round(time.time() - start, 2),
             "splits": splits, "kitti_root": KITTI_DIR if cfg.kitti else None}
     (root / "synthetic.json").write_text(json.dumps(info, indent=2))
-    (root / MARKER).write_text(json.dumps({"format": SAMPLE_FORMAT, "seed": cfg.seed}))
+    (root / MARKER).write_text(json.dumps(_identity(cfg)))
     return root
+
+
+def _identity(cfg: SampleConfig) -> dict:
+    """What makes two samples the same (everything but the number of workers), as stored in the marker."""
+    ident = json.loads(json.dumps(asdict(cfg)))
+    ident.pop("workers")
+    return {"format": SAMPLE_FORMAT, "config": ident}
 
 
 def _run(cfg: SampleConfig, root: Path, job: tuple[str, list]) -> dict[int, tuple]:
@@ -196,6 +203,16 @@ def is_complete(root: Path) -> bool:
     return (Path(root) / MARKER).is_file()
 
 
+def _check_identity(root: Path, cfg: SampleConfig) -> None:
+    try:
+        stored = json.loads((root / MARKER).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{root / MARKER}: unreadable completion marker ({exc})") from exc
+    if stored != _identity(cfg):
+        raise DatasetError(f"{root}: holds a synthetic sample made with {stored.get('config')}, not the requested "
+                           f"{_identity(cfg)['config']}; delete it or generate elsewhere (protoocc-make-sample --out)")
+
+
 def ensure_sample(root: str | Path | None = None, seed: int = 0, progress: bool = True,
                   cfg: SampleConfig | None = None) -> Path:
     """The nuScenes-style dataroot of the synthetic sample, generated into ``root`` (default: the cache
@@ -204,6 +221,7 @@ def ensure_sample(root: str | Path | None = None, seed: int = 0, progress: bool 
     cfg = cfg or SampleConfig(seed=seed)
     root = Path(root) if root is not None else default_root(cfg.seed)
     if is_complete(root):
+        _check_identity(root, cfg)
         return root
     if root.exists() and any(root.iterdir()):
         raise DatasetError(f"{root}: exists without the completion marker {MARKER}; delete it to regenerate")
@@ -219,6 +237,7 @@ def ensure_sample(root: str | Path | None = None, seed: int = 0, progress: bool 
         if not is_complete(root):       # lost a race only if the winner finished
             raise
         shutil.rmtree(tmp, ignore_errors=True)
+        _check_identity(root, cfg)
     return root
 
 
