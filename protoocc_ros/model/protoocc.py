@@ -174,7 +174,7 @@ STAGES = ("backbone", "neck", "view_transformation", "temporal", "decoder")
 
 
 def parameter_stage(name: str) -> str:
-    """Stage of a parameter name: backbone, neck, view_transformation (query, SCA, FFN, prototypes), temporal, decoder."""
+    """Stage of a parameter: backbone, neck, view_transformation (query, SCA, FFN, prototypes), temporal, decoder."""
     head = name.split(".", 1)[0]
     if head in ("backbone", "neck", "decoder"):
         return head

@@ -91,7 +91,8 @@ class MSDeformableAttention3D(nn.Module):
     def __init__(self, embed_dims: int, num_heads: int, num_levels: int, num_points: int,
                  num_anchors: int) -> None:
         super().__init__()
-        self.num_heads, self.num_levels, self.num_points, self.num_anchors = num_heads, num_levels, num_points, num_anchors
+        self.num_heads, self.num_levels = num_heads, num_levels
+        self.num_points, self.num_anchors = num_points, num_anchors
         self.sampling_offsets = nn.Linear(embed_dims, num_heads * num_levels * num_points * 2)
         self.attention_weights = nn.Linear(embed_dims, num_heads * num_levels * num_points)
         self.value_proj = nn.Linear(embed_dims, embed_dims)

@@ -45,7 +45,8 @@ def make_inputs(cfg: ProtoOccConfig, batch: int = 1, seed: int = 0) -> dict[str,
     }
 
 
-def make_targets(cfg: ProtoOccConfig, batch: int = 1, seed: int = 0, pseudo_labels: int = 12) -> dict[str, torch.Tensor]:
+def make_targets(cfg: ProtoOccConfig, batch: int = 1, seed: int = 0,
+                 pseudo_labels: int = 12) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     x, y, z = cfg.dataset.grid_size
     n = len(cfg.dataset.cameras)
