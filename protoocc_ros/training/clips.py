@@ -21,14 +21,27 @@ Batch = list[list[int]]  # B clips x T dataset indices
 
 
 def frame_keys(dataset: Any) -> list[tuple[str, int]]:
-    """(scene, frame_index) of every dataset index, without loading images (``dataset.frame_keys()``)."""
-    getter = getattr(dataset, "frame_keys", None)
-    if getter is None:
-        raise TrainingError(f"{type(dataset).__name__}: needs a frame_keys() method returning (scene, frame_index) "
-                            "per index to build sequential clips")
-    keys = [(str(s), int(i)) for s, i in getter()]
+    """(scene, position in the scene) of every dataset index, without loading images.
+
+    Uses ``dataset.scenes()`` + ``dataset.scene_indices(scene)`` (the loaders of protoocc_ros.data) or a
+    ``dataset.frame_keys()`` method returning the list directly.
+    """
+    name = type(dataset).__name__
+    if hasattr(dataset, "frame_keys"):
+        keys = [(str(s), int(i)) for s, i in dataset.frame_keys()]
+    elif hasattr(dataset, "scenes") and hasattr(dataset, "scene_indices"):
+        found: dict[int, tuple[str, int]] = {}
+        for scene in dataset.scenes():
+            for position, index in enumerate(dataset.scene_indices(scene)):
+                found[int(index)] = (str(scene), position)
+        keys = [found.get(i, ("", -1)) for i in range(len(dataset))]
+        if len(found) != len(dataset) or ("", -1) in keys:
+            raise TrainingError(f"{name}: scene_indices() cover {len(found)} of {len(dataset)} samples")
+    else:
+        raise TrainingError(f"{name}: needs scenes() + scene_indices(scene) (or frame_keys()) to build "
+                            "sequential clips")
     if len(keys) != len(dataset):
-        raise TrainingError(f"{type(dataset).__name__}.frame_keys(): {len(keys)} keys for {len(dataset)} samples")
+        raise TrainingError(f"{name}.frame_keys(): {len(keys)} keys for {len(dataset)} samples")
     return keys
 
 

@@ -52,17 +52,28 @@ def _default_dataset(cfg: ProtoOccConfig, split: str) -> Any:
     return build_dataset(cfg, split)
 
 
-def _render_frame(cfg: ProtoOccConfig, sample: dict[str, Any], pred: np.ndarray, path: Path) -> Path | None:
-    """Prediction vs ground truth PNG of one frame (None when the render package is unavailable)."""
-    try:
-        from protoocc_ros.render import render_comparison
-    except ImportError:
-        return None
-    gt = np.asarray(sample["semantics"])
+def _render_frame(cfg: ProtoOccConfig, sample: dict[str, Any], pred: np.ndarray, path: Path) -> list[str]:
+    """Prediction | ground truth | errors in BEV, plus the camera mosaic of the frame."""
+    from protoocc_ros.render import render_camera_mosaic, render_comparison
+
     mask = np.asarray(sample["mask_camera"]) if cfg.dataset.use_mask_camera else None
-    render_comparison(pred, gt, path, mask=mask, raw_images=sample.get("raw_images"),
-                      title=f"{sample.get('scene')} frame {sample.get('frame_index')}", cfg=cfg)
-    return path
+    title = f"{sample.get('scene')} frame {sample.get('frame_index')}: prediction vs ground truth"
+    out = [render_comparison(path, pred, np.asarray(sample["semantics"]), mask, cfg.dataset.num_classes, title)]
+    if sample.get("raw_images") is not None:
+        out.append(render_camera_mosaic(path.with_name(f"{path.stem}_cameras.png"), list(sample["raw_images"]),
+                                        list(cfg.dataset.cameras)))
+    return [str(p) for p in out]
+
+
+def render_summary(metric: ConfusionMetric, out_dir: Path) -> str:
+    """Per-class IoU bar chart of the whole split."""
+    from protoocc_ros.render import palette_for, render_iou_bars
+
+    result = metric.compute()
+    _, colors, _ = palette_for(metric.num_classes)
+    names = list(metric.class_names)
+    bar_colors = [colors[names.index(n)] for n in result["per_class_iou"]]
+    return str(render_iou_bars(out_dir / "per_class_iou.png", result["per_class_iou"], result["miou"], bar_colors))
 
 
 @torch.no_grad()
@@ -81,7 +92,8 @@ def evaluate_model(model: nn.Module, cfg: ProtoOccConfig, dataset: Any, *, devic
     bar = tqdm(total=total, desc="evaluate", disable=not progress, dynamic_ncols=True)
     for scene, indices in sequences.items():
         memory = None  # reset at every scene start
-        picks = set(indices[len(indices) // 2::max(1, len(indices) // max(1, renders_per_scene))][:renders_per_scene])
+        n = min(renders_per_scene, len(indices))
+        picks = {indices[(2 * k + 1) * len(indices) // (2 * n)] for k in range(n)}  # evenly spaced, middle first
         for index in indices:
             if done >= total:
                 break
@@ -98,14 +110,14 @@ def evaluate_model(model: nn.Module, cfg: ProtoOccConfig, dataset: Any, *, devic
                 else None
             metric.update(pred, sample["semantics"], mask)
             if render_dir is not None and index in picks:
-                out = _render_frame(cfg, sample, pred, render_dir / f"{scene}_{sample.get('frame_index', index):03d}.png")
-                if out is not None:
-                    renders.append(str(out))
+                renders += _render_frame(cfg, sample, pred, render_dir / f"{scene}_{sample.get('frame_index', 0):03d}.png")
             done += 1
             bar.update(1)
     bar.close()
     if done == 0:
         raise TrainingError("evaluation split has no frames")
+    if render_dir is not None:
+        renders.append(render_summary(metric, render_dir))
     return metric, {"num_frames": done, "num_scenes": len(sequences), "memory_resets": resets,
                     "model_seconds_per_frame": model_seconds / done, "renders": renders}
 

@@ -48,6 +48,16 @@ def test_evaluation_is_deterministic_and_matches_stored_metric(tmp_path: Path, t
     assert stored["num_frames"] == 9
 
 
+def test_renders_prediction_vs_ground_truth(tmp_path: Path, trained) -> None:
+    _, dataset, path = trained
+    report = ev.evaluate_checkpoint(path, dataset=dataset, output_dir=tmp_path, render=True, progress=False)
+    names = sorted(Path(p).name for p in report["renders"])
+    assert names == ["per_class_iou.png"] + [f"scene-{s:04d}_001{suffix}.png" for s in range(3)
+                                             for suffix in ("", "_cameras")]
+    for p in report["renders"]:
+        assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and Path(p).stat().st_size > 5000
+
+
 def test_cli_refuses_a_bad_checkpoint_path(tmp_path: Path, capsys) -> None:
     (tmp_path / "weights.pt").write_bytes(b"\x80\x02")
     assert ev.main(["--checkpoint", str(tmp_path / "weights.pt"), "--no-progress"]) == 2
