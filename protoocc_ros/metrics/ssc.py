@@ -4,7 +4,8 @@ Official definition (semantic-kitti-api evaluate_completion.py + auxiliary/np_io
 truth is 255 (invalid or unlabeled) are dropped, ``conf[pred, gt]`` is accumulated over all frames (rows =
 prediction), and with class 0 = empty:
   completion IoU = conf[1:, 1:].sum() / (conf.sum() - conf[0, 0])
-  precision      = conf[1:, 1:].sum() / (conf[1:, :].sum() + eps),  recall = conf[1:, 1:].sum() / (conf[:, 1:].sum() + eps)
+  precision      = conf[1:, 1:].sum() / (conf[1:, :].sum() + eps)
+  recall         = conf[1:, 1:].sum() / (conf[:, 1:].sum() + eps)
   IoU_c          = tp_c / (tp_c + fp_c + fn_c + 1e-15),  mIoU = mean(IoU[1:20])
 with eps = float32 machine epsilon. Unlike Occ3D, a class absent from both prediction and ground truth has
 IoU 0 (the 1e-15 guard) and *counts* in the mean.

@@ -1,4 +1,4 @@
-"""PNG renders (design §4): camera mosaics, bird's-eye views of semantic grids, prediction vs ground truth, IoU bars."""
+"""PNG renders (design §4): camera mosaics, bird's-eye views of grids, prediction vs ground truth, IoU bars."""
 from __future__ import annotations
 
 from protoocc_ros.render.bev import bev_image, palette_for

@@ -47,7 +47,8 @@ def test_missing_labels_file(nus_root):
 
 
 @pytest.mark.parametrize("change,match", [
-    ({"semantics": np.zeros((200, 200, 8), np.uint8)}, r"'semantics' has shape \(200, 200, 8\); expected \(200, 200, 16\)"),
+    ({"semantics": np.zeros((200, 200, 8), np.uint8)},
+     r"'semantics' has shape \(200, 200, 8\); expected \(200, 200, 16\)"),
     ({"semantics": np.zeros((200, 200, 16), np.float32)}, "'semantics' has dtype float32; expected an integer"),
     ({"semantics": np.full((200, 200, 16), 40, np.uint8)}, "holds label 40 outside the class range"),
     ({"mask_camera": np.full((200, 200, 16), 3, np.uint8)}, "mask 'mask_camera' holds values outside"),

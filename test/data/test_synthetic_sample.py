@@ -9,7 +9,6 @@ import pytest
 from nuscenes import NuScenes
 from nuscenes.utils.data_classes import LidarPointCloud
 from nuscenes.utils.geometry_utils import view_points
-from pyquaternion import Quaternion
 
 from protoocc_ros.classes import IGNORE_LABEL, kitti_ssc_lut
 from protoocc_ros.data import build_dataset

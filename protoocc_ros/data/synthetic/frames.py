@@ -36,7 +36,8 @@ class FrameRenderer:
     def __init__(self, cameras: list[PinholeView], point_cloud_range: list[float], voxel_size: float,
                  ego_height: float, lidar_origin: tuple[float, float, float],
                  lidar_elevation: tuple[float, float], lidar_rings: int = 32, lidar_azimuths: int = 256) -> None:
-        """``ego_height``: road-frame z of the ego origin (0 for nuScenes' base_link, 1.8 for KITTI's velodyne)."""
+        """``ego_height``: road-frame z of the ego origin (0 for nuScenes' base_link, 1.8 for KITTI's velodyne);
+        ``lidar_rings`` x ``lidar_azimuths`` beams give the lidar points (0 rings: no points)."""
         self.cameras = cameras
         self.range = np.asarray(point_cloud_range, dtype=np.float64)
         self.voxel = voxel_size
@@ -90,7 +91,8 @@ class FrameRenderer:
             _, index, _ = render_boxes(view, inv, lo, hi, with_axis=False)
             mask_lidar[table.visible(index, inst, occupied, lo, hi)] = True
             sel = self.beam_view == i
-            t_beam[sel], box_beam[sel] = beam_hits(view, self.beams[sel], index, lo, hi, self.ground_z)
+            if sel.any():
+                t_beam[sel], box_beam[sel] = beam_hits(view, self.beams[sel], index, lo, hi, self.ground_z)
         ok = t_beam < 70.0
         points = self.lidar[0].origin + self.beams[ok] * t_beam[ok, None]
         return FrameOutput(images=imgs, classes=classes, labels=labels, mask_camera=mask_camera.reshape(self.shape),

@@ -30,7 +30,10 @@ def _row(M: np.ndarray) -> str:
 def write_calib(seq_dir: Path, P2: np.ndarray, Tr: np.ndarray) -> None:
     """calib.txt with P0..P3 (3x4, rectified cam0 frame) and Tr (velodyne -> cam0, 3x4)."""
     K = P2[:, :3]
-    shift = lambda b: K @ np.hstack([np.eye(3), np.array([[b], [0.0], [0.0]])])  # noqa: E731
+
+    def shift(baseline: float) -> np.ndarray:
+        return K @ np.hstack([np.eye(3), np.array([[baseline], [0.0], [0.0]])])
+
     lines = [f"P0: {_row(shift(0.0))}", f"P1: {_row(shift(-KITTI_BASELINE_P1))}", f"P2: {_row(P2)}",
              f"P3: {_row(shift(-KITTI_BASELINE_P1 + P2[0, 3] / K[0, 0]))}", f"Tr: {_row(Tr[:3])}"]
     (seq_dir / "calib.txt").write_text("\n".join(lines) + "\n")

@@ -78,7 +78,7 @@ def _renderer(kind: str, image_size: tuple[int, int]) -> FrameRenderer:
             view, _, _ = kitti_camera(image_size)
             _RENDERERS[key] = FrameRenderer([view], kitti_writer.KITTI_RANGE, kitti_writer.KITTI_VOXEL,
                                             KITTI_VELO_HEIGHT, (0.0, 0.0, 0.0), KITTI_LIDAR_ELEVATION,
-                                            lidar_rings=64, lidar_azimuths=512)
+                                            lidar_rings=0)   # no point files in the KITTI layout
     return _RENDERERS[key]
 
 
