@@ -85,7 +85,7 @@ class ProtoOcc(nn.Module):
         keep = torch.tensor([r is None for r in reasons], device=query.device)
         if not (m.temporal.enabled and bool(keep.any())):
             return query, reasons
-        warped, valid = warp_features(memory.features.to(query.dtype), memory.ego2global.to(query.device),
+        warped, valid = warp_features(memory.features.to(query.device, query.dtype), memory.ego2global.to(query.device),
                                       ego2global.to(query.device), self.cfg.dataset.point_cloud_range)
         warped = warped.flatten(2).transpose(1, 2)  # (B, Q, d)
         use = valid.flatten(2).transpose(1, 2) & keep[:, None, None]  # (B, Q, 1)
