@@ -59,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
                        kitti_image_size=args.kitti_image_size, workers=args.workers)
     if args.val_scenes < 1:
         cfg.kitti_sequences = {"00": "train"}
+    default = SampleConfig(seed=cfg.seed, workers=cfg.workers)
+    if not args.out and cfg != default:
+        print("protoocc-make-sample: the cache holds the default sample only; pass --out DIR for other sizes",
+              file=sys.stderr)
+        return 2
     start = time.time()
     try:
         root = (generate_sample(args.out, cfg, progress=not args.quiet) if args.out

@@ -27,6 +27,8 @@ def test_cli_writes_a_loadable_dataroot_and_refuses_a_non_empty_directory(tmp_pa
     assert "not empty" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         make_sample.main(["--image-size", "12"])
+    assert make_sample.main(["--frames", "3"]) == 2                  # the cache holds the default sample only
+    assert "--out" in capsys.readouterr().err
 
 
 def test_ensure_sample_generates_once(tmp_path):
