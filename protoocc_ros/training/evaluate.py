@@ -122,6 +122,40 @@ def evaluate_model(model: nn.Module, cfg: ProtoOccConfig, dataset: Any, *, devic
                     "model_seconds_per_frame": model_seconds / done, "renders": renders}
 
 
+def _targets(dataset: Any, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(semantics, mask_camera or None) of one frame, without decoding images when the loader allows it."""
+    loaded = dataset.load_targets(index) if hasattr(dataset, "load_targets") else dataset[index]
+    if isinstance(loaded, dict):
+        mask = loaded.get("mask_camera")
+        return np.asarray(loaded["semantics"]), None if mask is None else np.asarray(mask)
+    return np.asarray(loaded), None
+
+
+def prior_baseline_results(cfg: ProtoOccConfig, train_dataset: Any, eval_dataset: Any) -> dict[str, Any]:
+    """Metric of a chance predictor that draws each voxel's class from the training labels' frequencies.
+
+    Exact expectation, no sampling: E[confusion[gt=g, pred=p]] = count_eval(g) * prior(p), with both counted
+    over the voxels the metric uses (mask_camera for Occ3D when configured, ignore label excluded).
+    """
+    n = cfg.dataset.num_classes
+    metric = build_metric(cfg)
+    use_mask = isinstance(metric, OccupancyMetric) and metric.use_mask == "camera"
+
+    def counts(dataset: Any) -> np.ndarray:
+        total = np.zeros(n, dtype=np.float64)
+        for i in range(len(dataset)):
+            sem, mask = _targets(dataset, i)
+            labels = sem[mask.astype(bool)] if use_mask and mask is not None else sem.reshape(-1)
+            total += np.bincount(labels[labels < n], minlength=n)[:n]
+        return total
+
+    prior = counts(train_dataset)
+    expected = np.outer(counts(eval_dataset), prior / prior.sum())  # rows = gt, cols = pred
+    metric.hist = expected if isinstance(metric, OccupancyMetric) else expected.T  # SSC rows = pred
+    metric.num_frames = len(eval_dataset)
+    return metric.compute()
+
+
 def report_dict(metric: ConfusionMetric, info: dict[str, Any], cfg: ProtoOccConfig, split: str,
                 checkpoint: str | None, metadata: dict[str, Any] | None) -> dict[str, Any]:
     return nan_to_none({

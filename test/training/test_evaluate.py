@@ -58,6 +58,24 @@ def test_renders_prediction_vs_ground_truth(tmp_path: Path, trained) -> None:
         assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and Path(p).stat().st_size > 5000
 
 
+def test_prior_baseline_is_the_expected_metric_of_random_prior_predictions() -> None:
+    cfg = tiny_config()
+    train, val = SequenceDataset(cfg, num_scenes=2, seed=1), SequenceDataset(cfg, num_scenes=2, seed=2)
+    expected = ev.prior_baseline_results(cfg, train, val)
+    labels = np.concatenate([train[i]["semantics"].numpy()[train[i]["mask_camera"].numpy()] for i in range(len(train))])
+    prior = np.bincount(labels, minlength=cfg.dataset.num_classes) / labels.size
+    rng = np.random.default_rng(0)
+    metric = ev.build_metric(cfg)
+    for i in range(len(val)):
+        sample = val[i]
+        pred = rng.choice(cfg.dataset.num_classes, size=sample["semantics"].shape, p=prior)
+        metric.update(pred, sample["semantics"], sample["mask_camera"])
+    sampled = metric.compute()
+    assert 0.0 < expected["miou"] < 0.5
+    assert sampled["miou"] == pytest.approx(expected["miou"], abs=0.01)
+    assert sampled["geometry_iou"] == pytest.approx(expected["geometry_iou"], abs=0.01)
+
+
 def test_cli_refuses_a_bad_checkpoint_path(tmp_path: Path, capsys) -> None:
     (tmp_path / "weights.pt").write_bytes(b"\x80\x02")
     assert ev.main(["--checkpoint", str(tmp_path / "weights.pt"), "--no-progress"]) == 2
