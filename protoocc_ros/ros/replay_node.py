@@ -56,6 +56,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "max_frame_gap_s": (1.0, "cap on the stamp gap paced between two frames (scene changes jump in time)"),
     "wait_for_topic": ("", "after each frame wait for a message with the frame's header stamp on this topic"),
     "wait_timeout_s": (10.0, "longest wait on wait_for_topic per frame, seconds"),
+    "resend_after_s": (0.0, "with wait_for_topic: publish the frame again (without ground truth) when no output "
+                            "came after this many seconds; 0 = never"),
     "wait_for_subscribers": ([], "topics that must have a matched subscriber before the first frame"),
     "startup_timeout_s": (30.0, "longest wait for wait_for_subscribers / the wait_for_topic publisher, seconds"),
     "startup_settle_s": (0.5, "pause after the waits above: DDS matches the subscriber side a moment after the "
@@ -153,13 +155,15 @@ class ReplayNode(Node):
             self._bag = bag_io.BagRecorder(self.p["record_path"], self.p["record_storage"])
             for topic in self.p["record_topics"]:
                 self._taps.add(topic)
-        self.stats: dict[str, Any] = {"frames": 0, "wait_timeouts": 0, "first_stamp_ns": None, "last_stamp_ns": None}
+        self.stats: dict[str, Any] = {"frames": 0, "wait_timeouts": 0, "resends": 0, "first_stamp_ns": None,
+                                      "last_stamp_ns": None}
 
     def _validate(self) -> None:
         p = self.p
         checks = [
             ("rate", p["rate"] >= 0, "a real-time factor >= 0"),
             ("wait_timeout_s", p["wait_timeout_s"] > 0, "> 0"),
+            ("resend_after_s", p["resend_after_s"] >= 0, ">= 0 (0 = never)"),
             ("max_frames", p["max_frames"] >= 0, ">= 0"),
             ("qos_depth", p["qos_depth"] >= 1, ">= 1"),
             ("record_storage", p["record_storage"] in bag_io.STORAGES, f"one of {sorted(bag_io.STORAGES)}"),
@@ -200,30 +204,45 @@ class ReplayNode(Node):
                 self._cond.notify_all()
 
     # --- publishing loop (main thread) -----------------------------------------------------------------
-    def publish_bundle(self, bundle: FrameBundle) -> None:
-        """Publish /clock at the frame stamp, then the bundle's messages in order."""
+    def publish_bundle(self, bundle: FrameBundle, resend: bool = False) -> None:
+        """Publish /clock at the frame stamp, then the bundle's messages in order. A resend skips the ground
+        truth (the evaluator must see each frame's ground truth once)."""
         self.sim_time_ns = bundle.stamp_ns
         self._clock_pub.publish(mb.clock_msg(bundle.stamp_ns))
         for out in bundle.messages:
-            self._publisher(out.topic, out.msgtype).publish(out.payload)
+            if not (resend and out.topic == mb.GROUND_TRUTH_TOPIC):
+                self._publisher(out.topic, out.msgtype).publish(out.payload)
+        if resend:
+            self.stats["resends"] += 1
+            return
         self.stats["frames"] += 1
         if self.stats["first_stamp_ns"] is None:
             self.stats["first_stamp_ns"] = bundle.stamp_ns
         self.stats["last_stamp_ns"] = bundle.stamp_ns
 
-    def wait_for_output(self, stamp_ns: int) -> bool:
-        """Block until wait_for_topic delivered a message stamped `stamp_ns` (True) or the timeout passed."""
-        deadline = time.monotonic() + self.p["wait_timeout_s"]
+    def wait_for_output(self, bundle: FrameBundle) -> bool:
+        """Block until wait_for_topic delivered a message with the bundle's stamp (True) or wait_timeout_s
+        passed; every resend_after_s without it the bundle is published again (sensor-QoS consumers can lose
+        a message of a set)."""
+        start = time.monotonic()
+        deadline, resend = start + self.p["wait_timeout_s"], self.p["resend_after_s"]
+        next_resend = start + resend if resend > 0 else float("inf")
         with self._cond:
-            while stamp_ns not in self._seen_stamps and self.context.ok():
-                left = deadline - time.monotonic()
-                if left <= 0:
+            while bundle.stamp_ns not in self._seen_stamps and self.context.ok():
+                now = time.monotonic()
+                if now >= deadline:
                     self.stats["wait_timeouts"] += 1
-                    self.get_logger().warning(f"no message stamped {stamp_ns} ns on {self.p['wait_for_topic']} "
-                                              f"within {self.p['wait_timeout_s']} s; going on")
+                    self.get_logger().warning(f"no message stamped {bundle.stamp_ns} ns on "
+                                              f"{self.p['wait_for_topic']} within {self.p['wait_timeout_s']} s; "
+                                              "going on")
                     return False
-                self._cond.wait(min(left, 0.1))
-            self._seen_stamps.discard(stamp_ns)
+                if now >= next_resend:
+                    self.get_logger().info(f"no output for frame {bundle.index} after {now - start:.1f} s; "
+                                           "publishing it again")
+                    self.publish_bundle(bundle, resend=True)
+                    next_resend = now + resend
+                self._cond.wait(min(deadline, next_resend) - now)
+            self._seen_stamps.discard(bundle.stamp_ns)
         return True
 
     def wait_until_ready(self, first: FrameBundle) -> None:
@@ -273,7 +292,7 @@ class ReplayNode(Node):
             prev = bundle.stamp_ns
             self.publish_bundle(bundle)
             if self.p["wait_for_topic"]:
-                self.wait_for_output(bundle.stamp_ns)
+                self.wait_for_output(bundle)
             if self.p["max_frames"] and self.stats["frames"] >= self.p["max_frames"]:
                 break
         self.stats["wall_s"] = round(time.monotonic() - t_start, 3)

@@ -1,27 +1,32 @@
-"""The README pipeline as three processes: replay_node (tiny synthetic sample, consumer-paced, recording) ->
-occupancy_node (demo config) -> evaluation_node; replay and evaluation exit by themselves when done."""
+"""The README pipeline as three processes: replay_node (conftest's tiny synthetic sample, consumer-paced,
+recording) -> occupancy_node (demo config) -> evaluation_node; replay and evaluation exit by themselves when done."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import ros_helpers as rh
 from protoocc_ros.ros import bag_io, msg_builders as mb
-from test_replay_dataset import tiny_dataroot  # noqa: F401  (module fixture)
 
 
-def test_replay_occupancy_evaluation_run_to_completion(tmp_path: Path, tiny_dataroot: Path) -> None:  # noqa: F811
+def test_replay_occupancy_evaluation_run_to_completion(tmp_path: Path, synthetic_dataroot: Path) -> None:
     frames = 2
     occupancy = rh.NodeProcess("protoocc_ros.ros.occupancy_node", tmp_path / "occupancy.log",
                                params={"config_file": "demo", "device": "cpu", "use_sim_time": True})
     evaluation = rh.NodeProcess("protoocc_ros.ros.evaluation_node", tmp_path / "evaluation.log",
                                 params={"output_dir": str(tmp_path / "eval")})
     replay = rh.NodeProcess("protoocc_ros.ros.replay_node", tmp_path / "replay.log", params={
-        "dataroot": str(tiny_dataroot), "rate": 0.0, "max_frames": frames, "wait_for_topic": mb.PREDICTION_TOPIC,
+        "dataroot": str(synthetic_dataroot), "rate": 0.0, "max_frames": frames, "wait_for_topic": mb.PREDICTION_TOPIC,
+        "wait_timeout_s": 30.0, "resend_after_s": 3.0,
         "wait_for_subscribers": [mb.image_topic("CAM_FRONT"), mb.GROUND_TRUTH_TOPIC],
         "record_path": str(tmp_path / "bag"), "record_storage": "mcap"})
     try:
-        assert replay.wait(90.0) == 0, replay.output() + occupancy.output()
+        deadline = time.monotonic() + 90.0
+        while replay.proc.poll() is None and occupancy.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert occupancy.proc.poll() is None, f"occupancy_node exited early:\n{occupancy.output()}"
+        assert replay.wait(1.0) == 0, replay.output()
         assert evaluation.wait(30.0) == 0, evaluation.output()
     finally:
         for node in (replay, evaluation, occupancy):

@@ -1,10 +1,8 @@
-"""replay_node on a tiny synthetic sample (nuScenes+Occ3D and SemanticKITTI formats): a subscriber in another
-process receives every frame with consistent /clock, /tf, /tf_static, CameraInfo, images and ground truth."""
+"""replay_node on the tiny synthetic sample of conftest (nuScenes+Occ3D and SemanticKITTI formats): a subscriber in
+another process receives every frame with consistent /clock, /tf, /tf_static, CameraInfo, images and ground truth."""
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -13,21 +11,6 @@ import pytest
 
 import ros_helpers as rh
 from protoocc_ros.ros import msg_builders as mb
-
-TINY = dict(seed=3, train_scenes=0, val_scenes=1, frames_per_scene=3, image_size=(48, 80), kitti=True,
-            kitti_sequences={"08": "val"}, kitti_frames=3, kitti_image_size=(40, 120), workers=1)
-
-
-@pytest.fixture(scope="module")
-def tiny_dataroot() -> Path:
-    """A 3-frame sample (6 cameras of 48x80, one KITTI sequence), cached next to the default sample."""
-    from protoocc_ros.data.synthetic import SampleConfig, ensure_sample
-    from protoocc_ros.data.synthetic.sample import default_root
-
-    cfg = SampleConfig(**TINY)
-    key = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:10]
-    return ensure_sample(default_root().parent / f"test-replay-tiny-{key}", cfg=cfg, progress=False)
-
 
 def _collect(tmp_path: Path, params: dict[str, Any], topics: dict[str, Any], frames: int,
              timeout_s: float = 30.0) -> tuple[dict[str, list[Any]], dict[str, Any]]:
@@ -71,7 +54,7 @@ def _matrix(transform: Any) -> np.ndarray:
     return T
 
 
-def test_nuscenes_sample_arrives_complete_and_consistent(tmp_path: Path, tiny_dataroot: Path) -> None:
+def test_nuscenes_sample_arrives_complete_and_consistent(tmp_path: Path, synthetic_dataroot: Path) -> None:
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import CameraInfo, Image
     from tf2_msgs.msg import TFMessage
@@ -81,7 +64,7 @@ def test_nuscenes_sample_arrives_complete_and_consistent(tmp_path: Path, tiny_da
     from protoocc_ros.ros.image_conversion import image_to_rgb
     from protoocc_ros.ros.occupancy_msg import msg_to_grid
 
-    dataset = Occ3DNuScenesDataset(tiny_dataroot, "v1.0-mini", split="val")
+    dataset = Occ3DNuScenesDataset(synthetic_dataroot, "v1.0-mini", split="val")
     cams = list(dataset.cameras)
     topics: dict[str, Any] = {"/clock": Clock, "/tf": TFMessage, "/tf_static": TFMessage,
                               mb.GROUND_TRUTH_TOPIC: SemanticOccupancyGrid}
@@ -90,7 +73,7 @@ def test_nuscenes_sample_arrives_complete_and_consistent(tmp_path: Path, tiny_da
         topics[mb.camera_info_topic(cam)] = CameraInfo
     # 4x real time: 0.5 s keyframe spacing -> 0.125 s per frame, well within what the listener keeps up with
     n = len(dataset)
-    msgs, done = _collect(tmp_path, {"dataroot": str(tiny_dataroot), "rate": 4.0}, topics, n)
+    msgs, done = _collect(tmp_path, {"dataroot": str(synthetic_dataroot), "rate": 4.0}, topics, n)
     assert {t: len(m) for t, m in msgs.items()} == {t: 1 if t in ("/tf_static", mb.DONE_TOPIC) else n for t in msgs}
     assert done["frames"] == n and done["source"]["source"] == "occ3d_nuscenes"
     stamps = [mb.seconds_to_ns(f.timestamp) for f in dataset.frames]
@@ -121,17 +104,18 @@ def test_nuscenes_sample_arrives_complete_and_consistent(tmp_path: Path, tiny_da
         assert grid.free_label == 17 and grid.class_names[17] == "free"
 
 
-def test_kitti_sequence_replays_with_image_2_and_ssc_ground_truth(tmp_path: Path, tiny_dataroot: Path) -> None:
+def test_kitti_sequence_replays_with_image_2_and_ssc_ground_truth(tmp_path: Path, synthetic_dataroot: Path,
+                                                                  synthetic_kitti_root: Path) -> None:
     from sensor_msgs.msg import CameraInfo, Image
 
     from protoocc_ros.data.semantic_kitti import SemanticKittiDataset
     from protoocc_ros.msg import SemanticOccupancyGrid
     from protoocc_ros.ros.occupancy_msg import msg_to_grid
 
-    dataset = SemanticKittiDataset(tiny_dataroot / "semantic_kitti", split="val")
+    dataset = SemanticKittiDataset(synthetic_kitti_root, split="val")
     topics = {mb.image_topic("image_2"): Image, mb.camera_info_topic("image_2"): CameraInfo,
               mb.GROUND_TRUTH_TOPIC: SemanticOccupancyGrid}
-    msgs, done = _collect(tmp_path, {"dataroot": str(tiny_dataroot), "source_format": "semantic_kitti",
+    msgs, done = _collect(tmp_path, {"dataroot": str(synthetic_dataroot), "source_format": "semantic_kitti",
                                      "rate": 0.0}, topics, len(dataset))
     assert done["frames"] == len(dataset) == len(msgs[mb.GROUND_TRUTH_TOPIC]) == len(msgs[mb.image_topic("image_2")])
     stamps = [mb.stamp_to_ns(g.header.stamp) for g in msgs[mb.GROUND_TRUTH_TOPIC]]
@@ -142,21 +126,21 @@ def test_kitti_sequence_replays_with_image_2_and_ssc_ground_truth(tmp_path: Path
         assert grid.labels.shape == (256, 256, 32) and grid.free_label == 0 and len(grid.class_names) == 20
 
 
-def test_loop_with_max_frames_and_compressed_images(tmp_path: Path, tiny_dataroot: Path) -> None:
+def test_loop_with_max_frames_and_compressed_images(tmp_path: Path, synthetic_dataroot: Path) -> None:
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import CompressedImage
 
     from protoocc_ros.ros.image_conversion import compressed_to_rgb
 
     topics = {"/clock": Clock, mb.image_topic("CAM_FRONT", compressed=True): CompressedImage}
-    msgs, done = _collect(tmp_path, {"dataroot": str(tiny_dataroot), "rate": 0.0, "loop": True, "max_frames": 5,
+    msgs, done = _collect(tmp_path, {"dataroot": str(synthetic_dataroot), "rate": 0.0, "loop": True, "max_frames": 5,
                                      "image_format": "png", "cameras": ["CAM_FRONT"],
                                      "publish_ground_truth": False}, topics, 5)
     clocks = [mb.stamp_to_ns(c.clock) for c in msgs["/clock"]]
     assert done["frames"] == 5 and len(clocks) == 5
     assert clocks[3:] == clocks[:2]                            # second pass starts over
     images = msgs[mb.image_topic("CAM_FRONT", compressed=True)]
-    assert len(images) == 5 and compressed_to_rgb(images[0]).shape == (48, 80, 3)
+    assert len(images) == 5 and compressed_to_rgb(images[0]).shape == (90, 160, 3)
 
 
 def test_missing_dataroot_fails_with_a_message_naming_it(tmp_path: Path) -> None:
