@@ -1,0 +1,323 @@
+"""Model cost per stage (issue 9; paper Table 3 columns): parameters, FLOPs and latency of backbone, neck,
+view transformation and decoder, for every config and every ablation flag set (paper Table 4 + no temporal).
+
+    python benchmarks/bench_model.py                                  # all configs, CPU, full-size FLOPs
+    python benchmarks/bench_model.py --configs demo occ3d_small --latency-image-size 216 400 --repeats 5
+    python benchmarks/bench_model.py --device cuda                    # fp32 and fp16 (autocast) latency
+
+FLOPs: torch.utils.flop_counter.FlopCounterMode (2 FLOPs per multiply-add; counts convolutions and
+matrix products, not grid_sample / softmax / elementwise ops) at the config's full input size.
+Latency: eval mode, torch.inference_mode, batch 1, the second frame of a synthetic scene with the
+temporal memory of the first (steady state), warm-up calls then median / p90 over repeats; per
+stage from forward hooks (CUDA synchronised at each hook). View transformation = total - backbone
+- neck - decoder (voxel query, projection, hit gathering, prototype clustering, temporal warp,
+encoder layers). Variants that run the same inference graph (prototype optimization and
+multi-perspective decoding only act in training) share one latency / FLOP measurement.
+Writes benchmarks/results/model.json and model.png.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402
+    ABLATIONS, CONFIGS, RESULTS_DIR, BenchmarkError, FrameInputs, header, inference_signature, load_average,
+    print_table, resolve_device, sample_frames, set_threads, summarize_ms, sync, variant_config,
+    wait_for_low_load, write_json,
+)
+
+from protoocc_ros.model.protoocc import ProtoOcc, count_parameters_by_stage, count_prototype_parameters  # noqa: E402
+
+STAGES = ("backbone", "neck", "view_transformation", "decoder")
+VT_PARTS = ("prototype_clustering", "temporal_attn", "prototype_mapping", "cross_attn", "ffn")
+
+
+def stage_group(name: str) -> str | None:
+    """Timing/FLOP group of a module name of ProtoOcc (None = not a group root)."""
+    parts = name.split(".")
+    if len(parts) == 1 and parts[0] in ("backbone", "neck", "decoder", "prototype_clustering"):
+        return parts[0]
+    if len(parts) == 3 and parts[0] == "encoder" and parts[2] in VT_PARTS:
+        return parts[2]
+    return None
+
+
+def breakdown(groups: dict[str, float], total: float) -> dict[str, float]:
+    """Inclusive group totals -> the four stages plus view-transformation parts (cross_attn without the
+    prototype mapping it calls; vt_other = projection, hit gathering, temporal warp, norms)."""
+    out = {s: groups.get(s, 0.0) for s in ("backbone", "neck", "decoder")}
+    out["view_transformation"] = total - out["backbone"] - out["neck"] - out["decoder"]
+    parts = {p: groups.get(p, 0.0) for p in VT_PARTS}
+    parts["cross_attn"] -= parts["prototype_mapping"]
+    parts["vt_other"] = out["view_transformation"] - sum(parts.values())
+    return {**{s: out[s] for s in STAGES}, "total": total, **{f"vt.{k}": v for k, v in parts.items()}}
+
+
+class StageTimer:
+    """Forward hooks that time every group root of a ProtoOcc (inclusive, summed over encoder layers)."""
+
+    def __init__(self, model: nn.Module, device: torch.device) -> None:
+        self.device, self.groups, self._start = device, {}, {}
+        self.handles = []
+        for name, module in model.named_modules():
+            group = stage_group(name)
+            if group is not None:
+                self.handles.append(module.register_forward_pre_hook(self._pre(name)))
+                self.handles.append(module.register_forward_hook(self._post(name, group)))
+
+    def _pre(self, name: str):
+        def hook(module: nn.Module, args: Any) -> None:
+            sync(self.device)
+            self._start[name] = time.perf_counter()
+        return hook
+
+    def _post(self, name: str, group: str):
+        def hook(module: nn.Module, args: Any, out: Any) -> None:
+            sync(self.device)
+            self.groups[group] = self.groups.get(group, 0.0) + time.perf_counter() - self._start.pop(name)
+        return hook
+
+    def take(self) -> dict[str, float]:
+        groups, self.groups = self.groups, {}
+        return groups
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def build(cfg: Any, device: torch.device | str, seed: int = 0) -> ProtoOcc:
+    """Random-weight ProtoOcc in eval mode without autograd state (FlopCounterMode's module tracker needs that);
+    on the meta device only the structure (for parameter counts)."""
+    torch.manual_seed(seed)
+    if str(device) == "meta":
+        with torch.device("meta"):
+            return ProtoOcc.from_config(cfg)
+    return ProtoOcc.from_config(cfg).to(device).eval().requires_grad_(False)
+
+
+def parameters(cfg: Any) -> dict[str, int]:
+    """Parameter counts per stage (built on the meta device: instant, no memory)."""
+    model = build(cfg, "meta")
+    counts = count_parameters_by_stage(model)
+    counts["prototypes"] = count_prototype_parameters(model)
+    return counts
+
+
+def flops(model: ProtoOcc, frame: FrameInputs) -> dict[str, float]:
+    """FLOPs per stage (GFLOP) of one inference call, from FlopCounterMode's per-module counts."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False, depth=None)
+    with torch.inference_mode(), counter:
+        model(*frame.args())
+    groups: dict[str, float] = {}
+    for name, per_op in counter.get_flop_counts().items():
+        group = stage_group(name.split(".", 1)[1]) if name.startswith("ProtoOcc.") else None
+        if group is not None:
+            groups[group] = groups.get(group, 0.0) + sum(per_op.values())
+    result = breakdown(groups, float(counter.get_total_flops()))
+    return {k: round(v / 1e9, 4) for k, v in result.items()}
+
+
+def latency(model: ProtoOcc, frames: list[FrameInputs], warmup: int, repeats: int, device: torch.device,
+            fp16: bool, label: str) -> dict[str, Any]:
+    """Per-stage latency of frame 1 with the memory of frame 0 (median / p90 over repeats, ms)."""
+    from tqdm import tqdm
+
+    f0, f1 = (f.to(device) for f in frames[:2])
+    amp = torch.autocast("cuda", dtype=torch.float16) if fp16 else nullcontext()
+    with torch.inference_mode(), amp:
+        memory = model(*f0.args()).memory
+        timer = StageTimer(model, device)
+        load_before = load_average()
+        samples: list[dict[str, float]] = []
+        try:
+            for i in tqdm(range(warmup + repeats), desc=label, leave=False):
+                sync(device)
+                t0 = time.perf_counter()
+                out = model(*f1.args(), memory=memory)
+                sync(device)
+                total = time.perf_counter() - t0
+                groups = timer.take()
+                if i >= warmup:
+                    samples.append(breakdown(groups, total))
+        finally:
+            timer.remove()
+    if out.memory.reset_reason != [None]:
+        raise BenchmarkError(f"{label}: the temporal memory was reset ({out.memory.reset_reason}); the timed "
+                             "frame must follow frame 0 of the same scene")
+    keys = samples[0].keys()
+    stats = {k: summarize_ms([s[k] for s in samples]) for k in keys}
+    return {"stages": stats, "warmup": warmup, "repeats": repeats, "load_average": [load_before, load_average()]}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    device = resolve_device(args.device)
+    threads = set_threads(args.threads)
+    precisions = ["fp32", "fp16"] if device.type == "cuda" and not args.no_fp16 else ["fp32"]
+    result: dict[str, Any] = {**header(device), "device": str(device), "torch_threads": threads, "rows": [],
+                              "notes": __doc__.split("\n\n")[2].replace("\n", " ")}
+    flop_cache: dict[str, dict] = {}
+    lat_cache: dict[str, dict] = {}
+    frame_cache: dict[tuple, list[FrameInputs]] = {}
+    for config in args.configs:
+        for ablation in args.ablations:
+            cfg_full = variant_config(config, ABLATIONS[ablation])
+            row: dict[str, Any] = {"config": config, "ablation": ablation, "flags": ABLATIONS[ablation],
+                                   "image_size_full": cfg_full.image_size, "num_cameras": cfg_full.num_cameras,
+                                   "query_size": cfg_full.model.query_size,
+                                   "num_prototypes_full": cfg_full.model.prototypes.num_prototypes,
+                                   "parameters": parameters(cfg_full)}
+            print(f"[bench_model] {config} / {ablation}: {row['parameters']['total'] / 1e6:.2f} M parameters",
+                  flush=True)
+            if not args.no_flops:
+                sig = inference_signature(cfg_full)
+                if sig not in flop_cache:
+                    key = (config, tuple(cfg_full.image_size))
+                    frame_cache.setdefault(key, sample_frames(cfg_full, 2))
+                    t0 = time.monotonic()
+                    flop_cache[sig] = {"gflops": flops(build(cfg_full, "cpu", args.seed), frame_cache[key][0]),
+                                       "image_size": cfg_full.image_size, "measured_for": f"{config}/{ablation}",
+                                       "seconds": round(time.monotonic() - t0, 1)}
+                row["flops"] = flop_cache[sig]
+            if not args.no_latency:
+                size = args.latency_image_size or (args.small_image_size if config in args.reduce else None)
+                cfg_lat = variant_config(config, ABLATIONS[ablation], size)
+                sig = inference_signature(cfg_lat)
+                for precision in precisions:
+                    lkey = f"{sig}|{precision}"
+                    if lkey not in lat_cache:
+                        key = (config, tuple(cfg_lat.image_size))
+                        frame_cache.setdefault(key, sample_frames(cfg_lat, 2))
+                        if args.max_load is not None:
+                            wait_for_low_load(args.max_load)
+                        model = build(cfg_lat, device, args.seed)
+                        repeats = args.repeats_big if config in args.reduce else args.repeats
+                        lat = latency(model, frame_cache[key], args.warmup, repeats, device, precision == "fp16",
+                                      f"{config}/{ablation}/{precision}")
+                        lat_cache[lkey] = {**lat, "precision": precision, "image_size": cfg_lat.image_size,
+                                           "num_prototypes": cfg_lat.model.prototypes.num_prototypes,
+                                           "measured_for": f"{config}/{ablation}"}
+                        del model
+                    row.setdefault("latency", {})[precision] = lat_cache[lkey]
+            result["rows"].append(row)
+    result["load_average_end"] = load_average()
+    return result
+
+
+def tables(result: dict[str, Any]) -> str:
+    """Markdown tables: parameters / GFLOPs / latency (median, p90) per stage and config."""
+    rows = []
+    for r in result["rows"]:
+        p = r["parameters"]
+        g = r.get("flops", {}).get("gflops", {})
+        lat = r.get("latency", {}).get("fp32", {})
+        st = lat.get("stages", {})
+        size = "×".join(map(str, lat.get("image_size", []))) or "-"
+        rows.append([r["config"], r["ablation"], f"{p['total'] / 1e6:.2f}",
+                     " / ".join(f"{p[s] / 1e6:.2f}" for s in STAGES),
+                     f"{g.get('total', float('nan')):.1f}", " / ".join(f"{g.get(s, float('nan')):.1f}" for s in STAGES),
+                     size, f"{st.get('total', {}).get('median_ms', float('nan')):.1f}",
+                     f"{st.get('total', {}).get('p90_ms', float('nan')):.1f}",
+                     " / ".join(f"{st.get(s, {}).get('median_ms', float('nan')):.1f}" for s in STAGES)])
+    return print_table(rows, ["config", "flags", "params [M]", "params bb / neck / VT / dec [M]", "GFLOPs",
+                              "GFLOPs bb / neck / VT / dec", "latency input", "median [ms]", "p90 [ms]",
+                              "median bb / neck / VT / dec [ms]"])
+
+
+def plot(result: dict[str, Any], path: Path) -> Path:
+    """Stage shares of latency and FLOPs (100 % bars, absolute total written at the bar end) per config."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in result["rows"] if r["ablation"] in ("exp1_baseline", "exp5_full")]
+    labels = [f"{r['config']} / {r['ablation'].split('_', 1)[1]}" for r in rows]
+    colors = ["#4c72b0", "#55a868", "#c44e52", "#8172b2"]
+    fig, axes = plt.subplots(1, 2, figsize=(14, 0.45 * len(rows) + 2), sharey=True)
+    panels = [("latency", lambda r: r.get("latency", {}).get("fp32", {}).get("stages"), "median_ms", "ms"),
+              ("FLOPs", lambda r: r.get("flops", {}).get("gflops"), None, "GFLOP")]
+    for ax, (title, get, field, unit) in zip(axes, panels):
+        for i, r in enumerate(rows):
+            data = get(r)
+            if not data:
+                continue
+            vals = [data[s][field] if field else data[s] for s in STAGES]
+            total = sum(vals)
+            left = 0.0
+            for s, v, c in zip(STAGES, vals, colors):
+                ax.barh(i, 100 * v / total, left=left, color=c, label=s if i == 0 else None)
+                left += 100 * v / total
+            ax.text(101, i, f"{total:.4g} {unit}", va="center", fontsize=8)
+        ax.set_xlim(0, 125)
+        ax.set_xlabel(f"share of {title} [%] (total at the bar end)")
+        ax.set_title(title + (" (fp32, median)" if field else " (full input size)"))
+    axes[0].set_yticks(range(len(rows)), labels, fontsize=8)
+    axes[0].invert_yaxis()
+    axes[0].legend(loc="lower right", fontsize=8)
+    m = result["machine"]
+    fig.suptitle(f"ProtoOcc cost per stage — {m['cpu_model']}, {result['torch_threads']} torch threads, "
+                 f"device {result['device']}", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"[bench] wrote {path}", flush=True)
+    return path
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    p.add_argument("--ablations", nargs="+", default=list(ABLATIONS), choices=list(ABLATIONS))
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    p.add_argument("--no-fp16", action="store_true", help="CUDA: skip the fp16 (autocast) latency")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--latency-image-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                   help="input size for latency of every config (FLOPs stay at full size)")
+    p.add_argument("--reduce", nargs="*", default=["occ3d_base", "occ3d_small", "occ3d_tiny", "kitti_base"],
+                   help="configs whose latency uses --small-image-size and --repeats-big (slow on a small CPU)")
+    p.add_argument("--small-image-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                   help="latency input size of the --reduce configs (default: full size)")
+    p.add_argument("--repeats-big", type=int, default=5)
+    p.add_argument("--no-flops", action="store_true")
+    p.add_argument("--no-latency", action="store_true")
+    p.add_argument("--max-load", type=float, default=None, help="wait until the 1-min load is below this")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=RESULTS_DIR / "model.json")
+    args = p.parse_args(argv)
+    for name in args.configs:
+        if name not in CONFIGS:
+            print(f"[bench_model] note: {name!r} is not one of the standard configs {CONFIGS}", file=sys.stderr)
+    if args.repeats < 1 or args.repeats_big < 1 or args.warmup < 0:
+        p.error("--repeats / --repeats-big must be >= 1 and --warmup >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        result = run(args)
+    except BenchmarkError as exc:
+        print(f"bench_model: {exc}", file=sys.stderr)
+        return 2
+    result["table"] = tables(result)
+    write_json(args.out, result)
+    plot(result, args.out.with_suffix(".png"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""Shared benchmark helpers (issue 9): machine facts, load average, timing statistics, config variants, inputs, JSON.
+
+Every measurement records the CPU model, torch thread count and ``os.getloadavg()`` next to it, so
+numbers taken on the shared 2-core machine can be judged (and retaken when the load was high).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `python benchmarks/x.py` from anywhere
+    sys.path.insert(0, str(REPO))
+
+from protoocc_ros.config import (  # noqa: E402
+    ConfigError, ProtoOccConfig, expected_num_prototypes, load_config, validate_config,
+)
+
+RESULTS_DIR = REPO / "benchmarks" / "results"
+
+# Paper Table 4 flag sets (Proto. Mapping, Proto. Optimization, MOD) + temporal memory off on the full model.
+ABLATIONS: dict[str, dict[str, bool]] = {
+    "exp1_baseline": {"prototypes.enabled": False, "prototypes.optimization": False, "decoder.multi_perspective": False},
+    "exp2_mapping": {"prototypes.enabled": True, "prototypes.optimization": False, "decoder.multi_perspective": False},
+    "exp3_mapping_opt": {"prototypes.enabled": True, "prototypes.optimization": True,
+                         "decoder.multi_perspective": False},
+    "exp4_mod": {"prototypes.enabled": False, "prototypes.optimization": False, "decoder.multi_perspective": True},
+    "exp5_full": {"prototypes.enabled": True, "prototypes.optimization": True, "decoder.multi_perspective": True},
+    "exp5_no_temporal": {"prototypes.enabled": True, "prototypes.optimization": True,
+                         "decoder.multi_perspective": True, "temporal.enabled": False},
+}
+CONFIGS = ("demo", "demo_baseline", "occ3d_tiny", "occ3d_small", "occ3d_base", "kitti_small", "kitti_base")
+
+
+class BenchmarkError(RuntimeError):
+    """A benchmark cannot run as asked; the message names the option/config and what was expected."""
+
+
+# -- machine and load -----------------------------------------------------------------------------------
+def cpu_model() -> str:
+    """'model name' of /proc/cpuinfo (platform.processor() elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info(device: torch.device | None = None) -> dict[str, Any]:
+    """What the numbers were measured on: CPU, logical cores, torch and its thread counts, GPU if used."""
+    info: dict[str, Any] = {
+        "cpu_model": cpu_model(), "logical_cpus": os.cpu_count(), "platform": platform.platform(),
+        "python": platform.python_version(), "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+    }
+    if device is not None and device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def load_average() -> list[float]:
+    """1, 5 and 15 minute load averages, rounded."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def wait_for_low_load(max_load: float | None, timeout_s: float = 1800.0, poll_s: float = 30.0) -> list[float]:
+    """Block until the 1-minute load average is <= max_load (None = don't wait); returns the load at start."""
+    deadline = time.monotonic() + timeout_s
+    while max_load is not None and os.getloadavg()[0] > max_load and time.monotonic() < deadline:
+        print(f"[bench] load {load_average()} > {max_load}: waiting {poll_s:.0f} s", flush=True)
+        time.sleep(poll_s)
+    return load_average()
+
+
+def set_threads(threads: int | None) -> int:
+    if threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchmarkError(f"--device {name}: CUDA is not available on this machine (use cpu or auto)")
+    return torch.device(name)
+
+
+# -- timing ---------------------------------------------------------------------------------------------
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolation percentile (q in 0..100) of a non-empty list."""
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def summarize_ms(seconds: list[float]) -> dict[str, float]:
+    """median / p90 / mean / min / max in milliseconds of a list of durations in seconds."""
+    if not seconds:
+        raise BenchmarkError("summarize_ms: no samples (repeats must be >= 1)")
+    ms = [1e3 * s for s in seconds]
+    return {"median_ms": round(statistics.median(ms), 3), "p90_ms": round(percentile(ms, 90), 3),
+            "mean_ms": round(statistics.fmean(ms), 3), "min_ms": round(min(ms), 3), "max_ms": round(max(ms), 3),
+            "n": len(ms)}
+
+
+def time_repeated(fn: Callable[[], Any], warmup: int, repeats: int, device: torch.device,
+                  progress: str | None = None) -> list[float]:
+    """Call fn warmup + repeats times (synchronising CUDA around each call); durations of the timed calls (s)."""
+    from tqdm import tqdm
+
+    times = []
+    for i in tqdm(range(warmup + repeats), desc=progress, leave=False, disable=progress is None):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+# -- configs --------------------------------------------------------------------------------------------
+def variant_config(name: str, flags: dict[str, bool] | None = None, image_size: tuple[int, int] | None = None,
+                   extra: Iterable[str] = ()) -> ProtoOccConfig:
+    """Config `name` with ablation flags (keys below model.), an optional input size and KEY=VALUE overrides.
+
+    A different image size changes the number of prototypes M (ceil(h_f/r) x ceil(w_f/r), paper Table 6);
+    it is recomputed so the config stays valid. The data root is the synthetic sample.
+    """
+    overrides = [f"model.{k}={'true' if v else 'false'}" for k, v in (flags or {}).items()]
+    overrides += ["dataset.dataroot=synthetic", "model.backbone.pretrained=null", *extra]
+    try:
+        cfg = load_config(name, overrides)
+    except ConfigError as exc:
+        raise BenchmarkError(f"config {name!r} with {overrides}: {exc}") from None
+    if cfg.dataset.kind == "occ3d":
+        cfg.dataset.version = "v1.0-mini"
+    if image_size is not None:
+        cfg.dataset.image_size = [int(image_size[0]), int(image_size[1])]
+        cfg.model.prototypes.num_prototypes = expected_num_prototypes(cfg)
+        validate_config(cfg)
+    return cfg
+
+
+def inference_signature(cfg: ProtoOccConfig) -> str:
+    """Configs with equal signatures run the same inference graph (optimization / MOD only act in training)."""
+    d = dataclasses.asdict(cfg)
+    d.pop("name"), d.pop("train"), d.pop("eval"), d.pop("loss")
+    d["model"]["prototypes"].pop("optimization")
+    d["model"]["decoder"] = {k: v for k, v in d["model"]["decoder"].items() if k in ("channels", "overlap")}
+    d["dataset"] = {k: d["dataset"][k] for k in ("cameras", "image_size", "grid_size", "point_cloud_range",
+                                                "num_classes")}
+    return json.dumps(d, sort_keys=True)
+
+
+# -- inputs ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class FrameInputs:
+    """One camera set in the model contract's layout (batch 1)."""
+
+    images: torch.Tensor     # (1, N, 3, H, W) float32, normalised
+    lidar2img: torch.Tensor  # (1, N, 4, 4) float32
+    ego2global: torch.Tensor  # (1, 4, 4) float64
+    timestamp: torch.Tensor  # (1,) float64
+
+    def to(self, device: torch.device) -> FrameInputs:
+        return FrameInputs(*(t.to(device) for t in dataclasses.astuple(self)))
+
+    def args(self) -> tuple[torch.Tensor, ...]:
+        return dataclasses.astuple(self)
+
+
+def sample_frames(cfg: ProtoOccConfig, count: int = 2) -> list[FrameInputs]:
+    """The first `count` consecutive frames of the first validation scene of the synthetic sample, at the
+    config's image size (real camera geometry, so the hit-query counts K are those of the rig)."""
+    from protoocc_ros.data.build import build_dataset
+
+    ds = build_dataset(cfg, "val")
+    frames = []
+    for i in range(count):
+        s = ds[i]
+        frames.append(FrameInputs(s["images"][None], s["lidar2img"][None].float(),
+                                  torch.as_tensor(s["ego2global"], dtype=torch.float64)[None],
+                                  torch.tensor([float(s["timestamp"])], dtype=torch.float64)))
+    return frames
+
+
+# -- output ---------------------------------------------------------------------------------------------
+def write_json(path: Path, data: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    print(f"[bench] wrote {path}", flush=True)
+    return path
+
+
+def header(device: torch.device | None = None) -> dict[str, Any]:
+    """Machine block + the time and load when the run started."""
+    return {"machine": machine_info(device), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "load_average_start": load_average(), "command": " ".join(sys.argv)}
+
+
+def print_table(rows: list[list[Any]], headers: list[str]) -> str:
+    """Markdown table text (also printed)."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    text = "\n".join(lines)
+    print(text, flush=True)
+    return text
