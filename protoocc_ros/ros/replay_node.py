@@ -10,6 +10,12 @@ subprocesses and wait for replay (and evaluation, which also listens to /replay/
 Recording (`record_path` non-empty): every topic of `record_topics` is subscribed (raw CDR, QoS matched to its
 publisher once it appears in the graph) and written with rosbags (`record_storage` mcap or sqlite3); the bag
 timestamp of a message is the replay clock (the stamp of the last published frame) when it arrives.
+
+Delivery: publishers are reliable + transient local (depth `qos_depth`; /clock volatile). Before the first
+frame the node waits for `wait_for_subscribers` and the `wait_for_topic` publisher, then `startup_settle_s`;
+before /replay/done it waits until reliable subscribers acknowledged everything (`ack_timeout_s`). With
+`resend_after_s` a frame whose output does not come is published again (without its ground truth), for
+consumers on lossy sensor QoS.
 """
 from __future__ import annotations
 
@@ -17,7 +23,6 @@ import json
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import rclpy
@@ -26,6 +31,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
 from std_msgs.msg import String
 
 from protoocc_ros.ros import bag_io, msg_builders as mb
@@ -33,7 +39,6 @@ from protoocc_ros.ros.qos import latched_qos, reliable_qos
 from protoocc_ros.ros.replay_sources import (
     CLOCK_TOPIC, TF_STATIC_TOPIC, FrameBundle, ReplaySource, ReplaySourceError, header_stamp_ns, open_source,
 )
-from rosgraph_msgs.msg import Clock
 
 NODE_NAME = "replay_node"
 DEFAULT_RECORD_TOPICS = ["/occupancy_node/occupancy", "/occupancy_node/occupied_voxels",
@@ -65,7 +70,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "loop": (False, "start over at the end instead of stopping"),
     "max_frames": (0, "stop after this many frames in total; 0 = all"),
     "exit_when_done": (True, "exit after the last frame (otherwise keep spinning until shut down)"),
-    "qos_depth": (10, "history depth of the (reliable) publishers"),
+    "qos_depth": (10, "history depth of the publishers (reliable, transient local)"),
     "ack_timeout_s": (10.0, "at the end, longest wait for reliable subscribers to acknowledge every message"),
     "record_path": ("", "rosbag2 directory to record record_topics into; empty = no recording"),
     "record_topics": (list(DEFAULT_RECORD_TOPICS), "topics to record"),
@@ -111,13 +116,19 @@ class TopicTaps:
             if not infos:
                 continue
             msgtype = infos[0].topic_type
+            try:
+                msg_class = bag_io.message_class(msgtype)
+            except bag_io.BagIOError as exc:
+                self._node.get_logger().error(f"cannot subscribe to {topic}: {exc}")
+                self._wanted.discard(topic)
+                continue
             reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
             latched = all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos)
             qos = QoSProfile(depth=100,
                              reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
             self._subs[topic] = self._node.create_subscription(
-                bag_io.message_class(msgtype), topic,
+                msg_class, topic,
                 lambda data, t=topic, m=msgtype: self._callback(t, m, data), qos, raw=True)
             self.subscribed[topic] = msgtype
 

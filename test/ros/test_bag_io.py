@@ -49,8 +49,10 @@ def test_bag_roundtrip_preserves_every_message(tmp_path: Path, storage: str) -> 
     expected = sorted(written, key=lambda x: (x[2], x[0]))
     for (topic, t, msg), (etopic, emsg, et) in zip(got, expected):
         assert (topic, t) == (etopic, et)
-        assert type(msg) is type(emsg)
-        assert bag_io.serialize(msg) == bag_io.serialize(emsg)   # float32 fields compare exactly only as CDR
+        # float32 fields (voxel_size) compare exactly only after the same CDR round trip; CDR padding bytes are
+        # not initialised by rclpy, so the bytes themselves are not comparable
+        assert msg == bag_io.deserialize(bag_io.BagMessage(topic, bag_io.ros_type_name(emsg), t,
+                                                           bag_io.serialize(emsg)))
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])

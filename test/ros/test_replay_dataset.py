@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 import ros_helpers as rh
 from protoocc_ros.ros import msg_builders as mb
