@@ -2,6 +2,8 @@
 
 ``submit`` never blocks; when the queue is full the oldest waiting item is dropped (and counted),
 so the model always works on the newest camera set and callbacks keep running at input rate.
+``clear`` discards what waits and lets the running item finish (lifecycle deactivate); ``stop`` ends
+the thread (cleanup, shutdown).
 """
 from __future__ import annotations
 
@@ -67,6 +69,15 @@ class InferenceWorker(Generic[T]):
     def wait_idle(self, timeout_s: float) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: not self._queue and not self._busy, timeout=timeout_s)
+
+    def clear(self, timeout_s: float = 10.0) -> int:
+        """Discard the waiting items and wait up to ``timeout_s`` for the running one; returns how many were
+        discarded. The worker stays usable."""
+        with self._cond:
+            discarded = len(self._queue)
+            self._queue.clear()
+            self._cond.wait_for(lambda: not self._busy, timeout=timeout_s)
+        return discarded
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Finish the running item, discard queued ones, join the thread."""

@@ -1,18 +1,29 @@
 """occupancy_node: camera sets -> ProtoOcc -> 3D semantic occupancy (design §1 data flow, §5 ROS interfaces).
 
+A managed (lifecycle) node, like the perception nodes of nav2 / Autoware:
+  configure   validate parameters, load config + checkpoint, warm the model up, create the publishers,
+              listen to TF, start the Foxglove server (``foxglove.enabled``)
+  activate    subscribe to the cameras and publish
+  deactivate  unsubscribe, drop waiting sets, reset the temporal memory
+  cleanup     free the model and everything configure made; shutdown ends the process
+A failing transition returns FAILURE and logs the reason. ``autostart`` (default true) configures and
+activates at start; a failure then exits with a one-line reason and a non-zero code.
+
 Inputs: N camera image topics (Image or CompressedImage, sensor QoS) + CameraInfo (intrinsics),
 /tf_static (base_link -> optical frames), /tf (odom -> base_link, the ego pose for the temporal
 memory). Sets are synchronised (sync.py) in the subscription callbacks and handed to one worker
 thread through a bounded queue (inference_worker.py) which decodes, looks up TF, preprocesses with
 protoocc_ros.data.preprocessing.preprocess_camera_set, runs ProtoOcc.predict and publishes
-``~/occupancy``, ``~/occupied_voxels``, ``~/markers``; ``/diagnostics`` reports rates, latency per
-stage, dropped sets and memory resets by reason. Bad input is dropped and counted, never fatal; a
-bad configuration or checkpoint at start exits with a one-line reason and a non-zero code.
+``~/occupancy``, ``~/occupied_voxels``, ``~/markers``; ``/diagnostics`` reports the lifecycle state,
+rates, latency per stage, TF age, model failures, dropped sets and memory resets by reason with
+OK / WARN / ERROR levels (diagnostics.py). Bad input is dropped and counted, never fatal. Runtime
+parameter changes (params.LIVE_PARAMETERS) take effect at once; the others are refused while configured.
 """
 from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,36 +33,42 @@ import numpy as np
 import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
+from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
 
 from protoocc_ros import classes
 from protoocc_ros.config import ConfigError, load_config
 from protoocc_ros.data.errors import DatasetError
 from protoocc_ros.data.preprocessing import preprocess_camera_set
+from protoocc_ros.geometry import make_transform, yaw_matrix
 from protoocc_ros.model import build_model
 from protoocc_ros.msg import SemanticOccupancyGrid
-from protoocc_ros.ros.diagnostics import NodeDiagnostics, ThrottledLog
+from protoocc_ros.ros.diagnostics import HealthLimits, NodeDiagnostics, ThrottledLog
+from protoocc_ros.ros.foxglove_bridge import FoxgloveBridge
 from protoocc_ros.ros.image_conversion import ImageConversionError, msg_to_rgb
 from protoocc_ros.ros.inference_worker import InferenceWorker
+from protoocc_ros.ros.lifecycle import run_transition
 from protoocc_ros.ros.markers import OccupancyMarkers
 from protoocc_ros.ros.occupancy_msg import grid_to_msg, occupied_voxels
-from protoocc_ros.ros.params import OccupancyNodeParams, ParamError, read_params
-from protoocc_ros.ros.pointcloud import create_cloud
-from protoocc_ros.ros.qos import reliable_qos, sensor_qos
-from protoocc_ros.ros.sync import ApproximateTimeSync, SyncedSet
-from protoocc_ros.ros.tf_buffer import (
-    ConnectivityError, FrameLookupError, TfBuffer, TransformError, attach_tf_listener,
+from protoocc_ros.ros.params import (
+    PARAMETERS, OccupancyNodeParams, ParamError, apply_change, declare_params, read_params,
 )
+from protoocc_ros.ros.pointcloud import create_cloud
+from protoocc_ros.ros.qos import reliable_qos, sensor_qos, tf_qos, tf_static_qos
+from protoocc_ros.ros.sync import ApproximateTimeSync, SyncedSet
+from protoocc_ros.ros.tf_buffer import ConnectivityError, FrameLookupError, TfBuffer, TransformError
 from protoocc_ros.training.checkpoint import default_checkpoint_path, load_checkpoint
 
 __all__ = ["OccupancyNode", "NodeStartError", "load_model", "class_table", "main"]
 
 NODE_NAME = "occupancy_node"
 INPUT_WAIT_S = 0.25  # how long the worker waits for a transform / CameraInfo that may still be on its way
+OPTICAL_AXES = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])  # optical x/y/z in the ego frame
 
 
 class NodeStartError(RuntimeError):
@@ -86,7 +103,8 @@ def class_table(cfg: Any) -> tuple[list[str], np.ndarray, int]:
     return names, np.asarray(colors, np.uint8), int(cfg.dataset.free_label)
 
 
-def _resolve_device(requested: str) -> torch.device:
+def resolve_device(requested: str) -> torch.device:
+    """torch device for the ``device`` parameter (auto = cuda when available); NodeStartError when unavailable."""
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested.startswith("cuda") and not torch.cuda.is_available():
@@ -97,6 +115,12 @@ def _resolve_device(requested: str) -> torch.device:
 
 def _stamp_ns(stamp: Any) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def health_limits(p: OccupancyNodeParams) -> HealthLimits:
+    return HealthLimits(window_s=p.diagnostics_window_s, expected_rate_hz=p.diagnostics_expected_rate_hz,
+                        latency_budget_ms=p.diagnostics_latency_budget_ms,
+                        tf_stale_error_s=p.diagnostics_tf_stale_error_s)
 
 
 # -- per-set processing -----------------------------------------------------------------------------
@@ -122,55 +146,176 @@ class _CameraInfo:
     frame_id: str
 
 
-class OccupancyNode(Node):
-    """ROS 2 node running ProtoOcc on synchronised camera sets (see the module docstring)."""
+@dataclass
+class _Gathered:
+    images: list[np.ndarray]   # RGB uint8 (H_i, W_i, 3) per camera
+    Ks: list[np.ndarray]       # (3, 3) per camera
+    cam2ego: list[np.ndarray]  # (4, 4) optical frame -> base_frame per camera
+    frames: list[str]          # optical frame id per camera
+
+
+class OccupancyNode(LifecycleNode):
+    """Managed ROS 2 node running ProtoOcc on synchronised camera sets (see the module docstring)."""
 
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
         try:
-            self.params = read_params(self)
+            declare_params(self)
         except ParamError as exc:
             raise NodeStartError(str(exc)) from None
-        p = self.params
+        self.autostart = bool(self.get_parameter("autostart").value)
+        period = float(self.get_parameter("diagnostics_period_s").value)
+        if not period > 0:
+            raise NodeStartError(f"parameter 'diagnostics_period_s' = {period!r}: expected > 0 seconds")
+        self.params: OccupancyNodeParams | None = None  # read and validated by configure
+        self.last_error = ""                             # reason of the last failed transition
+        self.finalized = False
+        self._active = False
+        self._pending_params: OccupancyNodeParams | None = None
+        self.model: torch.nn.Module | None = None
+        self.memory: Any = None
+        self.sync: ApproximateTimeSync | None = None
+        self.worker: InferenceWorker[_Job] | None = None
+        self.fox: FoxgloveBridge | None = None
+        self._publishers: list[Any] = []
+        self._tf_subs: list[Any] = []
+        self._input_subs: list[Any] = []
+        self._missing_seen: Counter[Any] = Counter()
+        self._last_set_ns: int | None = None
+        self.diag = NodeDiagnostics(self.get_fully_qualified_name().lstrip("/"))
+        self.diag.state = "unconfigured"
+        self.throttled = ThrottledLog(float(self.get_parameter("log_throttle_s").value))
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", reliable_qos(10))
+        self.create_timer(period, self._publish_diagnostics)
+        self.add_on_set_parameters_callback(self._check_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+
+    # -- lifecycle transitions (executor thread) ------------------------------------------------------
+    def _transition(self, name: str, body: Any, target: str, undo: Any = None) -> TransitionCallbackReturn:
+        def failed(reason: str) -> None:
+            self.last_error = reason
+            self.diag.transition_error = f"{name}: {reason}"
+            if undo is not None:
+                undo()
+
+        result = run_transition(self.get_logger(), name, body, failed)
+        if result == TransitionCallbackReturn.SUCCESS:
+            self.last_error = self.diag.transition_error = ""
+            self.diag.state = target
+        return result
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition("configure", self._configure, "inactive", undo=self._release)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = self._transition("activate", self._activate, "active", undo=self._deactivate)
+        return super().on_activate(state) if result == TransitionCallbackReturn.SUCCESS else result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = self._transition("deactivate", self._deactivate, "inactive")
+        return super().on_deactivate(state) if result == TransitionCallbackReturn.SUCCESS else result
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition("cleanup", self._release, "unconfigured")
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.finalized = True
+        return self._transition("shutdown", self.shutdown, "finalized")
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._transition("error recovery", self.shutdown, "unconfigured")
+        return TransitionCallbackReturn.SUCCESS
+
+    def _configure(self) -> None:
+        try:
+            p = read_params(self)
+        except ParamError as exc:
+            raise NodeStartError(str(exc)) from None
         self.cfg = self._load_config(p)
         self.cameras = p.cameras or list(self.cfg.dataset.cameras)
         if len(self.cameras) != self.cfg.num_cameras:
             raise NodeStartError(f"parameter 'cameras' = {self.cameras}: the model of {p.config_file} takes "
                                  f"{self.cfg.num_cameras} cameras ({self.cfg.dataset.cameras})")
-        self.device = _resolve_device(p.device)
+        self.device = resolve_device(p.device)
         self.model = self._load_model(p.checkpoint)
-        self.class_names, colors, self.free_label = class_table(self.cfg)
-        self.memory: Any = None
-
-        log = self.get_logger()
-        self.diag = NodeDiagnostics(self.get_fully_qualified_name().lstrip("/"), hardware_id=str(self.device))
-        self.throttled = ThrottledLog(p.log_throttle_s)  # one log line per key and period
+        self._warm_up()
+        self.params = p
+        self.class_names, self.colors, self.free_label = class_table(self.cfg)
+        self.diag.hardware_id, self.diag.cameras = str(self.device), list(self.cameras)
+        self.diag.set_limits(health_limits(p))
+        self.throttled.period_s = p.log_throttle_s
         self.tf = TfBuffer(p.tf_cache_s, p.tf_tolerance_s, on_reject=self._on_tf_reject, jump_back_s=p.time_jump_s)
         self._tf_resets_seen = 0
         self.sync = ApproximateTimeSync(self.cameras, p.sync_slop_s, p.sync_queue_size, p.time_jump_s,
                                         callback=self._on_set, on_drop=self._on_sync_drop)
+        self._missing_seen = Counter()
         self.camera_info: dict[str, _CameraInfo] = {}
-        self.markers = OccupancyMarkers(self.class_names, colors, self.free_label, ns="occupancy",
+        self.markers = OccupancyMarkers(self.class_names, self.colors, self.free_label, ns="occupancy",
                                         delete_all_first=p.markers_delete_all)
+        self.pub_grid = self.create_lifecycle_publisher(SemanticOccupancyGrid, "~/occupancy", reliable_qos(10))
+        self.pub_cloud = self.create_lifecycle_publisher(PointCloud2, "~/occupied_voxels", reliable_qos(2))
+        self.pub_markers = self.create_lifecycle_publisher(MarkerArray, "~/markers", reliable_qos(2))
+        self._publishers = [self.pub_grid, self.pub_cloud, self.pub_markers]
+        self._tf_subs = [self.create_subscription(TFMessage, "/tf", self._tf_callback(False), tf_qos()),
+                         self.create_subscription(TFMessage, "/tf_static", self._tf_callback(True), tf_static_qos())]
+        self.worker = InferenceWorker(self._process, p.inference_queue_size, on_drop=self._on_busy_drop,
+                                      on_error=self._on_worker_error)
+        if p.foxglove_enabled:
+            self.fox = FoxgloveBridge(p.foxglove_host, p.foxglove_port, self.cameras, self.class_names, self.colors,
+                                      self.free_label, name=NODE_NAME, prefix=self.get_fully_qualified_name())
+            self.get_logger().info(f"Foxglove live view on ws://{p.foxglove_host}:{self.fox.port} "
+                                   "(Foxglove app: Open connection > Foxglove WebSocket; layout config/foxglove_layout.json)")
+        self.get_logger().info(f"configured: config {self.cfg.name}, grid {tuple(self.cfg.dataset.grid_size)}, "
+                               f"device {self.device}, warm-up {self.diag.warmup_ms:.0f} ms")
 
-        self.pub_grid = self.create_publisher(SemanticOccupancyGrid, "~/occupancy", reliable_qos(10))
-        self.pub_cloud = self.create_publisher(PointCloud2, "~/occupied_voxels", reliable_qos(2))
-        self.pub_markers = self.create_publisher(MarkerArray, "~/markers", reliable_qos(2))
-        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", reliable_qos(10))
-        attach_tf_listener(self, self.tf)
+    def _activate(self) -> None:
+        p = self.params
+        assert p is not None and self.sync is not None
+        self.sync.reset()
+        self.diag.restart_stamps()
+        self._last_set_ns = None
         image_type = CompressedImage if p.image_transport == "compressed" else Image
         for cam in self.cameras:
-            self.create_subscription(image_type, p.image_topic(cam), self._image_callback(cam),
-                                     sensor_qos(p.input_qos_depth))
-            self.create_subscription(CameraInfo, p.camera_info_topic(cam), self._info_callback(cam),
-                                     sensor_qos(p.input_qos_depth))
-        self.worker: InferenceWorker[_Job] = InferenceWorker(
-            self._process, p.inference_queue_size, on_drop=self._on_busy_drop, on_error=self._on_worker_error)
-        self.create_timer(p.diagnostics_period_s, self._publish_diagnostics)
-        log.info(f"ready: {len(self.cameras)} cameras {self.cameras} on {p.image_topic(self.cameras[0])} ..., "
-                 f"config {self.cfg.name}, grid {tuple(self.cfg.dataset.grid_size)}, device {self.device}")
+            self._input_subs.append(self.create_subscription(image_type, p.image_topic(cam), self._image_callback(cam),
+                                                             sensor_qos(p.input_qos_depth)))
+            self._input_subs.append(self.create_subscription(CameraInfo, p.camera_info_topic(cam),
+                                                             self._info_callback(cam), sensor_qos(p.input_qos_depth)))
+        self._active = True
+        self.get_logger().info(f"active: {len(self.cameras)} cameras {self.cameras} on "
+                               f"{p.image_topic(self.cameras[0])} ...")
 
-    # -- start-up ---------------------------------------------------------------------------------
+    def _deactivate(self) -> None:
+        """Stop processing: unsubscribe, drop waiting sets, let the running one finish, reset the memory."""
+        self._active = False
+        for sub in self._input_subs:
+            self.destroy_subscription(sub)
+        self._input_subs = []
+        if self.worker is not None:
+            self.worker.clear()
+        if self.sync is not None:
+            self.sync.reset()
+        if self.memory is not None:
+            self.diag.reset("memory.deactivated")
+        self.memory = None
+
+    def _release(self) -> None:
+        """Undo configure (cleanup, failed configure): everything but the parameters and /diagnostics."""
+        self._deactivate()
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+        if self.fox is not None:
+            self.fox.close()
+            self.fox = None
+        for pub in self._publishers:
+            self.destroy_lifecycle_publisher(pub)
+        for sub in self._tf_subs:
+            self.destroy_subscription(sub)
+        self._publishers, self._tf_subs = [], []
+        self.model, self.sync, self.params = None, None, None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
     def _load_config(self, p: OccupancyNodeParams) -> Any:
         overrides = list(p.config_overrides)
         if p.memory_max_gap_s != -1.0:
@@ -205,15 +350,58 @@ class OccupancyNode(Node):
             log.info(f"loaded checkpoint {path}")
         return model
 
+    def _warm_up(self) -> None:
+        """One inference on a synthetic rig (grey images, cameras around the car) so that the first real set
+        does not pay for lazy initialisation; a failure here fails configure."""
+        H, W = self.cfg.image_size
+        n = self.cfg.num_cameras
+        K = np.array([[W / 2.0, 0.0, W / 2.0], [0.0, W / 2.0, H / 2.0], [0.0, 0.0, 1.0]])
+        cam2ego = [make_transform(yaw_matrix(2 * np.pi * i / n) @ OPTICAL_AXES, [0.0, 0.0, 1.5]) for i in range(n)]
+        batch = preprocess_camera_set([np.full((H, W, 3), 128, np.uint8)] * n, [K] * n, cam2ego, (H, W))
+        start = time.monotonic()
+        try:
+            self._predict(batch, np.eye(4), 0, None)
+        except Exception as exc:  # noqa: BLE001 - reported as the reason configure failed
+            raise NodeStartError(f"model warm-up on {self.device} failed: {type(exc).__name__}: {exc}") from None
+        self.diag.warmup_ms = 1e3 * (time.monotonic() - start)
+
+    # -- parameters (executor thread) -------------------------------------------------------------------
+    def _check_parameters(self, changed: list[Any]) -> SetParametersResult:
+        """Validate a ``ros2 param set``: refused with the reason, or kept for _apply_parameters."""
+        changes = {param.name: param.value for param in changed if param.name in PARAMETERS}
+        if not changes:
+            return SetParametersResult(successful=True)
+        current = {name: self.get_parameter(name).value for name in PARAMETERS}
+        try:
+            self._pending_params = apply_change(current, changes, configured=self.params is not None,
+                                                node_name=self.get_fully_qualified_name())
+        except ParamError as exc:
+            self.get_logger().warning(f"parameter change refused: {exc}")
+            return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, changed: list[Any]) -> None:
+        new, self._pending_params = self._pending_params, None
+        if new is None or self.params is None:  # unconfigured: read at the next configure
+            return
+        self.params = new  # one reference swap: the worker reads self.params once per set
+        self.throttled.period_s = new.log_throttle_s
+        self.diag.set_limits(health_limits(new))
+        if not new.memory_enabled:
+            self.memory = None
+        self.get_logger().info("parameters applied: " + ", ".join(f"{p.name}={p.value!r}" for p in changed))
+
     # -- callbacks (executor thread; must stay cheap) -----------------------------------------------
     def _image_callback(self, camera: str) -> Any:
         def callback(msg: Image | CompressedImage) -> None:
-            self.diag.tick_input(camera)
-            self.sync.add(camera, _stamp_ns(msg.header.stamp), msg)
+            stamp = _stamp_ns(msg.header.stamp)
+            self.diag.tick_input(camera, stamp)
+            if self._active and self.sync is not None:
+                self.sync.add(camera, stamp, msg)
         return callback
 
     def _info_callback(self, camera: str) -> Any:
-        topic = self.params.camera_info_topic(camera)
+        topic = self.params.camera_info_topic(camera) if self.params else camera
 
         def callback(msg: CameraInfo) -> None:
             self.diag.tick_input(f"{camera}/camera_info")
@@ -225,12 +413,35 @@ class OccupancyNode(Node):
             self.camera_info[camera] = _CameraInfo(K, int(msg.width), int(msg.height), msg.header.frame_id)
         return callback
 
+    def _tf_callback(self, static: bool) -> Any:
+        """TransformListener feeding self.tf; dynamic transforms whose child is base_frame are the ego pose."""
+        authority = "/tf_static" if static else "/tf"
+
+        def callback(msg: TFMessage) -> None:
+            self.tf.add_message(msg, static=static, authority=authority)
+            if not static and self.params is not None:
+                base = self.params.base_frame
+                for ts in msg.transforms:
+                    if ts.child_frame_id.lstrip("/") == base:
+                        self.diag.ego_pose(_stamp_ns(ts.header.stamp))
+        return callback
+
     def _on_set(self, synced: SyncedSet) -> None:
-        self.worker.submit(_Job(synced, time.monotonic()))
+        p, worker = self.params, self.worker
+        if not self._active or p is None or worker is None:
+            return
+        last = self._last_set_ns
+        if p.max_rate_hz > 0 and last is not None and 0 <= synced.stamp_ns - last < 1e9 / p.max_rate_hz - 1e6:
+            self.diag.drop("rate_limited")  # on purpose: counted, not logged
+            return
+        self._last_set_ns = synced.stamp_ns
+        worker.submit(_Job(synced, time.monotonic()))
 
     def _on_sync_drop(self, reason: str, detail: str) -> None:
         if reason == "time_jump_backwards":
             self.diag.reset("sync.time_jump_backwards")
+            self.diag.restart_stamps()
+            self._last_set_ns = None
             line = self.throttled("sync.reset", f"inputs jumped back in time, synchronizer reset: {detail}")
             if line:
                 self.get_logger().warning(line)
@@ -241,8 +452,9 @@ class OccupancyNode(Node):
         self._drop(f"tf_rejected_{reason}", detail)
 
     def _on_busy_drop(self, job: _Job) -> None:
+        queue = self.params.inference_queue_size if self.params else "?"
         self._drop("inference_busy", f"set at {job.synced.stamp_ns} ns dropped: the model is still busy "
-                                     f"(inference_queue_size {self.params.inference_queue_size})")
+                                     f"(inference_queue_size {queue})")
 
     def _on_worker_error(self, job: _Job, exc: BaseException) -> None:
         if not self.context.ok():  # shutting down (Ctrl-C) while a set was being published
@@ -256,14 +468,21 @@ class OccupancyNode(Node):
             self.get_logger().warning(line)
 
     def _publish_diagnostics(self) -> None:
-        if self.tf.resets != self._tf_resets_seen:
-            for _ in range(self.tf.resets - self._tf_resets_seen):
-                self.diag.reset("tf.time_jump_backwards")
-            self._tf_resets_seen = self.tf.resets
+        if self.sync is not None:
+            if self.tf.resets != self._tf_resets_seen:
+                for _ in range(self.tf.resets - self._tf_resets_seen):
+                    self.diag.reset("tf.time_jump_backwards")
+                self._tf_resets_seen = self.tf.resets
+            missing = Counter(self.sync.missing)
+            for cam, n in (missing - self._missing_seen).items():
+                self.diag.camera_missing(str(cam), n)
+            self._missing_seen = missing
         self.pub_diag.publish(self.diag.to_msg(self.get_clock().now().to_msg()))
 
     # -- worker thread ----------------------------------------------------------------------------
     def _process(self, job: _Job) -> None:
+        if not self._active:  # deactivated while the set waited
+            return
         try:
             self._run_set(job)
         except _Drop as drop:
@@ -281,10 +500,9 @@ class OccupancyNode(Node):
                     raise _Drop(reason, f"{what}: {exc}") from None
             time.sleep(0.005)
 
-    def _gather(self, synced: SyncedSet) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
-        """Decoded RGB images, K and cam2ego per camera (raises _Drop)."""
-        p = self.params
-        images, Ks, cam2ego = [], [], []
+    def _gather(self, p: OccupancyNodeParams, synced: SyncedSet) -> _Gathered:
+        """Decoded RGB images, K, cam2ego and optical frame per camera (raises _Drop)."""
+        out = _Gathered([], [], [], [])
         for cam in self.cameras:
             msg = synced.messages[cam]
             info = self.camera_info.get(cam)
@@ -302,42 +520,64 @@ class OccupancyNode(Node):
                 raise _Drop("image_size_mismatch", f"{cam}: image is {rgb.shape[1]}x{rgb.shape[0]} but its "
                                                    f"CameraInfo says {info.width}x{info.height}")
             frame = msg.header.frame_id or info.frame_id or f"{cam.lower()}_optical_frame"
-            cam2ego.append(self._lookup(p.base_frame, frame, synced.stamps_ns[cam], f"extrinsics of {cam}"))
-            images.append(rgb)
-            Ks.append(info.K)
-        return images, Ks, cam2ego
+            out.cam2ego.append(self._lookup(p.base_frame, frame, synced.stamps_ns[cam], f"extrinsics of {cam}"))
+            out.images.append(rgb)
+            out.Ks.append(info.K)
+            out.frames.append(frame)
+        return out
 
     def _run_set(self, job: _Job) -> None:
-        p, synced = self.params, job.synced
+        p, synced = self.params, job.synced  # one snapshot of the parameters for the whole set
+        assert p is not None
         t0 = time.monotonic()
-        images, Ks, cam2ego = self._gather(synced)
+        got = self._gather(p, synced)
         ego2global = self._lookup(p.odom_frame, p.base_frame, synced.stamp_ns, "ego pose")
         t1 = time.monotonic()
         try:
-            batch = preprocess_camera_set(images, Ks, cam2ego, self.cfg.image_size)
+            batch = preprocess_camera_set(got.images, got.Ks, got.cam2ego, self.cfg.image_size)
         except DatasetError as exc:
             raise _Drop("preprocess_error", str(exc)) from None
         t2 = time.monotonic()
-        labels, confidence = self._infer(batch, ego2global, synced.stamp_ns)
+        labels, confidence = self._infer(p, batch, ego2global, synced.stamp_ns)
         t3 = time.monotonic()
-        self._publish(labels, confidence, synced.stamp_ns)
+        shown = self._publish(p, labels, confidence, synced.stamp_ns)
         t4 = time.monotonic()
-        for stage, seconds in (("queue", t0 - job.queued_at), ("decode_tf", t1 - t0), ("preprocess", t2 - t1),
-                               ("inference", t3 - t2), ("publish", t4 - t3), ("total", t4 - job.queued_at)):
+        stages = [("queue", t0 - job.queued_at), ("decode_tf", t1 - t0), ("preprocess", t2 - t1),
+                  ("inference", t3 - t2), ("publish", t4 - t3), ("total", t4 - job.queued_at)]
+        if self.fox is not None:
+            transforms = [(p.odom_frame, p.base_frame, ego2global)] + [
+                (p.base_frame, frame, T) for frame, T in zip(got.frames, got.cam2ego)]
+            ds = self.cfg.dataset
+            if self.fox.publish(synced.stamp_ns, shown, ds.point_cloud_range, ds.voxel_size, p.base_frame,
+                                dict(zip(self.cameras, got.images)), dict(zip(self.cameras, got.frames)),
+                                transforms, p.foxglove_image_max_width):
+                stages.append(("foxglove", time.monotonic() - t4))
+        for stage, seconds in stages:
             self.diag.latency(stage, seconds)
         self.diag.tick_output()
 
-    def _infer(self, batch: Any, ego2global: np.ndarray, stamp_ns: int) -> tuple[np.ndarray, np.ndarray]:
-        """ProtoOcc.predict on one set; carries and reports the temporal memory. Returns (X,Y,Z) uint8, float32."""
+    def _predict(self, batch: Any, ego2global: np.ndarray, stamp_ns: int, memory: Any) -> tuple[Any, Any, Any]:
         dev = self.device
-        labels, confidence, memory = self.model.predict(
+        return self.model.predict(
             batch.images[None].to(dev),                                          # (1, N, 3, H, W)
             batch.lidar2img[None].to(dev),                                       # (1, N, 4, 4)
             torch.from_numpy(np.asarray(ego2global, np.float64))[None].to(dev),  # (1, 4, 4) float64
             torch.tensor([stamp_ns / 1e9], dtype=torch.float64, device=dev),     # (1,) seconds
-            self.memory if self.params.memory_enabled else None,
+            memory,
         )
-        if self.params.memory_enabled:
+
+    def _infer(self, p: OccupancyNodeParams, batch: Any, ego2global: np.ndarray,
+               stamp_ns: int) -> tuple[np.ndarray, np.ndarray]:
+        """ProtoOcc.predict on one set; carries and reports the temporal memory. Returns (X,Y,Z) uint8, float32."""
+        try:
+            labels, confidence, memory = self._predict(batch, ego2global, stamp_ns,
+                                                       self.memory if p.memory_enabled else None)
+        except Exception as exc:  # noqa: BLE001 - a model failure is an ERROR in /diagnostics, not a crash
+            self.diag.model_failure(f"{type(exc).__name__}: {exc}")
+            self.memory = None
+            raise _Drop("model_failure", f"set at {stamp_ns} ns: {type(exc).__name__}: {exc}") from None
+        self.diag.model_ok()
+        if p.memory_enabled and self._active:
             self.memory = memory
             reason = (memory.reset_reason or [None])[0]
             if reason is not None:
@@ -347,8 +587,10 @@ class OccupancyNode(Node):
                     self.get_logger().info(line)
         return labels[0].cpu().numpy(), confidence[0].float().cpu().numpy()
 
-    def _publish(self, labels: np.ndarray, confidence: np.ndarray, stamp_ns: int) -> None:
-        p, ds = self.params, self.cfg.dataset
+    def _publish(self, p: OccupancyNodeParams, labels: np.ndarray, confidence: np.ndarray,
+                 stamp_ns: int) -> np.ndarray:
+        """Publish the enabled outputs; returns the labels as shown (free below the score threshold)."""
+        ds = self.cfg.dataset
         header = Header(frame_id=p.base_frame)
         header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
         if p.publish_occupancy:
@@ -361,9 +603,19 @@ class OccupancyNode(Node):
             self.pub_cloud.publish(create_cloud(header, points))
         if p.publish_markers:
             self.pub_markers.publish(self.markers.build(shown, ds.point_cloud_range, ds.voxel_size, header))
+        return shown
 
     def shutdown(self) -> None:
-        self.worker.stop()
+        """Free everything (shutdown transition, Ctrl-C)."""
+        self._release()
+
+
+def _start(node: OccupancyNode) -> str:
+    """Configure and activate (autostart); returns '' or the reason it failed."""
+    for transition in (node.trigger_configure, node.trigger_activate):
+        if transition() != TransitionCallbackReturn.SUCCESS:
+            return node.last_error or f"{transition.__name__} failed"
+    return ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -374,13 +626,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         try:
             node = OccupancyNode()
+            reason = _start(node) if node.autostart else ""
         except NodeStartError as exc:
-            rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
+            reason = str(exc)
+        if reason:
+            rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {reason}")
             return 2
+        assert node is not None
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         try:
-            executor.spin()
+            while rclpy.ok() and not node.finalized:  # the shutdown transition ends the process
+                executor.spin_once(timeout_sec=0.1)
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
         return 0

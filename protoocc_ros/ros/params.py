@@ -1,8 +1,11 @@
 """occupancy_node parameters (design §5 "parameters declared with descriptions and validated at start").
 
-Each parameter is declared once here with its default and description; ``read_params(node)``
-declares them, reads them into :class:`OccupancyNodeParams` and validates values and file paths,
-raising :class:`ParamError` naming the parameter, its value and what was expected.
+Each parameter is declared once here with its default and description; ``declare_params(node)``
+declares them, ``read_params(node)`` reads them into :class:`OccupancyNodeParams` and validates the
+values, raising :class:`ParamError` naming the parameter, its value and what was expected.
+``apply_change(current, changes, configured)`` decides a runtime change (``ros2 param set``): the
+LIVE_PARAMETERS take effect at once when valid; the others are read when the node is configured and
+are refused while it is, with that reason.
 """
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ from typing import Any
 
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 
-__all__ = ["ParamError", "OccupancyNodeParams", "PARAMETERS", "read_params", "validate_params"]
+__all__ = ["ParamError", "OccupancyNodeParams", "PARAMETERS", "LIVE_PARAMETERS", "declare_params", "read_params",
+           "validate_params", "apply_change", "field_name"]
 
 
 class ParamError(ValueError):
@@ -20,6 +24,8 @@ class ParamError(ValueError):
 
 # name -> (default, description). The ROS type follows the default's Python type.
 PARAMETERS: dict[str, tuple[Any, str]] = {
+    "autostart": (True, "Configure and activate at start; false = wait in 'unconfigured' for the lifecycle "
+                        "services (ros2 lifecycle set <node> configure / activate)."),
     "config_file": ("demo", "Model/data config YAML (a path, or a name in the package's config/ folder)."),
     "config_overrides": ([""], "Config overrides KEY=VALUE (e.g. model.temporal.memory_max_gap_s=2.0)."),
     "checkpoint": ("", "safetensors checkpoint; '' = the bundled models/protoocc_demo.safetensors when it "
@@ -37,6 +43,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "inference_queue_size": (1, "Camera sets waiting for the model; when full the oldest is dropped."),
     "score_threshold": (0.0, "Occupied voxels with a lower confidence are left out of ~/occupied_voxels and "
                              "~/markers (the grid keeps every argmax label)."),
+    "max_rate_hz": (0.0, "Run the model on at most this many camera sets per second (by stamp); the others "
+                         "are dropped as 'rate_limited'. 0 = every set the model can take."),
     "publish_occupancy": (True, "Publish ~/occupancy (SemanticOccupancyGrid, reliable)."),
     "publish_confidence": (True, "Fill the grid's confidence array (max softmax probability)."),
     "publish_occupied_voxels": (True, "Publish ~/occupied_voxels (PointCloud2 x, y, z, label, confidence)."),
@@ -50,7 +58,24 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "time_jump_s": (1.0, "A stamp this much older than the previous one is a backwards time jump (resets)."),
     "diagnostics_period_s": (1.0, "Period of /diagnostics (s)."),
     "log_throttle_s": (5.0, "At most one log line per drop reason in this period (s)."),
+    "diagnostics.window_s": (5.0, "'Recent' in /diagnostics: input rates, mean latency, cameras missing from sets (s)."),
+    "diagnostics.expected_rate_hz": (0.0, "WARN when a camera's image rate is below this (Hz); 0 = no check."),
+    "diagnostics.latency_budget_ms": (1000.0, "WARN when the recent mean latency (set complete -> published) is "
+                                              "above this (ms); 0 = no check."),
+    "diagnostics.tf_stale_error_s": (0.5, "ERROR when the newest ego pose (odom_frame -> base_frame) is older "
+                                          "than the newest image by more than this (s); 0 = no check."),
+    "foxglove.enabled": (False, "Serve a Foxglove WebSocket live view (scene of voxel cubes, images, transforms)."),
+    "foxglove.host": ("127.0.0.1", "Address the Foxglove server binds to (0.0.0.0 = every interface)."),
+    "foxglove.port": (8765, "Port of the Foxglove server (0 = any free port; the port is logged)."),
+    "foxglove.image_max_width": (640, "Camera images are JPEG-encoded for Foxglove at most this wide (px); "
+                                      "0 = as received."),
 }
+# Parameters a running node applies at once (validated first); all others are read at configure.
+LIVE_PARAMETERS = frozenset({
+    "score_threshold", "max_rate_hz", "publish_occupancy", "publish_confidence", "publish_occupied_voxels",
+    "publish_markers", "memory.enabled", "log_throttle_s", "diagnostics.window_s", "diagnostics.expected_rate_hz",
+    "diagnostics.latency_budget_ms", "diagnostics.tf_stale_error_s", "foxglove.image_max_width",
+})
 _ROS_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
               float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING,
               list: ParameterType.PARAMETER_STRING_ARRAY}
@@ -58,6 +83,7 @@ _ROS_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_I
 
 @dataclass
 class OccupancyNodeParams:
+    autostart: bool
     config_file: str
     config_overrides: list[str]
     checkpoint: str
@@ -73,6 +99,7 @@ class OccupancyNodeParams:
     input_qos_depth: int
     inference_queue_size: int
     score_threshold: float
+    max_rate_hz: float
     publish_occupancy: bool
     publish_confidence: bool
     publish_occupied_voxels: bool
@@ -86,6 +113,14 @@ class OccupancyNodeParams:
     time_jump_s: float
     diagnostics_period_s: float
     log_throttle_s: float
+    diagnostics_window_s: float
+    diagnostics_expected_rate_hz: float
+    diagnostics_latency_budget_ms: float
+    diagnostics_tf_stale_error_s: float
+    foxglove_enabled: bool
+    foxglove_host: str
+    foxglove_port: int
+    foxglove_image_max_width: int
 
     def image_topic(self, camera: str) -> str:
         topic = self.image_topic_pattern.format(camera=camera)
@@ -95,7 +130,13 @@ class OccupancyNodeParams:
         return self.camera_info_topic_pattern.format(camera=camera)
 
 
+def field_name(name: str) -> str:
+    """ROS parameter name -> OccupancyNodeParams field ('memory.enabled' -> 'memory_enabled')."""
+    return name.replace(".", "_")
+
+
 def declare_params(node: Any) -> None:
+    """Declare every parameter (with type and description); ParamError when an override has the wrong type."""
     from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 
     for name, (default, description) in PARAMETERS.items():
@@ -107,15 +148,36 @@ def declare_params(node: Any) -> None:
             raise ParamError(f"parameter {name!r}: expected a {kind} ({exc})") from None
 
 
-def read_params(node: Any) -> OccupancyNodeParams:
-    """Declare, read and validate every parameter of ``node``."""
-    declare_params(node)
-    values = {name.replace(".", "_"): node.get_parameter(name).value for name in PARAMETERS}
+def _from_values(values: dict[str, Any]) -> OccupancyNodeParams:
+    """ROS parameter name -> value (every PARAMETERS name) to validated params; [''] lists become []."""
+    flat = {field_name(name): value for name, value in values.items()}
     for key in ("config_overrides", "cameras"):
-        values[key] = [v for v in (values[key] or []) if v]
-    params = OccupancyNodeParams(**{f.name: values[f.name] for f in fields(OccupancyNodeParams)})
+        flat[key] = [v for v in (flat[key] or []) if v]
+    params = OccupancyNodeParams(**{f.name: flat[f.name] for f in fields(OccupancyNodeParams)})
     validate_params(params)
     return params
+
+
+def read_params(node: Any) -> OccupancyNodeParams:
+    """Read and validate every parameter of ``node`` (declared before with declare_params)."""
+    return _from_values({name: node.get_parameter(name).value for name in PARAMETERS})
+
+
+def apply_change(current: dict[str, Any], changes: dict[str, Any], configured: bool,
+                 node_name: str = "/occupancy_node") -> OccupancyNodeParams:
+    """The params after a runtime change, or ParamError with the reason it is refused.
+
+    current: every parameter's present value (ROS names); changes: the new values (ROS names).
+    configured: the node holds a model (inactive or active): then only LIVE_PARAMETERS may change.
+    """
+    refused = sorted(set(changes) - LIVE_PARAMETERS) if configured else []
+    if refused:
+        what = f"parameter {refused[0]!r} needs" if len(refused) == 1 else f"parameters {refused} need"
+        raise ParamError(
+            f"{what} a restart: read when the node is configured (model, topics, frames, server); deactivate and "
+            f"clean up the node (ros2 lifecycle set {node_name} deactivate, then cleanup), set it, then configure "
+            f"and activate again, or restart the node. Changeable while running: {sorted(LIVE_PARAMETERS)}")
+    return _from_values({**current, **changes})
 
 
 def _check(ok: bool, name: str, value: Any, expected: str) -> None:
@@ -150,3 +212,12 @@ def validate_params(p: OccupancyNodeParams) -> None:
     for name in ("tf_cache_s", "time_jump_s", "diagnostics_period_s", "log_throttle_s"):
         _check(getattr(p, name) > 0, name, getattr(p, name), "> 0 seconds")
     _check(p.tf_cache_s > p.tf_tolerance_s, "tf_cache_s", p.tf_cache_s, f"> tf_tolerance_s ({p.tf_tolerance_s})")
+    _check(p.max_rate_hz >= 0, "max_rate_hz", p.max_rate_hz, ">= 0 (0 = no limit)")
+    _check(p.diagnostics_window_s > 0, "diagnostics.window_s", p.diagnostics_window_s, "> 0 seconds")
+    for name in ("expected_rate_hz", "latency_budget_ms", "tf_stale_error_s"):
+        value = getattr(p, f"diagnostics_{name}")
+        _check(value >= 0, f"diagnostics.{name}", value, ">= 0 (0 = no check)")
+    _check(bool(p.foxglove_host), "foxglove.host", p.foxglove_host, "an address such as 127.0.0.1 or 0.0.0.0")
+    _check(0 <= p.foxglove_port <= 65535, "foxglove.port", p.foxglove_port, "a port in 0..65535 (0 = any free)")
+    _check(p.foxglove_image_max_width >= 0, "foxglove.image_max_width", p.foxglove_image_max_width,
+           ">= 0 pixels (0 = as received)")

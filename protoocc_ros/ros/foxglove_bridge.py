@@ -1,0 +1,195 @@
+"""Foxglove live view of occupancy_node (design §5 outputs, viewable in a browser without a ROS desktop).
+
+A foxglove-sdk WebSocket server (``foxglove.start_server``; the SDK 0.30 speaks the subprotocol
+``foxglove.sdk.v1``, the successor of ``foxglove.websocket.v1``) with protobuf channels:
+
+  ``<prefix>/scene``            foxglove.SceneUpdate: one entity per class (id = class name) holding a cube
+                                per occupied voxel, in the class colour; every update first deletes all
+  ``<prefix>/images/<camera>``  foxglove.CompressedImage (JPEG) of the camera images of the set
+  ``/tf``                       foxglove.FrameTransforms: odom -> base_link and base_link -> optical frames
+
+all stamped with the camera-set stamp. A channel is encoded only while a client subscribes to it.
+``build_layout`` gives the matching Foxglove layout (config/foxglove_layout.json).
+"""
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from protoocc_ros.geometry import matrix_to_quaternion
+from protoocc_ros.ros.occupancy_msg import occupied_voxels
+
+__all__ = ["FoxgloveBridgeError", "FoxgloveBridge", "scene_update", "build_layout", "layout_json",
+           "SCENE_TOPIC", "TF_TOPIC", "image_topic"]
+
+SCENE_TOPIC = "/occupancy_node/scene"
+TF_TOPIC = "/tf"
+
+
+def image_topic(camera: str, prefix: str = "/occupancy_node") -> str:
+    return f"{prefix}/images/{camera}"
+
+
+class FoxgloveBridgeError(RuntimeError):
+    """The Foxglove server cannot start (SDK missing, address in use); the message names host and port."""
+
+
+def _timestamp(stamp_ns: int) -> Any:
+    from foxglove.messages import Timestamp
+
+    return Timestamp(sec=stamp_ns // 1_000_000_000, nsec=stamp_ns % 1_000_000_000)
+
+
+def scene_update(labels: np.ndarray, point_cloud_range: Sequence[float], voxel_size: float, colors: np.ndarray,
+                 class_names: Sequence[str], free_label: int, frame_id: str, stamp_ns: int) -> Any:
+    """foxglove.SceneUpdate of the occupied voxels of ``labels`` (X, Y, Z) uint8: delete all, then one entity per
+    class present with a cube (edge ``voxel_size``, class colour from ``colors`` (C, 3) uint8) at each voxel centre."""
+    from foxglove.messages import (Color, CubePrimitive, KeyValuePair, Pose, Quaternion, SceneEntity,
+                                   SceneEntityDeletion, SceneEntityDeletionType, SceneUpdate, Vector3)
+
+    points = occupied_voxels(labels, point_cloud_range, voxel_size, free_label)  # (N,) x, y, z, label
+    stamp = _timestamp(stamp_ns)
+    size = Vector3(x=voxel_size, y=voxel_size, z=voxel_size)
+    upright = Quaternion(x=0.0, y=0.0, z=0.0, w=1.0)
+    entities = []
+    for label in np.unique(points["label"]).tolist():
+        mine = points[points["label"] == label]
+        r, g, b = (float(c) / 255.0 for c in colors[label])
+        color = Color(r=r, g=g, b=b, a=1.0)
+        cubes = [CubePrimitive(pose=Pose(position=Vector3(x=float(x), y=float(y), z=float(z)), orientation=upright),
+                               size=size, color=color)
+                 for x, y, z in zip(mine["x"].tolist(), mine["y"].tolist(), mine["z"].tolist())]
+        entities.append(SceneEntity(timestamp=stamp, frame_id=frame_id, id=class_names[label], frame_locked=True,
+                                    metadata=[KeyValuePair(key="label", value=str(label))], cubes=cubes))
+    return SceneUpdate(deletions=[SceneEntityDeletion(timestamp=stamp, type=SceneEntityDeletionType.All)],
+                       entities=entities)
+
+
+class _Subscriptions:
+    """foxglove ServerListener counting client subscriptions per topic."""
+
+    def __init__(self) -> None:
+        self.count: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def on_subscribe(self, client: Any, channel: Any) -> None:
+        with self._lock:
+            self.count[channel.topic] += 1
+
+    def on_unsubscribe(self, client: Any, channel: Any) -> None:
+        with self._lock:
+            self.count[channel.topic] = max(0, self.count[channel.topic] - 1)
+
+    def wanted(self, topic: str) -> bool:
+        with self._lock:
+            return self.count[topic] > 0
+
+
+class FoxgloveBridge:
+    """The live-view server of one node; ``publish`` is called once per published camera set (any thread)."""
+
+    def __init__(self, host: str, port: int, cameras: Sequence[str], class_names: Sequence[str], colors: np.ndarray,
+                 free_label: int, name: str = "occupancy_node", prefix: str = "/occupancy_node") -> None:
+        try:
+            import foxglove
+            from foxglove.channels import CompressedImageChannel, FrameTransformsChannel, SceneUpdateChannel
+        except ImportError as exc:
+            raise FoxgloveBridgeError(f"foxglove-sdk is not installed ({exc}); pip install foxglove-sdk") from None
+        self.class_names, self.colors, self.free_label = list(class_names), np.asarray(colors), int(free_label)
+        self.scene_topic = f"{prefix}/scene"
+        self.image_topics = {cam: image_topic(cam, prefix) for cam in cameras}
+        self.subscriptions = _Subscriptions()
+        self._context = foxglove.Context()  # private: channels of this node only
+        try:
+            self.server = foxglove.start_server(name=name, host=host, port=port, context=self._context,
+                                                server_listener=self.subscriptions)
+        except Exception as exc:  # noqa: BLE001 - the SDK raises its own error types
+            raise FoxgloveBridgeError(f"Foxglove server on {host}:{port} cannot start: {exc}") from None
+        self.scene = SceneUpdateChannel(self.scene_topic, context=self._context)
+        self.images = {cam: CompressedImageChannel(topic, context=self._context)
+                       for cam, topic in self.image_topics.items()}
+        self.tf = FrameTransformsChannel(TF_TOPIC, context=self._context)
+
+    @property
+    def port(self) -> int:
+        return int(self.server.port)
+
+    def publish(self, stamp_ns: int, labels: np.ndarray, point_cloud_range: Sequence[float], voxel_size: float,
+                base_frame: str, images: dict[str, np.ndarray] | None = None, camera_frames: dict[str, str] | None = None,
+                transforms: Sequence[tuple[str, str, np.ndarray]] = (), image_max_width: int = 0) -> bool:
+        """Send the set to subscribed clients; returns whether anything was encoded.
+
+        labels: (X, Y, Z) uint8 as shown (free where below the score threshold); images: camera -> RGB uint8
+        (H, W, 3); camera_frames: camera -> optical frame id; transforms: (parent, child, 4x4 child -> parent).
+        """
+        sent = False
+        if self.subscriptions.wanted(self.scene_topic):
+            self.scene.log(scene_update(labels, point_cloud_range, voxel_size, self.colors, self.class_names,
+                                        self.free_label, base_frame, stamp_ns), log_time=stamp_ns)
+            sent = True
+        for cam, rgb in (images or {}).items():
+            if cam in self.images and self.subscriptions.wanted(self.image_topics[cam]):
+                frame = (camera_frames or {}).get(cam, "")
+                self.images[cam].log(compressed_image(rgb, frame, stamp_ns, image_max_width), log_time=stamp_ns)
+                sent = True
+        if transforms and self.subscriptions.wanted(TF_TOPIC):
+            self.tf.log(frame_transforms(transforms, stamp_ns), log_time=stamp_ns)
+            sent = True
+        return sent
+
+    def close(self) -> None:
+        self.server.stop()
+
+
+def compressed_image(rgb: np.ndarray, frame_id: str, stamp_ns: int, max_width: int = 0, quality: int = 85) -> Any:
+    """foxglove.CompressedImage (JPEG) of an RGB uint8 (H, W, 3) image, shrunk to ``max_width`` (0 = as is)."""
+    from foxglove.messages import CompressedImage
+
+    h, w = rgb.shape[:2]
+    if max_width and w > max_width:
+        rgb = cv2.resize(rgb, (max_width, max(1, round(h * max_width / w))), interpolation=cv2.INTER_AREA)
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise FoxgloveBridgeError(f"JPEG encoding of a {w}x{h} image for {frame_id!r} failed")
+    return CompressedImage(timestamp=_timestamp(stamp_ns), frame_id=frame_id, data=jpeg.tobytes(), format="jpeg")
+
+
+def frame_transforms(transforms: Sequence[tuple[str, str, np.ndarray]], stamp_ns: int) -> Any:
+    """foxglove.FrameTransforms of (parent, child, 4x4 child -> parent) triples."""
+    from foxglove.messages import FrameTransform, FrameTransforms, Quaternion, Vector3
+
+    out = []
+    for parent, child, T in transforms:
+        w, x, y, z = matrix_to_quaternion(np.asarray(T)[:3, :3]).tolist()
+        tx, ty, tz = np.asarray(T, dtype=np.float64)[:3, 3].tolist()
+        out.append(FrameTransform(timestamp=_timestamp(stamp_ns), parent_frame_id=parent, child_frame_id=child,
+                                  translation=Vector3(x=tx, y=ty, z=tz), rotation=Quaternion(x=x, y=y, z=z, w=w)))
+    return FrameTransforms(transforms=out)
+
+
+def build_layout(cameras: Sequence[str], prefix: str = "/occupancy_node", base_frame: str = "base_link") -> Any:
+    """Foxglove layout: 3D panel (scene + transforms, following ``base_frame``) beside the camera images."""
+    import foxglove.layouts as fl
+
+    three_d = fl.ThreeDeePanel(title="occupancy", config=fl.ThreeDeeConfig(
+        follow_tf=base_frame, follow_mode="follow-pose",
+        topics={f"{prefix}/scene": fl.BaseRendererSceneUpdateTopicSettings(visible=True)}))
+    panels = [fl.ImagePanel(title=cam, config=fl.ImageConfig(image_mode=fl.ImageModeConfig(
+        image_topic=image_topic(cam, prefix)))) for cam in cameras]
+    rows = [fl.SplitItem(content=fl.SplitContainer(direction="row", items=[fl.SplitItem(content=p)
+                                                                          for p in panels[i:i + 2]]))
+            for i in range(0, len(panels), 2)]
+    return fl.Layout(content=fl.SplitContainer(direction="row", items=[
+        fl.SplitItem(proportion=3, content=three_d),
+        fl.SplitItem(proportion=2, content=fl.SplitContainer(direction="column", items=rows)),
+    ]))
+
+
+def layout_json(cameras: Sequence[str], prefix: str = "/occupancy_node", base_frame: str = "base_link") -> str:
+    """build_layout as indented JSON (the text of config/foxglove_layout.json)."""
+    return json.dumps(json.loads(build_layout(cameras, prefix, base_frame).to_json()), indent=2) + "\n"

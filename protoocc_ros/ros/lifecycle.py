@@ -1,0 +1,72 @@
+"""Managed-node plumbing for occupancy_node (design §5; ROS 2 lifecycle, as nav2 / Autoware nodes are run).
+
+``run_transition`` runs one transition body and turns any exception into FAILURE with the reason
+logged (rclpy would turn it into an unexplained ERROR). ``LifecycleClient`` drives a node from
+another node through the standard services ``<node>/change_state`` and ``<node>/get_state`` — what
+``ros2 lifecycle set`` / ``get`` call — for tests, tools and scripts.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from lifecycle_msgs.srv import ChangeState, GetState
+from rclpy.lifecycle import TransitionCallbackReturn
+
+__all__ = ["LifecycleError", "LifecycleClient", "TRANSITIONS", "run_transition"]
+
+# Labels of `ros2 lifecycle set <node> <label>` (sent by label: the node picks the shutdown of its state).
+TRANSITIONS = ("configure", "cleanup", "activate", "deactivate", "shutdown")
+
+
+class LifecycleError(RuntimeError):
+    """A lifecycle service of a node could not be reached or answered; the message names node and service."""
+
+
+def run_transition(logger: Any, name: str, body: Callable[[], None],
+                   on_failure: Callable[[str], None] | None = None) -> TransitionCallbackReturn:
+    """Run ``body``; SUCCESS, or FAILURE with ``"<name> failed: <reason>"`` logged and ``on_failure(reason)``.
+
+    Errors whose type is ValueError/RuntimeError subclasses raised on purpose carry a readable message and
+    are logged as is; anything else is prefixed with its type.
+    """
+    try:
+        body()
+    except Exception as exc:  # noqa: BLE001 - every failure of a transition is reported, never raised
+        reason = str(exc) if type(exc).__module__.startswith("protoocc_ros") else f"{type(exc).__name__}: {exc}"
+        logger.error(f"{name} failed: {reason}")
+        if on_failure is not None:
+            on_failure(reason)
+        return TransitionCallbackReturn.FAILURE
+    return TransitionCallbackReturn.SUCCESS
+
+
+class LifecycleClient:
+    """Calls the lifecycle services of ``target`` (e.g. '/occupancy_node') from ``node``, spinning ``executor``."""
+
+    def __init__(self, node: Any, target: str, executor: Any) -> None:
+        self.node = node
+        self.target = target.rstrip("/")
+        self.executor = executor
+        self._change = node.create_client(ChangeState, f"{self.target}/change_state")
+        self._get = node.create_client(GetState, f"{self.target}/get_state")
+
+    def _call(self, client: Any, request: Any, timeout_s: float) -> Any:
+        if not client.wait_for_service(timeout_sec=timeout_s):
+            raise LifecycleError(f"{client.srv_name}: service not available after {timeout_s} s (is the node running?)")
+        future = client.call_async(request)
+        self.executor.spin_until_future_complete(future, timeout_sec=timeout_s)
+        if not future.done() or future.result() is None:
+            raise LifecycleError(f"{client.srv_name}: no answer within {timeout_s} s")
+        return future.result()
+
+    def get_state(self, timeout_s: float = 10.0) -> str:
+        """Label of the current state: unconfigured, inactive, active or finalized."""
+        return self._call(self._get, GetState.Request(), timeout_s).current_state.label
+
+    def change_state(self, transition: str, timeout_s: float = 60.0) -> bool:
+        """Trigger ``transition`` (a TRANSITIONS label); True when the node reports success."""
+        if transition not in TRANSITIONS:
+            raise LifecycleError(f"transition {transition!r}: expected one of {TRANSITIONS}")
+        request = ChangeState.Request()
+        request.transition.label = transition
+        return bool(self._call(self._change, request, timeout_s).success)
