@@ -37,14 +37,22 @@ def _car_as_truck(gt: np.ndarray) -> np.ndarray:
     return pred
 
 
-def _grid_msg(labels: np.ndarray, stamp_ns: int):
-    return grid_to_msg(labels, RANGE, 0.4, OCC3D_CLASS_NAMES, FREE, mb.header(stamp_ns, "base_link"))
+def _kitti_ground_truth(k: int) -> np.ndarray:
+    """SemanticKITTI labels: empty (0), road (9), a car (1); 255 = invalid."""
+    gt = np.zeros((10, 10, 4), dtype=np.uint8)
+    gt[:, :, 0] = 9
+    gt[1:3, 1 + k:4 + k, 1:3] = 1
+    gt[9] = UNKNOWN_LABEL
+    return gt
 
 
 def _run_evaluation(tmp_path: Path, n_frames: int, predict: Callable[[np.ndarray], np.ndarray],
-                    params: dict, after_publish: Callable[..., None] | None = None) -> dict:
+                    params: dict, after_publish: Callable[..., None] | None = None,
+                    ground_truth: Callable[[int], np.ndarray] = _ground_truth,
+                    class_names: tuple[str, ...] = OCC3D_CLASS_NAMES, free: int = FREE) -> dict:
     """Start evaluation_node, publish n_frames GT/prediction pairs (predictions first, in reverse order, to
-    exercise pairing), run `after_publish(node, executor, evaluation, summaries)`, wait for the node to exit; returns the JSON report."""
+    exercise pairing), run `after_publish(node, executor, evaluation, summaries)`, wait for the node to exit;
+    returns the JSON report."""
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
     from std_msgs.msg import String
@@ -66,10 +74,12 @@ def _run_evaluation(tmp_path: Path, n_frames: int, predict: Callable[[np.ndarray
             matched = rh.spin_until(executor, lambda: pred_pub.get_subscription_count() > 0
                                     and gt_pub.get_subscription_count() > 0, 20.0)
             assert matched, evaluation.output()
+            rh.spin_until(executor, lambda: False, 0.5)   # the subscriber side matches a moment later
+            header = lambda k: mb.header(T0 + k * 100_000_000, "base_link")  # noqa: E731
             for k in reversed(range(n_frames)):
-                pred_pub.publish(_grid_msg(predict(_ground_truth(k)), T0 + k * 100_000_000))
+                pred_pub.publish(grid_to_msg(predict(ground_truth(k)), RANGE, 0.4, class_names, free, header(k)))
             for k in range(n_frames):
-                gt_pub.publish(_grid_msg(_ground_truth(k), T0 + k * 100_000_000))
+                gt_pub.publish(grid_to_msg(ground_truth(k), RANGE, 0.4, class_names, free, header(k)))
             if after_publish is not None:
                 after_publish(node, executor, evaluation, summaries)
             rh.spin_until(executor, lambda: evaluation.proc.poll() is not None, 20.0)
@@ -137,3 +147,22 @@ def test_sigterm_writes_the_report_too(tmp_path: Path) -> None:
 
     report = _run_evaluation(tmp_path, 1, lambda gt: gt, {"render": False}, terminate)
     assert report["counts"]["paired"] == 1
+
+
+def test_twenty_class_grids_are_scored_with_the_semantic_kitti_metric(tmp_path: Path) -> None:
+    from protoocc_ros.classes import KITTI_CLASS_NAMES
+
+    def car_as_empty(gt: np.ndarray) -> np.ndarray:
+        pred = gt.copy()
+        pred[pred == 1] = 0
+        return pred
+
+    report = _run_evaluation(tmp_path, 2, car_as_empty, {"expected_frames": 2, "render": False},
+                             ground_truth=_kitti_ground_truth, class_names=KITTI_CLASS_NAMES, free=0)
+    assert report["metric"] == "SSCMetric"
+    r = report["results"]
+    # road is right, the car is missed: completion = road / (road + car); SSC mIoU averages all 19 classes
+    road, car = 2 * 10 * 9, 2 * 2 * 3 * 2
+    assert r["completion_iou"] == pytest.approx(road / (road + car))
+    assert r["per_class_iou"]["road"] == pytest.approx(1.0) and r["per_class_iou"]["car"] == 0.0
+    assert r["miou"] == pytest.approx(1.0 / 19)
