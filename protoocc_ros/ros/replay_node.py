@@ -239,6 +239,7 @@ class ReplayNode(Node):
         deadline, resend = start + self.p["wait_timeout_s"], self.p["resend_after_s"]
         next_resend = start + resend if resend > 0 else float("inf")
         with self._cond:
+            self._seen_stamps &= {bundle.stamp_ns}    # late duplicates of earlier frames (resends, loops)
             while bundle.stamp_ns not in self._seen_stamps and self.context.ok():
                 now = time.monotonic()
                 if now >= deadline:
