@@ -33,7 +33,7 @@ def lovasz_softmax(probs: Tensor, labels: Tensor, ignore_index: int) -> Tensor:
     if not keep.any():
         return probs.sum() * 0.0
     probs, labels = probs[keep].float(), labels[keep]
-    classes = torch.unique(labels)  # present classes
+    classes = (torch.bincount(labels, minlength=probs.shape[1]) > 0).nonzero().squeeze(1)  # present classes
     fg = (labels[None, :] == classes[:, None]).to(probs.dtype)  # (C_present, V)
     errors, order = (fg - probs.t()[classes]).abs().sort(dim=1, descending=True)
     fg_sorted = torch.gather(fg, 1, order)
