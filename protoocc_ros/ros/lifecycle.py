@@ -23,16 +23,17 @@ class LifecycleError(RuntimeError):
 
 
 def run_transition(logger: Any, name: str, body: Callable[[], None],
-                   on_failure: Callable[[str], None] | None = None) -> TransitionCallbackReturn:
+                   on_failure: Callable[[str], None] | None = None,
+                   explained: tuple[type[BaseException], ...] = ()) -> TransitionCallbackReturn:
     """Run ``body``; SUCCESS, or FAILURE with ``"<name> failed: <reason>"`` logged and ``on_failure(reason)``.
 
-    Errors whose type is ValueError/RuntimeError subclasses raised on purpose carry a readable message and
-    are logged as is; anything else is prefixed with its type.
+    The message of an ``explained`` error (raised on purpose, naming what and why) is the reason as is;
+    anything else is prefixed with its type.
     """
     try:
         body()
     except Exception as exc:  # noqa: BLE001 - every failure of a transition is reported, never raised
-        reason = str(exc) if type(exc).__module__.startswith("protoocc_ros") else f"{type(exc).__name__}: {exc}"
+        reason = str(exc) if isinstance(exc, explained) else f"{type(exc).__name__}: {exc}"
         logger.error(f"{name} failed: {reason}")
         if on_failure is not None:
             on_failure(reason)

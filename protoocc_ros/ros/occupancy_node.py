@@ -49,7 +49,7 @@ from protoocc_ros.geometry import make_transform, yaw_matrix
 from protoocc_ros.model import build_model
 from protoocc_ros.msg import SemanticOccupancyGrid
 from protoocc_ros.ros.diagnostics import HealthLimits, NodeDiagnostics, ThrottledLog
-from protoocc_ros.ros.foxglove_bridge import FoxgloveBridge
+from protoocc_ros.ros.foxglove_bridge import FoxgloveBridge, FoxgloveBridgeError
 from protoocc_ros.ros.image_conversion import ImageConversionError, msg_to_rgb
 from protoocc_ros.ros.inference_worker import InferenceWorker
 from protoocc_ros.ros.lifecycle import run_transition
@@ -177,7 +177,7 @@ class OccupancyNode(LifecycleNode):
         self.sync: ApproximateTimeSync | None = None
         self.worker: InferenceWorker[_Job] | None = None
         self.fox: FoxgloveBridge | None = None
-        self._publishers: list[Any] = []
+        self._outputs: list[Any] = []
         self._tf_subs: list[Any] = []
         self._input_subs: list[Any] = []
         self._missing_seen: Counter[Any] = Counter()
@@ -198,7 +198,8 @@ class OccupancyNode(LifecycleNode):
             if undo is not None:
                 undo()
 
-        result = run_transition(self.get_logger(), name, body, failed)
+        result = run_transition(self.get_logger(), name, body, failed,
+                                explained=(NodeStartError, FoxgloveBridgeError))
         if result == TransitionCallbackReturn.SUCCESS:
             self.last_error = self.diag.transition_error = ""
             self.diag.state = target
@@ -255,7 +256,7 @@ class OccupancyNode(LifecycleNode):
         self.pub_grid = self.create_lifecycle_publisher(SemanticOccupancyGrid, "~/occupancy", reliable_qos(10))
         self.pub_cloud = self.create_lifecycle_publisher(PointCloud2, "~/occupied_voxels", reliable_qos(2))
         self.pub_markers = self.create_lifecycle_publisher(MarkerArray, "~/markers", reliable_qos(2))
-        self._publishers = [self.pub_grid, self.pub_cloud, self.pub_markers]
+        self._outputs = [self.pub_grid, self.pub_cloud, self.pub_markers]
         self._tf_subs = [self.create_subscription(TFMessage, "/tf", self._tf_callback(False), tf_qos()),
                          self.create_subscription(TFMessage, "/tf_static", self._tf_callback(True), tf_static_qos())]
         self.worker = InferenceWorker(self._process, p.inference_queue_size, on_drop=self._on_busy_drop,
@@ -307,11 +308,11 @@ class OccupancyNode(LifecycleNode):
         if self.fox is not None:
             self.fox.close()
             self.fox = None
-        for pub in self._publishers:
+        for pub in self._outputs:
             self.destroy_lifecycle_publisher(pub)
         for sub in self._tf_subs:
             self.destroy_subscription(sub)
-        self._publishers, self._tf_subs = [], []
+        self._outputs, self._tf_subs = [], []
         self.model, self.sync, self.params = None, None, None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -382,14 +383,17 @@ class OccupancyNode(LifecycleNode):
 
     def _apply_parameters(self, changed: list[Any]) -> None:
         new, self._pending_params = self._pending_params, None
-        if new is None or self.params is None:  # unconfigured: read at the next configure
+        names = ", ".join(f"{p.name}={p.value!r}" for p in changed)
+        if new is None or self.params is None:
+            if new is not None:
+                self.get_logger().info(f"parameters stored, read at the next configure: {names}")
             return
         self.params = new  # one reference swap: the worker reads self.params once per set
         self.throttled.period_s = new.log_throttle_s
         self.diag.set_limits(health_limits(new))
         if not new.memory_enabled:
             self.memory = None
-        self.get_logger().info("parameters applied: " + ", ".join(f"{p.name}={p.value!r}" for p in changed))
+        self.get_logger().info(f"parameters applied: {names}")
 
     # -- callbacks (executor thread; must stay cheap) -----------------------------------------------
     def _image_callback(self, camera: str) -> Any:

@@ -3,10 +3,12 @@ process publishes synthetic camera sets + CameraInfo + TF and checks the outputs
 
 One node process serves every case (a second one, whose CameraInfo topics nobody publishes, covers
 "CameraInfo never received"). Stamps only move forward between tests, except in the time-jump test.
+The lifecycle, live-parameter, diagnostics and Foxglove tests reuse Rig, small_model and direct_prediction.
 """
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -26,7 +28,7 @@ from protoocc_ros.geometry import make_transform, yaw_matrix
 from protoocc_ros.model import build_model
 from protoocc_ros.msg import SemanticOccupancyGrid
 from protoocc_ros.ros import msg_builders as mb
-from protoocc_ros.ros.diagnostics import status_values
+from protoocc_ros.ros.diagnostics import status_level, status_values
 from protoocc_ros.ros.image_conversion import rgb_to_image
 from protoocc_ros.ros.occupancy_msg import confidence_to_uint8, msg_to_grid
 from protoocc_ros.ros.occupancy_node import load_model
@@ -64,12 +66,13 @@ def camera_image(stamp_ns: int, cam: str) -> np.ndarray:
 
 
 class Rig:
-    """The test's side of the graph: publishers of inputs, subscribers of outputs, a stamp clock."""
+    """The test's side of the graph: publishers of inputs, subscribers of outputs of ``node``, a stamp clock."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: Any, node: str = MAIN) -> None:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
 
+        self.name = node
         self.node = Node("occupancy_test_rig", context=ctx)
         self.executor = SingleThreadedExecutor(context=ctx)
         self.executor.add_node(self.node)
@@ -85,12 +88,13 @@ class Rig:
         self.markers: dict[int, MarkerArray] = {}
         self.diag: dict[str, DiagnosticArray] = {}
         sub = self.node.create_subscription
-        self.grid_sub = sub(SemanticOccupancyGrid, f"/{MAIN}/occupancy", self._keep(self.grids), reliable_qos(50))
-        sub(PointCloud2, f"/{MAIN}/occupied_voxels", self._keep(self.clouds), reliable_qos(50))
-        sub(MarkerArray, f"/{MAIN}/markers", self._keep_markers, reliable_qos(50))
+        self.grid_sub = sub(SemanticOccupancyGrid, f"/{node}/occupancy", self._keep(self.grids), reliable_qos(50))
+        sub(PointCloud2, f"/{node}/occupied_voxels", self._keep(self.clouds), reliable_qos(50))
+        sub(MarkerArray, f"/{node}/markers", self._keep_markers, reliable_qos(50))
         sub(DiagnosticArray, "/diagnostics", self._keep_diag, reliable_qos(50))
         self.tf_sent: list[TFMessage] = []
         self.t_ns = T0_NS
+        self._param_client: Any = None
 
     @staticmethod
     def _keep(store: dict[int, Any]) -> Any:
@@ -137,20 +141,58 @@ class Rig:
             f"no grid for stamp {stamp_ns}; got {sorted(self.grids)[-3:]}, drops {self.counts('dropped')}"
         return self.grids[stamp_ns]
 
-    def counts(self, part: str, node: str = MAIN) -> dict[str, int]:
+    def counts(self, part: str, node: str | None = None) -> dict[str, int]:
+        node = node or self.name
         msg = self.diag.get(node)
-        return {} if msg is None else {k: int(float(v)) for k, v in status_values(msg, f"{node}: {part}").items()}
+        return {} if msg is None else {k: int(float(v)) for k, v in status_values(msg, f"{node}: {part}").items()
+                                       if v.replace(".", "", 1).isdigit()}
 
-    def wait_count(self, part: str, reason: str, at_least: int, node: str = MAIN, timeout_s: float = 8.0) -> int:
+    def status(self, part: str) -> tuple[int | None, str, dict[str, str]]:
+        """(level, message, key/values) of this node's status ``part`` in the newest /diagnostics."""
+        msg = self.diag.get(self.name)
+        name = f"{self.name}: {part}"
+        found = [s for s in (msg.status if msg else []) if s.name == name]
+        return (status_level(msg, name), found[0].message, status_values(msg, name)) if found else (None, "", {})
+
+    def wait_status(self, part: str, level: int, timeout_s: float = 8.0) -> tuple[str, dict[str, str]]:
+        """Spin until status ``part`` has ``level``; returns its (message, key/values)."""
+        self.diag.pop(self.name, None)  # only a report made from now on counts
+        self.spin_until(lambda: self.status(part)[0] == level, timeout_s)
+        got, message, values = self.status(part)
+        assert got == level, f"{self.name}: {part} level {got}, expected {level}: {message} {values}"
+        return message, values
+
+    def set_params(self, values: dict[str, Any]) -> list[Any]:
+        """``ros2 param set`` on the node under test; one SetParametersResult per parameter, in order."""
+        from rclpy.parameter import Parameter
+        from rclpy.parameter_client import AsyncParameterClient
+
+        if self._param_client is None:
+            self._param_client = AsyncParameterClient(self.node, f"/{self.name}")
+            assert self._param_client.wait_for_services(timeout_sec=10.0), f"/{self.name} has no parameter services"
+        future = self._param_client.set_parameters([Parameter(k, value=v) for k, v in values.items()])
+        self.executor.spin_until_future_complete(future, timeout_sec=10.0)
+        assert future.done(), f"set_parameters {values} on /{self.name}: no answer"
+        return list(future.result().results)
+
+    def set_param(self, name: str, value: Any) -> Any:
+        return self.set_params({name: value})[0]
+
+    def no_grid(self, stamp_ns: int, wait_s: float = 1.0) -> bool:
+        """True when no grid with this stamp arrives within ``wait_s``."""
+        return not self.spin_until(lambda: stamp_ns in self.grids, wait_s)
+
+    def wait_count(self, part: str, reason: str, at_least: int, node: str | None = None,
+                   timeout_s: float = 8.0) -> int:
+        node = node or self.name
         self.spin_until(lambda: self.counts(part, node).get(reason, 0) >= at_least, timeout_s)
         got = self.counts(part, node).get(reason, 0)
         assert got >= at_least, f"{node} {part}[{reason}] = {got}, expected >= {at_least}: {self.counts(part, node)}"
         return got
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Rig, Any, list[NodeProcess]]]:
-    tmp = tmp_path_factory.mktemp("occupancy_node")
+def small_model(tmp: Path) -> tuple[Path, Path, Any]:
+    """(config path, checkpoint path, cfg) of the small 2-camera model with varied predictions."""
     config_path = tmp / "small.yaml"
     config_path.write_text(yaml.safe_dump({"base": str(REPO / "config" / "demo.yaml"), **SMALL_CONFIG}))
     cfg = load_config(config_path)
@@ -159,13 +201,26 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Rig, Any, 
     with torch.no_grad():  # a fresh model predicts one class everywhere; larger weights give varied grids
         for weight in (p for p in model.parameters() if p.dim() > 1):
             weight.mul_(3.0)
-    checkpoint = save_checkpoint(tmp / "small.safetensors", model, cfg)
+    return config_path, save_checkpoint(tmp / "small.safetensors", model, cfg), cfg
+
+
+def params_file(tmp: Path, config_path: Path, checkpoint: Path, **extra: Any) -> Path:
+    """A --params-file for every node of the test (fast diagnostics, tight sync) plus ``extra``."""
     params = {"config_file": str(config_path), "checkpoint": str(checkpoint), "device": "cpu",
-              "sync_slop_s": 0.02, "tf_tolerance_s": 0.05, "diagnostics_period_s": 0.2, "log_throttle_s": 0.5}
-    params_file = tmp / "params.yaml"
-    params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
-    nodes = [NodeProcess(MODULE, tmp / "main.log", params_file=params_file, node_name=MAIN),
-             NodeProcess(MODULE, tmp / "noinfo.log", params_file=params_file, node_name=NOINFO,
+              "sync_slop_s": 0.02, "tf_tolerance_s": 0.05, "diagnostics_period_s": 0.2, "log_throttle_s": 0.5,
+              **extra}
+    path = tmp / "params.yaml"
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Rig, Any, list[NodeProcess]]]:
+    tmp = tmp_path_factory.mktemp("occupancy_node")
+    config_path, checkpoint, cfg = small_model(tmp)
+    params = params_file(tmp, config_path, checkpoint)
+    nodes = [NodeProcess(MODULE, tmp / "main.log", params_file=params, node_name=MAIN),
+             NodeProcess(MODULE, tmp / "noinfo.log", params_file=params, node_name=NOINFO,
                          params={"camera_info_topic_pattern": "/nowhere/{camera}/camera_info"})]
     with ros_context() as ctx:
         rig = Rig(ctx)

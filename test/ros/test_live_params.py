@@ -1,0 +1,122 @@
+"""Runtime parameter changes of a running occupancy_node (``ros2 param set`` through the parameter services):
+live parameters take effect on the next set, invalid values and restart-only parameters are refused with
+the reason. One node process serves every case; stamps only move forward."""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import numpy as np
+import pytest
+from ros_helpers import NodeProcess, ros_context
+from test_occupancy_node import MAIN, MODULE, Rig, direct_prediction, params_file, small_model
+
+from rcl_interfaces.srv import GetParameters
+
+from protoocc_ros.ros.occupancy_msg import msg_to_grid
+from protoocc_ros.ros.occupancy_node import load_model
+from protoocc_ros.ros.pointcloud import read_points
+
+FREE = 17
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Rig, Any, NodeProcess]]:
+    tmp = tmp_path_factory.mktemp("live_params")
+    config_path, checkpoint, cfg = small_model(tmp)
+    node = NodeProcess(MODULE, tmp / "node.log", params_file=params_file(tmp, config_path, checkpoint),
+                       node_name=MAIN)
+    with ros_context() as ctx:
+        rig = Rig(ctx)
+        assert rig.spin_until(lambda: all(p.get_subscription_count() >= 1 for p in rig.images.values()), 60.0), \
+            node.output()
+        yield rig, load_model(checkpoint, cfg), node
+        code = node.stop()
+        rig.executor.shutdown()
+        rig.node.destroy_node()
+    assert code == 0 and "Traceback" not in node.output(), node.output()[-3000:]
+
+
+def get_param(rig: Rig, name: str) -> Any:
+    client = rig.node.create_client(GetParameters, f"/{MAIN}/get_parameters")
+    assert client.wait_for_service(timeout_sec=10.0)
+    future = client.call_async(GetParameters.Request(names=[name]))
+    rig.executor.spin_until_future_complete(future, timeout_sec=10.0)
+    value = future.result().values[0]
+    rig.node.destroy_client(client)
+    return value.double_value if value.type == 3 else value.bool_value if value.type == 1 else value.string_value
+
+
+def run_sets(rig: Rig, model: Any, n: int = 1) -> tuple[list[int], list[tuple[np.ndarray, np.ndarray]]]:
+    """Publish ``n`` sets (the first after a gap, so the memory starts fresh) and the direct predictions."""
+    stamps = [rig.next_stamp(5.0 if i == 0 else 0.5) for i in range(n)]
+    for stamp in stamps:
+        rig.publish_set(stamp)
+        rig.wait_grid(stamp)
+    return stamps, direct_prediction(rig, model, stamps)
+
+
+def test_score_threshold_applies_to_the_next_set(live) -> None:
+    rig, model, _ = live
+    result = rig.set_param("score_threshold", 0.6)
+    assert result.successful, result.reason
+    (stamp,), [(labels, conf)] = run_sets(rig, model)
+    assert rig.spin_until(lambda: stamp in rig.clouds and stamp in rig.markers, 5.0)
+    points = read_points(rig.clouds[stamp])
+    kept = (labels != FREE) & (conf >= 0.6)
+    assert 0 < kept.sum() < (labels != FREE).sum(), "the threshold must remove some voxels and keep others"
+    assert len(points) == int(kept.sum()) and points["confidence"].min() >= 0.6
+    assert sum(len(m.points) for m in rig.markers[stamp].markers) == len(points)
+    rig.set_param("score_threshold", 0.0)
+
+
+def test_outputs_can_be_switched_off_and_on_while_running(live) -> None:
+    rig, model, _ = live
+    assert all(r.successful for r in rig.set_params({"publish_occupied_voxels": False, "publish_markers": False}))
+    (off,), _ = run_sets(rig, model)
+    assert not rig.spin_until(lambda: off in rig.clouds or off in rig.markers, 1.0)
+    assert all(r.successful for r in rig.set_params({"publish_occupied_voxels": True, "publish_markers": True}))
+    (on,), _ = run_sets(rig, model)
+    assert rig.spin_until(lambda: on in rig.clouds and on in rig.markers, 5.0)
+
+
+def test_max_rate_limits_the_sets_that_reach_the_model(live) -> None:
+    rig, _, _ = live
+    assert rig.set_param("max_rate_hz", 2.0).successful
+    before = rig.counts("dropped").get("rate_limited", 0)
+    stamps = [rig.next_stamp(5.0)] + [rig.next_stamp(0.1) for _ in range(5)]  # 10 Hz by stamp
+    for stamp in stamps:
+        rig.publish_set(stamp)
+    rig.wait_grid(stamps[5])  # 0.5 s after the first: the next one allowed at 2 Hz
+    rig.wait_count("dropped", "rate_limited", before + 4)
+    assert [s in rig.grids for s in stamps] == [True, False, False, False, False, True]
+    assert rig.set_param("max_rate_hz", 0.0).successful
+
+
+@pytest.mark.parametrize(
+    "name,value,reason",
+    [
+        ("score_threshold", 1.5, "'score_threshold' = 1.5: expected a probability in [0, 1]"),
+        ("max_rate_hz", -1.0, "'max_rate_hz' = -1.0: expected >= 0"),
+        ("diagnostics.window_s", 0.0, "'diagnostics.window_s' = 0.0: expected > 0"),
+        ("checkpoint", "/elsewhere/model.safetensors", "'checkpoint' needs a restart"),
+        ("cameras", ["CAM_FRONT", "CAM_BACK", "CAM_BACK_LEFT"], "'cameras' needs a restart"),
+        ("device", "cuda", "'device' needs a restart"),
+    ],
+)
+def test_invalid_or_restart_only_changes_are_refused_with_the_reason(live, name: str, value: Any,
+                                                                       reason: str) -> None:
+    rig, _, _ = live
+    before = get_param(rig, name) if not isinstance(value, list) else None
+    result = rig.set_param(name, value)
+    assert not result.successful and reason in result.reason, result.reason
+    if "restart" in reason:
+        assert "ros2 lifecycle set /occupancy_node deactivate" in result.reason
+    if before is not None:
+        assert get_param(rig, name) == before
+
+
+def test_node_keeps_publishing_after_refused_changes(live) -> None:
+    rig, model, node = live
+    (stamp,), [(labels, _)] = run_sets(rig, model)
+    np.testing.assert_array_equal(msg_to_grid(rig.grids[stamp]).labels, labels)
+    assert "parameter change refused" in node.output() and "parameters applied" in node.output()
