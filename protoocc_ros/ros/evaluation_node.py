@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import rclpy
+from rclpy.clock import Clock as RosClock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from std_msgs.msg import String
@@ -83,7 +84,8 @@ class EvaluationNode(Node):
         self.create_subscription(SemanticOccupancyGrid, self.p["ground_truth_topic"],
                                  lambda m: self._on_grid("ground_truth", m), reliable_qos(50))
         self.create_subscription(String, self.p["done_topic"], self._on_done, latched_qos())
-        self.create_timer(0.2, self._check_done)
+        # steady clock: with use_sim_time a ROS-time timer would stop with the replay's /clock
+        self.create_timer(0.2, self._check_done, clock=RosClock(clock_type=ClockType.STEADY_TIME))
 
     # --- pairing -------------------------------------------------------------------------------------------
     def _on_grid(self, kind: str, msg: SemanticOccupancyGrid) -> None:

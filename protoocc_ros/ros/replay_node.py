@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
+from rclpy.clock import Clock as RosClock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -105,7 +106,7 @@ class TopicTaps:
         self._wanted: set[str] = set()
         self.subscribed: dict[str, str] = {}     # topic -> msgtype
         self._subs: dict[str, Any] = {}
-        node.create_timer(0.2, self.discover)
+        node.create_timer(0.2, self.discover, clock=RosClock(clock_type=ClockType.STEADY_TIME))
 
     def add(self, topic: str) -> None:
         self._wanted.add(topic)

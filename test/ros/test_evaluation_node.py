@@ -125,7 +125,9 @@ def test_stops_after_replay_done_once_all_ground_truth_is_paired(tmp_path: Path)
 
         node.create_publisher(String, mb.DONE_TOPIC, latched_qos()).publish(String(data=json.dumps({"frames": 2})))
 
-    report = _run_evaluation(tmp_path, 2, lambda gt: gt, {"render": False, "done_timeout_s": 20.0}, announce_done)
+    # use_sim_time as in the launch files, with no /clock at all: the stop check must not run on ROS time
+    report = _run_evaluation(tmp_path, 2, lambda gt: gt, {"render": False, "done_timeout_s": 20.0,
+                                                          "use_sim_time": True}, announce_done)
     assert report["stop_reason"] == "all ground truth of the replay paired"
     assert report["counts"]["paired"] == 2 and report["replay"] == {"frames": 2}
 
