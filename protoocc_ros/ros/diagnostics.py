@@ -100,6 +100,7 @@ class HealthLimits:
     tf_stale_error_s: float = 0.0    # ERROR: newest ego pose older than the newest image by more than this
 
 
+QUIET_DROPS = frozenset({"rate_limited"})  # dropped on purpose (max_rate_hz): counted, never a WARN
 _OK, _WARN, _ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR  # bytes, as in the msg
 
 
@@ -266,7 +267,8 @@ class NodeDiagnostics:
             missing = Counter(cam for _, cam in self._missing)
             image_ns, pose_ns = self._newest_image_ns, self._newest_pose_ns
             drops = dict(sorted(self.drops.items()))
-            new_drops = {k: v - self._drops_reported[k] for k, v in drops.items() if v > self._drops_reported[k]}
+            new_drops = {k: v - self._drops_reported[k] for k, v in drops.items()
+                         if v > self._drops_reported[k] and k not in QUIET_DROPS}
             self._drops_reported = Counter(drops)
             resets = dict(sorted(self.resets.items()))
             published = {"sets_published": self.output.count, "rate_hz": self.output.rate()}
