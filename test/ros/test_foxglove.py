@@ -1,0 +1,206 @@
+"""Foxglove live view: SceneUpdate cubes of a grid, the layout file, and a running occupancy_node's WebSocket
+server read by a client speaking the Foxglove protocol (advertise, subscribe, binary message data decoded
+with the protobuf schemas the server advertises). The server binds 127.0.0.1 on a free port."""
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import struct
+from typing import Any, Iterator
+
+import cv2
+import numpy as np
+import pytest
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from ros_helpers import REPO, NodeProcess, ros_context
+from test_occupancy_node import (
+    CAMERAS, MAIN, MODULE, Rig, direct_prediction, ego_pose, params_file, small_model,
+)
+from websockets.sync.client import ClientConnection, connect
+
+from protoocc_ros import classes
+from protoocc_ros.config import NUSCENES_CAMERAS
+from protoocc_ros.geometry import index_to_world
+from protoocc_ros.ros.foxglove_bridge import layout_json, scene_update
+from protoocc_ros.ros.occupancy_msg import msg_to_grid
+from protoocc_ros.ros.occupancy_node import load_model
+
+# The SDK 0.30 server accepts foxglove.sdk.v1 (successor of foxglove.websocket.v1); offer both, like the app.
+SUBPROTOCOLS = ["foxglove.websocket.v1", "foxglove.sdk.v1"]
+SCENE, TF = f"/{MAIN}/scene", "/tf"
+IMAGES = {cam: f"/{MAIN}/images/{cam}" for cam in CAMERAS}
+FREE = 17
+
+
+def message_class(schema_name: str, file_descriptor_set: bytes) -> Any:
+    """Protobuf message class of ``schema_name`` from a serialised FileDescriptorSet (what advertise carries)."""
+    files = descriptor_pb2.FileDescriptorSet.FromString(file_descriptor_set)
+    pool = descriptor_pool.DescriptorPool()
+    for proto in files.file:
+        pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(schema_name))
+
+
+def cube_table(update: Any) -> dict[tuple[float, float, float], tuple[str, tuple[float, ...], tuple[float, ...]]]:
+    """(x, y, z) rounded to mm -> (entity id, size xyz, colour rgba) of every cube in a decoded SceneUpdate."""
+    table = {}
+    for entity in update.entities:
+        for cube in entity.cubes:
+            p = cube.pose.position
+            table[(round(p.x, 3), round(p.y, 3), round(p.z, 3))] = (
+                entity.id, (cube.size.x, cube.size.y, cube.size.z),
+                (cube.color.r, cube.color.g, cube.color.b, cube.color.a))
+    return table
+
+
+def expected_cubes(labels: np.ndarray, pcr: list[float], voxel: float) -> dict[tuple[float, float, float], int]:
+    index = np.argwhere(labels != FREE)
+    centres = index_to_world(index, pcr, voxel)
+    return {tuple(np.round(c, 3).tolist()): int(labels[tuple(i)]) for c, i in zip(centres, index)}
+
+
+def test_scene_update_has_one_cube_per_occupied_voxel_in_its_class_colour() -> None:
+    labels = np.full((6, 5, 4), FREE, np.uint8)
+    labels[0, 0, 0], labels[5, 4, 3], labels[2, 3, 1] = 4, 4, 11
+    pcr, voxel = [-1.2, -1.0, -0.4, 1.2, 1.0, 1.2], 0.4
+    update = scene_update(labels, pcr, voxel, classes.OCC3D_COLORS, classes.class_names_for(18), FREE, "base_link",
+                          1_500_000_000)
+    schema = update.get_schema()
+    decoded = message_class(schema.name, schema.data).FromString(update.encode())
+    assert [d.type for d in decoded.deletions] == [1]  # ALL: classes absent now disappear
+    table = cube_table(decoded)
+    expected = expected_cubes(labels, pcr, voxel)
+    assert set(table) == set(expected) and (round(-1.2 + 0.2, 3), -0.8, -0.2) in table
+    names = classes.class_names_for(18)
+    for centre, label in expected.items():
+        entity, size, rgba = table[centre]
+        assert entity == names[label] and size == pytest.approx((voxel,) * 3)
+        assert rgba == pytest.approx(tuple(classes.OCC3D_COLORS[label] / 255.0) + (1.0,), abs=1e-6)
+    assert {e.frame_id for e in decoded.entities} == {"base_link"}
+    assert decoded.entities[0].timestamp.seconds == 1 and decoded.entities[0].timestamp.nanos == 500_000_000
+
+
+def test_layout_file_is_the_bridge_layout_for_the_nuscenes_rig() -> None:
+    text = (REPO / "config" / "foxglove_layout.json").read_text()
+    assert json.loads(text) == json.loads(layout_json(NUSCENES_CAMERAS))
+    for topic in ["/occupancy_node/scene"] + [f"/occupancy_node/images/{cam}" for cam in NUSCENES_CAMERAS]:
+        assert f'"{topic}"' in text
+
+
+class FoxgloveClient:
+    """Minimal client of the Foxglove WebSocket protocol: serverInfo, advertise, subscribe, message data."""
+
+    def __init__(self, port: int) -> None:
+        self.ws: ClientConnection = connect(f"ws://127.0.0.1:{port}", subprotocols=SUBPROTOCOLS, proxy=None,
+                                            max_size=None, open_timeout=10)
+        self.channels: dict[str, dict[str, Any]] = {}  # topic -> advertised channel
+        self._by_subscription: dict[int, dict[str, Any]] = {}
+        self._classes: dict[str, Any] = {}
+
+    def read_advertised(self, topics: set[str], timeout_s: float = 10.0) -> None:
+        while not topics <= set(self.channels):
+            message = json.loads(self.ws.recv(timeout=timeout_s))
+            if message["op"] == "advertise":
+                self.channels.update({c["topic"]: c for c in message["channels"]})
+
+    def subscribe(self, topics: list[str]) -> None:
+        subs = [{"id": i, "channelId": self.channels[t]["id"]} for i, t in enumerate(topics)]
+        self._by_subscription = {i: self.channels[t] for i, t in enumerate(topics)}
+        self.ws.send(json.dumps({"op": "subscribe", "subscriptions": subs}))
+
+    def receive(self, until: Any, timeout_s: float = 10.0) -> dict[str, dict[int, Any]]:
+        """Decoded messages per topic and log time until ``until(received)`` holds."""
+        received: dict[str, dict[int, Any]] = {}
+        while not until(received):
+            frame = self.ws.recv(timeout=timeout_s)
+            if isinstance(frame, str):
+                continue  # status / advertise updates
+            opcode, sub_id, log_time = struct.unpack_from("<BIQ", frame)
+            assert opcode == 1, f"binary opcode {opcode}, expected 1 (message data)"
+            channel = self._by_subscription[sub_id]
+            cls = self._classes.setdefault(channel["topic"], message_class(
+                channel["schemaName"], base64.b64decode(channel["schema"])))
+            received.setdefault(channel["topic"], {})[log_time] = cls.FromString(frame[13:])
+        return received
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Rig, FoxgloveClient, Any]]:
+    tmp = tmp_path_factory.mktemp("foxglove")
+    config_path, checkpoint, cfg = small_model(tmp)
+    port = free_port()
+    params = params_file(tmp, config_path, checkpoint, **{"foxglove.enabled": True, "foxglove.host": "127.0.0.1",
+                                                          "foxglove.port": port, "foxglove.image_max_width": 64})
+    node = NodeProcess(MODULE, tmp / "node.log", params_file=params, node_name=MAIN)
+    with ros_context() as ctx:
+        rig = Rig(ctx)
+        assert rig.spin_until(lambda: all(p.get_subscription_count() >= 1 for p in rig.images.values()), 60.0), \
+            node.output()
+        client = FoxgloveClient(port)
+        yield rig, client, load_model(checkpoint, cfg)
+        client.close()
+        code = node.stop()
+        rig.executor.shutdown()
+        rig.node.destroy_node()
+    assert code == 0 and "Traceback" not in node.output(), node.output()[-3000:]
+    assert f"Foxglove live view on ws://127.0.0.1:{port}" in node.output()
+
+
+def test_server_advertises_scene_images_and_transforms(live) -> None:
+    _, client, _ = live
+    topics = {SCENE, TF, *IMAGES.values()}
+    client.read_advertised(topics)
+    assert client.ws.subprotocol in SUBPROTOCOLS
+    schemas = {t: (c["encoding"], c["schemaName"], c["schemaEncoding"]) for t, c in client.channels.items()}
+    assert schemas[SCENE] == ("protobuf", "foxglove.SceneUpdate", "protobuf")
+    assert schemas[TF] == ("protobuf", "foxglove.FrameTransforms", "protobuf")
+    assert {schemas[t][1] for t in IMAGES.values()} == {"foxglove.CompressedImage"}
+
+
+def test_subscribed_client_gets_cubes_of_the_published_grid_images_and_transforms(live) -> None:
+    rig, client, _ = live
+    client.read_advertised({SCENE, TF, *IMAGES.values()})
+    client.subscribe([SCENE, TF, *IMAGES.values()])
+    rig.spin_until(lambda: False, 0.5)  # let the server register the subscriptions
+    stamp = rig.next_stamp(5.0)
+    rig.publish_set(stamp)
+    grid = msg_to_grid(rig.wait_grid(stamp))
+    got = client.receive(lambda r: all(stamp in r.get(t, {}) for t in (SCENE, TF, *IMAGES.values())))
+    table = cube_table(got[SCENE][stamp])
+    expected = expected_cubes(grid.labels, grid.point_cloud_range, grid.voxel_size)
+    assert len(expected) > 100 and set(table) == set(expected)
+    names = classes.class_names_for(18)
+    assert all(table[c][0] == names[label] for c, label in expected.items())
+    transforms = {(t.parent_frame_id, t.child_frame_id): t for t in got[TF][stamp].transforms}
+    assert set(transforms) == {("odom", "base_link"), ("base_link", "cam_front_optical_frame"),
+                               ("base_link", "cam_back_optical_frame")}
+    ego = transforms[("odom", "base_link")].translation
+    np.testing.assert_allclose([ego.x, ego.y, ego.z], ego_pose(stamp)[:3, 3], atol=1e-6)
+    for cam, topic in IMAGES.items():
+        image = got[topic][stamp]
+        assert image.format == "jpeg" and image.frame_id == f"{cam.lower()}_optical_frame"
+        decoded = cv2.imdecode(np.frombuffer(image.data, np.uint8), cv2.IMREAD_COLOR)
+        assert decoded.shape == (round(48 * 64 / 88), 64, 3)  # shrunk to foxglove.image_max_width
+
+
+def test_score_threshold_change_reaches_the_scene(live) -> None:
+    rig, client, model = live
+    assert rig.set_param("score_threshold", 0.6).successful
+    stamp = rig.next_stamp(5.0)  # after a gap: the memory starts fresh, as in direct_prediction
+    rig.publish_set(stamp)
+    grid = msg_to_grid(rig.wait_grid(stamp))
+    got = client.receive(lambda r: stamp in r.get(SCENE, {}))
+    [(labels, conf)] = direct_prediction(rig, model, [stamp])
+    shown = np.where(conf >= 0.6, labels, FREE)
+    assert 0 < (shown != FREE).sum() < (labels != FREE).sum()
+    assert set(cube_table(got[SCENE][stamp])) == set(expected_cubes(shown, grid.point_cloud_range, grid.voxel_size))
