@@ -1,7 +1,10 @@
 """Live vehicle: occupancy_node only (design §5); cameras, CameraInfo and TF come from the vehicle's drivers.
 
 ros2 launch protoocc_ros occupancy.launch.py config_file:=occ3d_base checkpoint:=/path/model.safetensors \
-    device:=cuda cameras:="['CAM_FRONT', 'CAM_BACK']" rviz:=true
+    device:=cuda cameras:="['CAM_FRONT', 'CAM_BACK']" rviz:=true foxglove:=true
+
+autostart:=false leaves the managed node 'unconfigured' for a lifecycle manager or
+`ros2 lifecycle set /occupancy_node configure` / `activate` (docs/operating.md).
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
@@ -28,6 +31,13 @@ def generate_launch_description() -> LaunchDescription:
                               description="YAML list of camera names in model order; [''] = the config's cameras"),
         DeclareLaunchArgument("image_transport", default_value="raw", description="raw or compressed"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock (replays)"),
+        DeclareLaunchArgument("autostart", default_value="true",
+                              description="configure + activate at start; false = wait for the lifecycle services"),
+        DeclareLaunchArgument("foxglove", default_value="false",
+                              description="serve the Foxglove live view (WebSocket; layout config/foxglove_layout.json)"),
+        DeclareLaunchArgument("foxglove_host", default_value="127.0.0.1",
+                              description="address of the Foxglove server (0.0.0.0 = reachable from other machines)"),
+        DeclareLaunchArgument("foxglove_port", default_value="8765", description="port of the Foxglove server"),
         DeclareLaunchArgument("rviz", default_value="false", description="start RViz with config/protoocc.rviz"),
         Node(
             package="protoocc_ros", executable="occupancy_node", name="occupancy_node", output="screen",
@@ -38,6 +48,10 @@ def generate_launch_description() -> LaunchDescription:
                 "cameras": arg("cameras"),
                 "image_transport": ParameterValue(arg("image_transport"), value_type=str),
                 "use_sim_time": arg("use_sim_time"),
+                "autostart": ParameterValue(arg("autostart"), value_type=bool),
+                "foxglove.enabled": ParameterValue(arg("foxglove"), value_type=bool),
+                "foxglove.host": ParameterValue(arg("foxglove_host"), value_type=str),
+                "foxglove.port": ParameterValue(arg("foxglove_port"), value_type=int),
             }],
         ),
         Node(
