@@ -5,6 +5,7 @@ from protoocc_ros.render.bev import bev_image, palette_for
 from protoocc_ros.render.errors import RenderError
 from protoocc_ros.render.figures import render_bev, render_camera_mosaic, render_comparison, render_iou_bars
 from protoocc_ros.render.mosaic import camera_mosaic, save_png
+from protoocc_ros.render.voxels3d import render_voxels_3d
 
 __all__ = ["RenderError", "bev_image", "camera_mosaic", "palette_for", "render_bev", "render_camera_mosaic",
-           "render_comparison", "render_iou_bars", "save_png"]
+           "render_comparison", "render_iou_bars", "render_voxels_3d", "save_png"]

@@ -1,81 +1,162 @@
-"""protoocc-demo: the README's main job.
+"""protoocc-demo: the README's main job — the embedded synthetic sample through the real nodes over DDS.
 
-Foundation stage: publishes one 200×200×16 SemanticOccupancyGrid (with confidence) over real DDS and
-reads it back in a second process (protoocc-grid-echo), checking that every voxel arrived. It becomes
-the full replay → occupancy_node → evaluation_node pipeline once those nodes land.
+    replay_node (held-out synthetic scenes, /tf, /tf_static, CameraInfo, /clock, ground truth)
+      -> occupancy_node (demo config + bundled checkpoint)
+      -> evaluation_node (running Occ3D mIoU, JSON report, BEV renders)
+    replay_node also records the occupancy node's outputs to a rosbag2 (mcap) file, from which the
+    markers' 3D view is rendered at the end.
+
+Each node runs in its own process, exactly as `ros2 launch protoocc_ros demo.launch.py` starts them on a
+ROS install. Outputs land in --output-dir (default outputs/demo); the paths are printed at the end.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+REPO = Path(__file__).resolve().parents[2]
+CONFIG_DIR = REPO / "config"
+MARKERS_TOPIC = "/occupancy_node/markers"
 
-def _demo_grid(shape: tuple[int, int, int] = (200, 200, 16)) -> tuple[np.ndarray, np.ndarray]:
-    """A simple street: road slab, sidewalks, a building row and a car; everything else free (17)."""
-    labels = np.full(shape, 17, dtype=np.uint8)
-    labels[:, 80:120, 0:2] = 11          # driveable surface
-    labels[:, 70:80, 0:3] = 13           # sidewalk
-    labels[:, 120:130, 0:3] = 13
-    labels[:, 40:70, 0:12] = 15          # manmade
-    labels[95:106, 90:96, 2:6] = 4       # car
-    confidence = np.where(labels == 17, 0.6, 0.9).astype(np.float32)
-    return labels, confidence
+
+class DemoError(RuntimeError):
+    """The demo pipeline could not run; the message says which step and where its log is."""
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="protoocc-demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output-dir", default="outputs/demo", help="where results are written")
+    parser.add_argument("--config", default=str(CONFIG_DIR / "demo.yaml"), help="model config (YAML)")
+    parser.add_argument("--checkpoint", default="", help="checkpoint (.safetensors); empty = bundled demo weights")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    parser.add_argument("--max-frames", type=int, default=0, help="replay at most this many frames (0 = all)")
+    parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
+    return parser.parse_args(argv)
+
+
+def _render_markers_view(bag_path: Path, out_png: Path) -> Path | None:
+    """3D render of the last non-empty MarkerArray recorded in ``bag_path`` (what RViz shows)."""
+    from protoocc_ros.render import render_voxels_3d
+    from protoocc_ros.ros import bag_io
+
+    last = None
+    for record in bag_io.read_bag(bag_path, topics=[MARKERS_TOPIC]):
+        msg = bag_io.deserialize(record)
+        if any(m.points for m in msg.markers):
+            last = msg
+    if last is None:
+        return None
+    centers, colors = [], []
+    for marker in last.markers:
+        if not marker.points:
+            continue
+        pts = np.array([[p.x, p.y, p.z] for p in marker.points], dtype=np.float32)
+        rgb = np.array([marker.color.r, marker.color.g, marker.color.b]) * 255
+        centers.append(pts)
+        colors.append(np.broadcast_to(rgb.astype(np.uint8), pts.shape))
+    return render_voxels_3d(out_png, np.concatenate(centers), np.concatenate(colors),
+                            title="occupancy_node markers (last frame of the replay)")
+
+
+def _wait_for_pipeline(nodes: dict, finishers: tuple[str, ...], timeout_s: float) -> None:
+    """Poll the node processes until every one in ``finishers`` exited 0; fail fast when any node fails."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for name, node in nodes.items():
+            code = node.proc.poll()
+            if code is not None and (code != 0 or name not in finishers):
+                raise DemoError(f"{name} stopped (exit code {code}); log: {node.log_path}\n{node.output()[-2000:]}")
+        if all(nodes[name].proc.poll() == 0 for name in finishers):
+            return
+        if time.monotonic() > deadline:
+            raise DemoError(f"the pipeline did not finish within {timeout_s:.0f} s; logs: "
+                            f"{', '.join(str(n.log_path) for n in nodes.values())}")
+        time.sleep(0.5)
+
+
+def run_demo(args: argparse.Namespace) -> dict:
+    """Start the three nodes, wait for the replay and the evaluation to finish, render; returns the summary."""
+    from protoocc_ros.data.synthetic import ensure_sample
+    from protoocc_ros.tools.processes import NodeProcess
+    from protoocc_ros.training.checkpoint import default_checkpoint_path
+
+    out = Path(args.output_dir).resolve()
+    logs = out / "logs"
+    out.mkdir(parents=True, exist_ok=True)
+    dataroot = ensure_sample()
+    bundled = default_checkpoint_path()
+    checkpoint = args.checkpoint or (str(bundled) if bundled.is_file() else "")
+    print(f"protoocc-demo: synthetic sample {dataroot}\nprotoocc-demo: checkpoint "
+          f"{checkpoint or 'NONE (bundled weights missing: random initialisation, expect chance-level mIoU)'}",
+          flush=True)
+    env = {"ROS_AUTOMATIC_DISCOVERY_RANGE": os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")}
+    recording = out / "recording"
+    if recording.exists():
+        import shutil
+        shutil.rmtree(recording)
+
+    evaluation = NodeProcess("protoocc_ros.ros.evaluation_node", logs / "evaluation_node.log",
+                             params_file=CONFIG_DIR / "evaluation_node.yaml",
+                             params={"output_dir": str(out / "evaluation")}, env=env)
+    occupancy = NodeProcess("protoocc_ros.ros.occupancy_node", logs / "occupancy_node.log",
+                            params_file=CONFIG_DIR / "occupancy_node.yaml",
+                            params={"config_file": args.config, "checkpoint": checkpoint, "device": args.device},
+                            env=env)
+    replay = NodeProcess("protoocc_ros.ros.replay_node", logs / "replay_node.log",
+                         params_file=CONFIG_DIR / "replay_demo.yaml",
+                         params={"dataroot": str(dataroot), "record_path": str(recording),
+                                 "max_frames": args.max_frames}, env=env)
+    nodes = {"replay_node": replay, "occupancy_node": occupancy, "evaluation_node": evaluation}
+    started = time.monotonic()
+    try:
+        _wait_for_pipeline(nodes, finishers=("replay_node", "evaluation_node"), timeout_s=args.timeout)
+    finally:
+        for node in nodes.values():
+            node.stop()
+    elapsed = time.monotonic() - started
+    report_path = out / "evaluation" / "evaluation.json"
+    if not report_path.exists():
+        raise DemoError(f"evaluation_node wrote no report at {report_path}; log: {evaluation.log_path}")
+    report = json.loads(report_path.read_text())
+    markers_png = _render_markers_view(recording, out / "markers_view.png")
+    summary = {
+        "frames": report.get("frames"),
+        "miou": report.get("miou"),
+        "seconds": round(elapsed, 1),
+        "report": str(report_path),
+        "renders": sorted(str(p) for p in (out / "evaluation").glob("*.png")) + ([str(markers_png)] if markers_png else []),
+        "recording": str(recording),
+        "logs": str(logs),
+        "checkpoint": checkpoint,
+    }
+    (out / "demo_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="protoocc-demo", description=__doc__)
-    parser.add_argument("--output-dir", default="outputs/demo", help="where results are written")
-    args = parser.parse_args(argv)
-    out_dir = Path(args.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    import rclpy
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-
-    from protoocc_ros.msg import SemanticOccupancyGrid
-
-    topic = "/protoocc_demo/occupancy"
-    echo = subprocess.Popen([sys.executable, "-m", "protoocc_ros.tools.grid_echo", topic, "--timeout", "60"],
-                            stdout=subprocess.PIPE, text=True, env=os.environ.copy())
-    labels, confidence = _demo_grid()
-    rclpy.init()
-    node = rclpy.create_node("protoocc_demo")
-    pub = node.create_publisher(SemanticOccupancyGrid, topic, QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
-    msg = SemanticOccupancyGrid()
-    msg.header.frame_id = "base_link"
-    msg.origin.position.x, msg.origin.position.y, msg.origin.position.z = -40.0, -40.0, -1.0
-    msg.origin.orientation.w = 1.0
-    msg.voxel_size = 0.4
-    msg.size_x, msg.size_y, msg.size_z = labels.shape
-    msg.free_label = 17
-    msg.labels = labels.tobytes()
-    msg.confidence = np.round(confidence * 255).astype(np.uint8).tobytes()
+    args = _parse_args(argv)
     try:
-        while echo.poll() is None:
-            msg.header.stamp = node.get_clock().now().to_msg()
-            pub.publish(msg)
-            rclpy.spin_once(node, timeout_sec=0.2)
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    line = (echo.stdout.read() if echo.stdout else "").strip().splitlines()
-    if echo.returncode != 0 or not line:
-        print("protoocc-demo: the listener process received nothing", file=sys.stderr)
+        summary = run_demo(args)
+    except DemoError as exc:
+        print(f"protoocc-demo: FAILED: {exc}", file=sys.stderr)
         return 1
-    summary = json.loads(line[0])
-    ok = summary["labels_sha256"] == hashlib.sha256(labels.tobytes()).hexdigest()
-    (out_dir / "grid_roundtrip.json").write_text(json.dumps(summary, indent=2))
-    print(f"protoocc-demo: {summary['num_voxels']} voxels sent and received intact: {ok}; "
-          f"summary written to {out_dir / 'grid_roundtrip.json'}")
-    return 0 if ok else 1
+    miou = summary["miou"]
+    print(f"protoocc-demo: {summary['frames']} frames replayed through occupancy_node in {summary['seconds']} s; "
+          f"held-out mIoU {miou if miou is None else round(miou, 2)}")
+    print(f"protoocc-demo: report     {summary['report']}")
+    for png in summary["renders"]:
+        print(f"protoocc-demo: render     {png}")
+    print(f"protoocc-demo: recording  {summary['recording']} (rosbag2, mcap)")
+    print(f"protoocc-demo: node logs  {summary['logs']}")
+    print(f"protoocc-demo: summary    {Path(args.output_dir) / 'demo_summary.json'}")
+    return 0
 
 
 if __name__ == "__main__":
