@@ -67,13 +67,3 @@ def test_grid_with_confidence_roundtrips_between_processes() -> None:
     assert got["origin"] == [-40.0, -40.0, -1.0]
     assert got["voxel_size"] == pytest.approx(0.4)
     assert SemanticOccupancyGrid.UNKNOWN_LABEL == 255
-
-
-def test_demo_command_roundtrip(tmp_path) -> None:
-    """The README's main job runs and reports an intact grid (real rclpy, two processes)."""
-    env = _private_domain_env()
-    result = subprocess.run([sys.executable, "-m", "protoocc_ros.tools.demo", "--output-dir", str(tmp_path)],
-                            env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    summary = json.loads((tmp_path / "grid_roundtrip.json").read_text())
-    assert summary["num_voxels"] == 200 * 200 * 16

@@ -127,8 +127,11 @@ def run_demo(args: argparse.Namespace) -> dict:
     report = json.loads(report_path.read_text())
     markers_png = _render_markers_view(recording, out / "markers_view.png")
     summary = {
-        "frames": report.get("frames"),
-        "miou": report.get("miou"),
+        "frames_replayed": report.get("replay", {}).get("frames"),
+        "frames_evaluated": report["counts"]["paired"],
+        "replay_resends": report.get("replay", {}).get("resends"),
+        "miou": report["results"]["miou"],
+        "per_class_iou": report["results"]["per_class_iou"],
         "seconds": round(elapsed, 1),
         "report": str(report_path),
         "renders": sorted(str(p) for p in (out / "evaluation").glob("*.png")) + ([str(markers_png)] if markers_png else []),
@@ -148,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"protoocc-demo: FAILED: {exc}", file=sys.stderr)
         return 1
     miou = summary["miou"]
-    print(f"protoocc-demo: {summary['frames']} frames replayed through occupancy_node in {summary['seconds']} s; "
-          f"held-out mIoU {miou if miou is None else round(miou, 2)}")
+    print(f"protoocc-demo: {summary['frames_replayed']} held-out frames replayed through occupancy_node in "
+          f"{summary['seconds']} s, {summary['frames_evaluated']} evaluated; mIoU {miou:.2f} % (Occ3D, camera mask)")
     print(f"protoocc-demo: report     {summary['report']}")
     for png in summary["renders"]:
         print(f"protoocc-demo: render     {png}")
