@@ -56,7 +56,7 @@ from protoocc_ros.ros.lifecycle import run_transition
 from protoocc_ros.ros.markers import OccupancyMarkers
 from protoocc_ros.ros.occupancy_msg import grid_to_msg, occupied_voxels
 from protoocc_ros.ros.params import (
-    PARAMETERS, OccupancyNodeParams, ParamError, apply_change, declare_params, read_params,
+    PARAMETERS, OccupancyNodeParams, ParamError, apply_change, declare_params, read_params, resolve_device,
 )
 from protoocc_ros.ros.pointcloud import create_cloud
 from protoocc_ros.ros.qos import reliable_qos, sensor_qos, tf_qos, tf_static_qos
@@ -101,16 +101,6 @@ def class_table(cfg: Any) -> tuple[list[str], np.ndarray, int]:
         colors = cv2.cvtColor(np.stack([hues, np.full(n, 200, np.uint8), np.full(n, 230, np.uint8)], -1)[None],
                               cv2.COLOR_HSV2RGB)[0]
     return names, np.asarray(colors, np.uint8), int(cfg.dataset.free_label)
-
-
-def resolve_device(requested: str) -> torch.device:
-    """torch device for the ``device`` parameter (auto = cuda when available); NodeStartError when unavailable."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise NodeStartError(f"parameter 'device' = {requested!r}: CUDA is not available on this machine "
-                             "(use cpu or auto)")
-    return torch.device(requested)
 
 
 def _stamp_ns(stamp: Any) -> int:
@@ -237,8 +227,12 @@ class OccupancyNode(LifecycleNode):
         if len(self.cameras) != self.cfg.num_cameras:
             raise NodeStartError(f"parameter 'cameras' = {self.cameras}: the model of {p.config_file} takes "
                                  f"{self.cfg.num_cameras} cameras ({self.cfg.dataset.cameras})")
-        self.device = resolve_device(p.device)
-        self.model = self._load_model(p.checkpoint)
+        try:
+            self.device = resolve_device(p.device)
+            checkpoint = p.checkpoint_path()
+        except ParamError as exc:
+            raise NodeStartError(str(exc)) from None
+        self.model = self._load_model(checkpoint)
         self._warm_up()
         self.params = p
         self.class_names, self.colors, self.free_label = class_table(self.cfg)
@@ -318,30 +312,19 @@ class OccupancyNode(LifecycleNode):
             torch.cuda.empty_cache()
 
     def _load_config(self, p: OccupancyNodeParams) -> Any:
-        overrides = list(p.config_overrides)
-        if p.memory_max_gap_s != -1.0:
-            overrides.append(f"model.temporal.memory_max_gap_s={p.memory_max_gap_s}")
-        if p.memory_max_pose_jump_m != -1.0:
-            overrides.append(f"model.temporal.memory_max_pose_jump_m={p.memory_max_pose_jump_m}")
         try:
-            return load_config(p.config_file, overrides)
+            return load_config(p.config_file, p.model_overrides())
         except (ConfigError, OSError) as exc:
             raise NodeStartError(f"parameter 'config_file' = {p.config_file!r}: {exc}") from None
 
-    def _load_model(self, checkpoint_param: str) -> torch.nn.Module:
+    def _load_model(self, path: Path | None) -> torch.nn.Module:
         log = self.get_logger()
-        if checkpoint_param:
-            path: Path | None = Path(checkpoint_param).expanduser()
-            if not path.is_file():
-                raise NodeStartError(f"parameter 'checkpoint' = {checkpoint_param!r}: file not found")
-        else:
-            default = default_checkpoint_path()
-            path = default if default.is_file() else None
-            if path is None:
-                log.warning("=" * 72)
-                log.warning(f"NO CHECKPOINT: {default} does not exist and parameter 'checkpoint' is empty.")
-                log.warning("The model runs with RANDOM WEIGHTS: its predictions are meaningless.")
-                log.warning("=" * 72)
+        if path is None:
+            log.warning("=" * 72)
+            log.warning(f"NO CHECKPOINT: {default_checkpoint_path()} does not exist and parameter 'checkpoint' "
+                        "is empty.")
+            log.warning("The model runs with RANDOM WEIGHTS: its predictions are meaningless.")
+            log.warning("=" * 72)
         try:
             model = load_model(path, self.cfg, self.device)
         except Exception as exc:  # noqa: BLE001 - any failure here is a start-up error with its reason

@@ -10,12 +10,11 @@ are refused while it is, with that reason.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
-from rcl_interfaces.msg import ParameterDescriptor, ParameterType
-
 __all__ = ["ParamError", "OccupancyNodeParams", "PARAMETERS", "LIVE_PARAMETERS", "declare_params", "read_params",
-           "validate_params", "apply_change", "field_name"]
+           "validate_params", "apply_change", "field_name", "params_from_values", "resolve_device"]
 
 
 class ParamError(ValueError):
@@ -76,9 +75,6 @@ LIVE_PARAMETERS = frozenset({
     "publish_markers", "memory.enabled", "log_throttle_s", "diagnostics.window_s", "diagnostics.expected_rate_hz",
     "diagnostics.latency_budget_ms", "diagnostics.tf_stale_error_s", "foxglove.image_max_width",
 })
-_ROS_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
-              float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING,
-              list: ParameterType.PARAMETER_STRING_ARRAY}
 
 
 @dataclass
@@ -129,6 +125,39 @@ class OccupancyNodeParams:
     def camera_info_topic(self, camera: str) -> str:
         return self.camera_info_topic_pattern.format(camera=camera)
 
+    def model_overrides(self) -> list[str]:
+        """Config overrides for load_config: config_overrides plus the memory.* parameters that are set."""
+        overrides = list(self.config_overrides)
+        if self.memory_max_gap_s != -1.0:
+            overrides.append(f"model.temporal.memory_max_gap_s={self.memory_max_gap_s}")
+        if self.memory_max_pose_jump_m != -1.0:
+            overrides.append(f"model.temporal.memory_max_pose_jump_m={self.memory_max_pose_jump_m}")
+        return overrides
+
+    def checkpoint_path(self) -> Path | None:
+        """The checkpoint to load: the parameter's file (ParamError when missing), else the bundled demo
+        checkpoint when it exists, else None (random weights)."""
+        from protoocc_ros.training.checkpoint import default_checkpoint_path
+
+        if self.checkpoint:
+            path = Path(self.checkpoint).expanduser()
+            if not path.is_file():
+                raise ParamError(f"parameter 'checkpoint' = {self.checkpoint!r}: file not found")
+            return path
+        default = default_checkpoint_path()
+        return default if default.is_file() else None
+
+
+def resolve_device(requested: str) -> Any:
+    """torch.device for the ``device`` parameter (auto = cuda when available); ParamError when unavailable."""
+    import torch
+
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    _check(not requested.startswith("cuda") or torch.cuda.is_available(), "device", requested,
+           "cpu or auto: CUDA is not available on this machine")
+    return torch.device(requested)
+
 
 def field_name(name: str) -> str:
     """ROS parameter name -> OccupancyNodeParams field ('memory.enabled' -> 'memory_enabled')."""
@@ -137,19 +166,28 @@ def field_name(name: str) -> str:
 
 def declare_params(node: Any) -> None:
     """Declare every parameter (with type and description); ParamError when an override has the wrong type."""
+    from rcl_interfaces.msg import ParameterDescriptor, ParameterType
     from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+
+    ros_types = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+                 float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING,
+                 list: ParameterType.PARAMETER_STRING_ARRAY}
 
     for name, (default, description) in PARAMETERS.items():
         try:
             node.declare_parameter(name, default, ParameterDescriptor(
-                name=name, type=_ROS_TYPES[type(default)], description=description))
+                name=name, type=ros_types[type(default)], description=description))
         except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
             kind = type(default).__name__ if not isinstance(default, list) else "list of strings"
             raise ParamError(f"parameter {name!r}: expected a {kind} ({exc})") from None
 
 
-def _from_values(values: dict[str, Any]) -> OccupancyNodeParams:
-    """ROS parameter name -> value (every PARAMETERS name) to validated params; [''] lists become []."""
+def params_from_values(values: dict[str, Any]) -> OccupancyNodeParams:
+    """ROS parameter name -> value (missing names take their default) to validated params; [''] lists become []."""
+    unknown = sorted(set(values) - set(PARAMETERS))
+    if unknown:
+        raise ParamError(f"parameters {unknown}: not parameters of occupancy_node (known: {sorted(PARAMETERS)})")
+    values = {**{name: default for name, (default, _) in PARAMETERS.items()}, **values}
     flat = {field_name(name): value for name, value in values.items()}
     for key in ("config_overrides", "cameras"):
         flat[key] = [v for v in (flat[key] or []) if v]
@@ -160,7 +198,7 @@ def _from_values(values: dict[str, Any]) -> OccupancyNodeParams:
 
 def read_params(node: Any) -> OccupancyNodeParams:
     """Read and validate every parameter of ``node`` (declared before with declare_params)."""
-    return _from_values({name: node.get_parameter(name).value for name in PARAMETERS})
+    return params_from_values({name: node.get_parameter(name).value for name in PARAMETERS})
 
 
 def apply_change(current: dict[str, Any], changes: dict[str, Any], configured: bool,
@@ -177,7 +215,7 @@ def apply_change(current: dict[str, Any], changes: dict[str, Any], configured: b
             f"{what} a restart: read when the node is configured (model, topics, frames, server); deactivate and "
             f"clean up the node (ros2 lifecycle set {node_name} deactivate, then cleanup), set it, then configure "
             f"and activate again, or restart the node. Changeable while running: {sorted(LIVE_PARAMETERS)}")
-    return _from_values({**current, **changes})
+    return params_from_values({**current, **changes})
 
 
 def _check(ok: bool, name: str, value: Any, expected: str) -> None:
