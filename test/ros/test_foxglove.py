@@ -3,43 +3,32 @@ server read by a client speaking the Foxglove protocol (advertise, subscribe, bi
 with the protobuf schemas the server advertises). The server binds 127.0.0.1 on a free port."""
 from __future__ import annotations
 
-import base64
 import json
 import socket
-import struct
+from pathlib import Path
 from typing import Any, Iterator
 
 import cv2
 import numpy as np
 import pytest
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from ros_helpers import REPO, NodeProcess, ros_context
 from test_occupancy_node import (
     CAMERAS, MAIN, MODULE, Rig, direct_prediction, ego_pose, params_file, small_model,
 )
-from websockets.sync.client import ClientConnection, connect
 
 from protoocc_ros import classes
 from protoocc_ros.config import NUSCENES_CAMERAS
 from protoocc_ros.geometry import index_to_world
-from protoocc_ros.ros.foxglove_bridge import layout_json, scene_update
+from protoocc_ros.ros.foxglove_bridge import (
+    SUBPROTOCOLS, FoxgloveClient, layout_json, message_class, render_snapshot, scene_update,
+)
+from protoocc_ros.ros.foxglove_bridge import main as bridge_main
 from protoocc_ros.ros.occupancy_msg import msg_to_grid
 from protoocc_ros.ros.occupancy_node import load_model
 
-# The SDK 0.30 server accepts foxglove.sdk.v1 (successor of foxglove.websocket.v1); offer both, like the app.
-SUBPROTOCOLS = ["foxglove.websocket.v1", "foxglove.sdk.v1"]
 SCENE, TF = f"/{MAIN}/scene", "/tf"
 IMAGES = {cam: f"/{MAIN}/images/{cam}" for cam in CAMERAS}
 FREE = 17
-
-
-def message_class(schema_name: str, file_descriptor_set: bytes) -> Any:
-    """Protobuf message class of ``schema_name`` from a serialised FileDescriptorSet (what advertise carries)."""
-    files = descriptor_pb2.FileDescriptorSet.FromString(file_descriptor_set)
-    pool = descriptor_pool.DescriptorPool()
-    for proto in files.file:
-        pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(schema_name))
 
 
 def cube_table(update: Any) -> dict[tuple[float, float, float], tuple[str, tuple[float, ...], tuple[float, ...]]]:
@@ -81,51 +70,13 @@ def test_scene_update_has_one_cube_per_occupied_voxel_in_its_class_colour() -> N
     assert decoded.entities[0].timestamp.seconds == 1 and decoded.entities[0].timestamp.nanos == 500_000_000
 
 
-def test_layout_file_is_the_bridge_layout_for_the_nuscenes_rig() -> None:
+def test_layout_file_is_the_bridge_layout_for_the_nuscenes_rig(tmp_path: Path) -> None:
     text = (REPO / "config" / "foxglove_layout.json").read_text()
     assert json.loads(text) == json.loads(layout_json(NUSCENES_CAMERAS))
+    assert bridge_main(["layout", "--out", str(tmp_path / "layout.json")]) == 0
+    assert (tmp_path / "layout.json").read_text() == text
     for topic in ["/occupancy_node/scene"] + [f"/occupancy_node/images/{cam}" for cam in NUSCENES_CAMERAS]:
         assert f'"{topic}"' in text
-
-
-class FoxgloveClient:
-    """Minimal client of the Foxglove WebSocket protocol: serverInfo, advertise, subscribe, message data."""
-
-    def __init__(self, port: int) -> None:
-        self.ws: ClientConnection = connect(f"ws://127.0.0.1:{port}", subprotocols=SUBPROTOCOLS, proxy=None,
-                                            max_size=None, open_timeout=10)
-        self.channels: dict[str, dict[str, Any]] = {}  # topic -> advertised channel
-        self._by_subscription: dict[int, dict[str, Any]] = {}
-        self._classes: dict[str, Any] = {}
-
-    def read_advertised(self, topics: set[str], timeout_s: float = 10.0) -> None:
-        while not topics <= set(self.channels):
-            message = json.loads(self.ws.recv(timeout=timeout_s))
-            if message["op"] == "advertise":
-                self.channels.update({c["topic"]: c for c in message["channels"]})
-
-    def subscribe(self, topics: list[str]) -> None:
-        subs = [{"id": i, "channelId": self.channels[t]["id"]} for i, t in enumerate(topics)]
-        self._by_subscription = {i: self.channels[t] for i, t in enumerate(topics)}
-        self.ws.send(json.dumps({"op": "subscribe", "subscriptions": subs}))
-
-    def receive(self, until: Any, timeout_s: float = 10.0) -> dict[str, dict[int, Any]]:
-        """Decoded messages per topic and log time until ``until(received)`` holds."""
-        received: dict[str, dict[int, Any]] = {}
-        while not until(received):
-            frame = self.ws.recv(timeout=timeout_s)
-            if isinstance(frame, str):
-                continue  # status / advertise updates
-            opcode, sub_id, log_time = struct.unpack_from("<BIQ", frame)
-            assert opcode == 1, f"binary opcode {opcode}, expected 1 (message data)"
-            channel = self._by_subscription[sub_id]
-            cls = self._classes.setdefault(channel["topic"], message_class(
-                channel["schemaName"], base64.b64decode(channel["schema"])))
-            received.setdefault(channel["topic"], {})[log_time] = cls.FromString(frame[13:])
-        return received
-
-    def close(self) -> None:
-        self.ws.close()
 
 
 def free_port() -> int:
@@ -146,7 +97,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Rig, Foxglo
         rig = Rig(ctx)
         assert rig.spin_until(lambda: all(p.get_subscription_count() >= 1 for p in rig.images.values()), 60.0), \
             node.output()
-        client = FoxgloveClient(port)
+        client = FoxgloveClient(f"ws://127.0.0.1:{port}")
         yield rig, client, load_model(checkpoint, cfg)
         client.close()
         code = node.stop()
@@ -167,7 +118,7 @@ def test_server_advertises_scene_images_and_transforms(live) -> None:
     assert {schemas[t][1] for t in IMAGES.values()} == {"foxglove.CompressedImage"}
 
 
-def test_subscribed_client_gets_cubes_of_the_published_grid_images_and_transforms(live) -> None:
+def test_subscribed_client_gets_cubes_of_the_published_grid_images_and_transforms(live, tmp_path: Path) -> None:
     rig, client, _ = live
     client.read_advertised({SCENE, TF, *IMAGES.values()})
     client.subscribe([SCENE, TF, *IMAGES.values()])
@@ -191,6 +142,9 @@ def test_subscribed_client_gets_cubes_of_the_published_grid_images_and_transform
         assert image.format == "jpeg" and image.frame_id == f"{cam.lower()}_optical_frame"
         decoded = cv2.imdecode(np.frombuffer(image.data, np.uint8), cv2.IMREAD_COLOR)
         assert decoded.shape == (round(48 * 64 / 88), 64, 3)  # shrunk to foxglove.image_max_width
+    png = tmp_path / "snapshot.png"
+    render_snapshot(got[SCENE][stamp], {cam: got[t][stamp] for cam, t in IMAGES.items()}, png, "test")
+    assert cv2.imread(str(png)).shape == (800, 1600, 3)
 
 
 def test_score_threshold_change_reaches_the_scene(live) -> None:
