@@ -120,6 +120,7 @@ class DecoderConfig:
     dropout_p: float = 0.1
     noise_std: float = 0.1
     overlap: bool = True  # ConvTranspose3d kernel larger than its stride (neighbouring voxels mix)
+    classifier_layers: int = 2  # Linear layers of the per-voxel classifier G (1 = linear, cheapest)
 
 
 @dataclass
@@ -536,6 +537,7 @@ def _validate_prototypes(cfg: ProtoOccConfig) -> None:
 def _validate_decoder(cfg: ProtoOccConfig) -> None:
     dec, m = cfg.model.decoder, cfg.model
     _positive(dec.channels, "model.decoder.channels")
+    _positive(dec.classifier_layers, "model.decoder.classifier_layers")
     _require(0.0 <= dec.dropout_p < 1.0, "model.decoder.dropout_p", f"must be in [0, 1), got {dec.dropout_p}")
     _positive(dec.noise_std, "model.decoder.noise_std", allow_zero=True)
     _require(not dec.multi_perspective or len(dec.augmentations) > 0, "model.decoder.augmentations",

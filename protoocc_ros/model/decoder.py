@@ -70,8 +70,10 @@ class MultiPerspectiveDecoder(nn.Module):
         self.upsample = nn.ConvTranspose3d(embed_dims, cfg.channels, kernel_size=tuple(k for k, _ in kp),
                                            stride=tuple(factors), padding=tuple(p for _, p in kp))
         self.norm = nn.BatchNorm3d(cfg.channels)
-        self.classifier = nn.Sequential(  # G: per-voxel label classifier (Linear on channels-last voxels)
-            nn.Linear(cfg.channels, cfg.channels), nn.ReLU(inplace=True), nn.Linear(cfg.channels, num_classes))
+        hidden = [m for _ in range(cfg.classifier_layers - 1)
+                  for m in (nn.Linear(cfg.channels, cfg.channels), nn.ReLU(inplace=True))]
+        # G: per-voxel label classifier, Linear layers on channels-last voxels
+        self.classifier = nn.Sequential(*hidden, nn.Linear(cfg.channels, num_classes))
 
     @property
     def num_perspectives(self) -> int:
