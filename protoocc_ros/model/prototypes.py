@@ -66,9 +66,10 @@ class PrototypeMapping(nn.Module):
     def forward(self, p_img: Tensor, q: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """p_img (S, M, d), q = Q' (S, K, d), valid (S, K) -> (Q̂ (S, K, d), A (S, M, K), P_vox (S, M, d))."""
         p_hat = self.img_mlp(p_img)
-        mask = valid[:, None, :].to(p_hat.dtype)
-        affinity = F.normalize(p_hat, dim=-1) @ F.normalize(q, dim=-1).transpose(1, 2) * mask  # A, cosine
-        sig = torch.sigmoid(self.alpha * affinity + self.beta) * mask  # σ(A)
+        q_unit = F.normalize(q, dim=-1) * valid[..., None].to(q.dtype)  # padding slots -> 0
+        affinity = F.normalize(p_hat, dim=-1) @ q_unit.transpose(1, 2)  # A, cosine: (S, M, K)
+        off = torch.zeros_like(valid, dtype=affinity.dtype).masked_fill(~valid, float("-inf"))  # (S, K)
+        sig = torch.sigmoid(torch.addcmul((off + self.beta)[:, None, :], affinity, self.alpha))  # σ(A), 0 on padding
         p_vox = (p_hat + sig @ q) / (1.0 + sig.sum(-1, keepdim=True))  # Eq. 1a
         dispatched = sig.transpose(1, 2) @ self.dispatch_mlp(p_vox) / (sig.sum(1)[..., None] + EPS)  # (S, K, d)
         q_hat = q + dispatched  # Eq. 1b
