@@ -147,9 +147,9 @@ class SpatialCrossAttention(nn.Module):
 
     An optional ``query_transform(q (S, K, d), valid (S, K)) -> (q_hat, aux)`` (the prototype
     Dispatch of Eq. 1b) turns the gathered queries Q' into the prototype-aware Q̂ that drives the
-    offsets and weights. Q̂ - Q' (the dispatched prototype feature) is averaged over the hitting
-    cameras like the attention output and added to the residual, so the returned query is the
-    prototype-aware query plus the attended image features.
+    offsets and weights. Q̂ - Q' (the dispatched prototype feature) is added to the camera's
+    attention output before the average over hitting cameras and the output projection, so the
+    prototype context reaches the query directly as well as through where it attends.
     """
 
     def __init__(self, embed_dims: int, num_heads: int, num_levels: int, num_points: int, num_anchors: int,
@@ -176,11 +176,10 @@ class SpatialCrossAttention(nn.Module):
         values = self.attention.project_values(feats)
         out, loc, weights = self.attention(q_hat, cams.uv.flatten(0, 1), values, valid)  # (B*N, K, d)
         aux.update(locations=loc, weights=weights)
-        per_cam = out if query_transform is None else torch.cat([out, q_hat - q_cam], -1)  # (B*N, K, d or 2d)
-        per_cam = per_cam * valid[..., None].to(out.dtype)
-        c = per_cam.shape[-1]
-        slots = out.new_zeros(b, q, c)
-        slots.scatter_add_(1, cams.index.reshape(b, n * k, 1).expand(b, n * k, c), per_cam.reshape(b, n * k, c))
+        if query_transform is not None:
+            out = out + (q_hat - q_cam)  # the dispatched prototype feature joins the attended one
+        out = out * valid[..., None].to(out.dtype)
+        slots = out.new_zeros(b, q, d)
+        slots.scatter_add_(1, cams.index.reshape(b, n * k, 1).expand(b, n * k, d), out.reshape(b, n * k, d))
         slots = slots / cams.count[..., None].to(slots.dtype)  # mean over the cameras that hit each query
-        residual = query if query_transform is None else query + slots[..., d:]
-        return self.dropout(self.output_proj(slots[..., :d])) + residual, aux
+        return self.dropout(self.output_proj(slots)) + query, aux
