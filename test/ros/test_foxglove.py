@@ -20,7 +20,8 @@ from protoocc_ros import classes
 from protoocc_ros.config import NUSCENES_CAMERAS
 from protoocc_ros.geometry import index_to_world
 from protoocc_ros.ros.foxglove_bridge import (
-    SUBPROTOCOLS, FoxgloveClient, layout_json, message_class, render_snapshot, scene_update,
+    SUBPROTOCOLS, FoxgloveBridge, FoxgloveBridgeError, FoxgloveClient, layout_json, message_class, render_snapshot,
+    scene_update,
 )
 from protoocc_ros.ros.foxglove_bridge import main as bridge_main
 from protoocc_ros.ros.occupancy_msg import msg_to_grid
@@ -77,6 +78,15 @@ def test_layout_file_is_the_bridge_layout_for_the_nuscenes_rig(tmp_path: Path) -
     assert (tmp_path / "layout.json").read_text() == text
     for topic in ["/occupancy_node/scene"] + [f"/occupancy_node/images/{cam}" for cam in NUSCENES_CAMERAS]:
         assert f'"{topic}"' in text
+
+
+def test_second_server_on_a_used_port_fails_naming_host_and_port() -> None:
+    first = FoxgloveBridge("127.0.0.1", 0, CAMERAS, classes.class_names_for(18), classes.OCC3D_COLORS, FREE)
+    try:
+        with pytest.raises(FoxgloveBridgeError, match=rf"127.0.0.1:{first.port} cannot start"):
+            FoxgloveBridge("127.0.0.1", first.port, CAMERAS, classes.class_names_for(18), classes.OCC3D_COLORS, FREE)
+    finally:
+        first.close()
 
 
 def free_port() -> int:
