@@ -11,10 +11,8 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 import pytest
-from ros_helpers import REPO, NodeProcess, ros_context
-from test_occupancy_node import (
-    CAMERAS, MAIN, MODULE, Rig, direct_prediction, ego_pose, params_file, small_model,
-)
+from ros_helpers import REPO
+from test_occupancy_node import CAMERAS, MAIN, Rig, direct_prediction, ego_pose, running_node
 
 from protoocc_ros import classes
 from protoocc_ros.config import NUSCENES_CAMERAS
@@ -25,7 +23,6 @@ from protoocc_ros.ros.foxglove_bridge import (
 )
 from protoocc_ros.ros.foxglove_bridge import main as bridge_main
 from protoocc_ros.ros.occupancy_msg import msg_to_grid
-from protoocc_ros.ros.occupancy_node import load_model
 
 SCENE, TF = f"/{MAIN}/scene", "/tf"
 IMAGES = {cam: f"/{MAIN}/images/{cam}" for cam in CAMERAS}
@@ -97,24 +94,14 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Rig, FoxgloveClient, Any]]:
-    tmp = tmp_path_factory.mktemp("foxglove")
-    config_path, checkpoint, cfg = small_model(tmp)
     port = free_port()
-    params = params_file(tmp, config_path, checkpoint, **{"foxglove.enabled": True, "foxglove.host": "127.0.0.1",
-                                                          "foxglove.port": port, "foxglove.image_max_width": 64})
-    node = NodeProcess(MODULE, tmp / "node.log", params_file=params, node_name=MAIN)
-    with ros_context() as ctx:
-        rig = Rig(ctx)
-        assert rig.spin_until(lambda: all(p.get_subscription_count() >= 1 for p in rig.images.values()), 60.0), \
-            node.output()
+    with running_node(tmp_path_factory.mktemp("foxglove"), **{
+            "foxglove.enabled": True, "foxglove.host": "127.0.0.1", "foxglove.port": port,
+            "foxglove.image_max_width": 64}) as running:
         client = FoxgloveClient(f"ws://127.0.0.1:{port}")
-        yield rig, client, load_model(checkpoint, cfg)
+        yield running.rig, client, running.model
         client.close()
-        code = node.stop()
-        rig.executor.shutdown()
-        rig.node.destroy_node()
-    assert code == 0 and "Traceback" not in node.output(), node.output()[-3000:]
-    assert f"Foxglove live view on ws://127.0.0.1:{port}" in node.output()
+        assert f"Foxglove live view on ws://127.0.0.1:{port}" in running.node.output()
 
 
 def test_server_advertises_scene_images_and_transforms(live) -> None:

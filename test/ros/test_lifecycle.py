@@ -6,18 +6,16 @@ every transition; each test continues from the state the previous one left (they
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 import pytest
-from ros_helpers import NodeProcess, ros_context
-from test_occupancy_node import MAIN, MODULE, Rig, direct_prediction, params_file, small_model
+from test_occupancy_node import MAIN, Running, direct_prediction, running_node
 
 from diagnostic_msgs.msg import DiagnosticStatus
 
 from protoocc_ros.ros.lifecycle import LifecycleClient
 from protoocc_ros.ros.occupancy_msg import msg_to_grid
-from protoocc_ros.ros.occupancy_node import load_model
 
 ERROR = DiagnosticStatus.ERROR[0]
 
@@ -25,9 +23,10 @@ ERROR = DiagnosticStatus.ERROR[0]
 class Managed:
     """The rig plus a lifecycle client of the node under test."""
 
-    def __init__(self, rig: Rig, node: NodeProcess, checkpoint: str, model: Any) -> None:
-        self.rig, self.proc, self.checkpoint, self.model = rig, node, checkpoint, model
-        self.lifecycle = LifecycleClient(rig.node, f"/{MAIN}", rig.executor)
+    def __init__(self, running: Running) -> None:
+        self.rig, self.proc, self.model = running.rig, running.node, running.model
+        self.checkpoint = str(running.checkpoint)
+        self.lifecycle = LifecycleClient(self.rig.node, f"/{MAIN}", self.rig.executor)
 
     def subscribed(self) -> bool:
         return all(pub.get_subscription_count() >= 1 for pub in self.rig.images.values())
@@ -36,19 +35,8 @@ class Managed:
 @pytest.fixture(scope="module")
 def managed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Managed]:
     tmp = tmp_path_factory.mktemp("lifecycle")
-    config_path, checkpoint, cfg = small_model(tmp)
-    params = params_file(tmp, config_path, tmp / "missing.safetensors", autostart=False)
-    node = NodeProcess(MODULE, tmp / "node.log", params_file=params, node_name=MAIN)
-    with ros_context() as ctx:
-        rig = Rig(ctx)
-        m = Managed(rig, node, str(checkpoint), load_model(checkpoint, cfg))
-        assert rig.spin_until(lambda: MAIN in rig.diag, timeout_s=60.0), f"node did not come up:\n{node.output()}"
-        yield m
-        code = node.stop()
-        rig.executor.shutdown()
-        rig.node.destroy_node()
-    assert code == 0, node.output()[-3000:]
-    assert "Traceback" not in node.output(), node.output()[-3000:]
+    with running_node(tmp, active=False, autostart=False, checkpoint=str(tmp / "missing.safetensors")) as running:
+        yield Managed(running)
 
 
 def test_starts_unconfigured_without_outputs_or_subscriptions(managed: Managed) -> None:

@@ -7,13 +7,12 @@ from typing import Any, Iterator
 
 import numpy as np
 import pytest
-from ros_helpers import NodeProcess, ros_context
-from test_occupancy_node import MAIN, MODULE, Rig, direct_prediction, params_file, small_model
+from ros_helpers import NodeProcess
+from test_occupancy_node import MAIN, Rig, direct_prediction, running_node
 
 from rcl_interfaces.srv import GetParameters
 
 from protoocc_ros.ros.occupancy_msg import msg_to_grid
-from protoocc_ros.ros.occupancy_node import load_model
 from protoocc_ros.ros.pointcloud import read_points
 
 FREE = 17
@@ -21,19 +20,8 @@ FREE = 17
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Rig, Any, NodeProcess]]:
-    tmp = tmp_path_factory.mktemp("live_params")
-    config_path, checkpoint, cfg = small_model(tmp)
-    node = NodeProcess(MODULE, tmp / "node.log", params_file=params_file(tmp, config_path, checkpoint),
-                       node_name=MAIN)
-    with ros_context() as ctx:
-        rig = Rig(ctx)
-        assert rig.spin_until(lambda: all(p.get_subscription_count() >= 1 for p in rig.images.values()), 60.0), \
-            node.output()
-        yield rig, load_model(checkpoint, cfg), node
-        code = node.stop()
-        rig.executor.shutdown()
-        rig.node.destroy_node()
-    assert code == 0 and "Traceback" not in node.output(), node.output()[-3000:]
+    with running_node(tmp_path_factory.mktemp("live_params")) as running:
+        yield running.rig, running.model, running.node
 
 
 def get_param(rig: Rig, name: str) -> Any:

@@ -3,11 +3,13 @@ process publishes synthetic camera sets + CameraInfo + TF and checks the outputs
 
 One node process serves every case (a second one, whose CameraInfo topics nobody publishes, covers
 "CameraInfo never received"). Stamps only move forward between tests, except in the time-jump test.
-The lifecycle, live-parameter, diagnostics and Foxglove tests reuse Rig, small_model and direct_prediction.
+The lifecycle, live-parameter, diagnostics and Foxglove tests reuse Rig, running_node and direct_prediction.
 """
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -212,6 +214,34 @@ def params_file(tmp: Path, config_path: Path, checkpoint: Path, **extra: Any) ->
     path = tmp / "params.yaml"
     path.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
     return path
+
+
+@dataclass
+class Running:
+    rig: Rig
+    node: NodeProcess
+    model: Any       # the node's model, loaded here for direct_prediction
+    checkpoint: Path
+
+
+@contextmanager
+def running_node(tmp: Path, active: bool = True, **extra: Any) -> Iterator[Running]:
+    """One occupancy_node process on the small model (``extra`` parameters on top of params_file) and a Rig;
+    waits until the node subscribes to the cameras (``active``) or reports /diagnostics; checks a clean exit."""
+    config_path, checkpoint, cfg = small_model(tmp)
+    given = extra.pop("checkpoint", checkpoint)  # e.g. a missing file, for a failing configure
+    node = NodeProcess(MODULE, tmp / "node.log", params_file=params_file(tmp, config_path, given, **extra),
+                       node_name=MAIN)
+    with ros_context() as ctx:
+        rig = Rig(ctx)
+        up = (lambda: all(p.get_subscription_count() >= 1 for p in rig.images.values())) if active else \
+            (lambda: MAIN in rig.diag)
+        assert rig.spin_until(up, 60.0), f"node did not come up:\n{node.output()}"
+        yield Running(rig, node, load_model(checkpoint, cfg), checkpoint)
+        code = node.stop()
+        rig.executor.shutdown()
+        rig.node.destroy_node()
+    assert code == 0 and "Traceback" not in node.output(), node.output()[-3000:]
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,7 @@ import time
 from typing import Any, Iterator
 
 import pytest
-from ros_helpers import NodeProcess, ros_context
-from test_occupancy_node import CAMERAS, MAIN, MODULE, Rig, params_file, small_model
+from test_occupancy_node import CAMERAS, MAIN, Rig, running_node
 
 from diagnostic_msgs.msg import DiagnosticStatus
 
@@ -18,21 +17,10 @@ EXPECTED_HZ = 5.0
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    tmp = tmp_path_factory.mktemp("diagnostics")
-    config_path, checkpoint, _ = small_model(tmp)
-    params = params_file(tmp, config_path, checkpoint, **{
-        "diagnostics.window_s": 2.0, "diagnostics.expected_rate_hz": EXPECTED_HZ,
-        "diagnostics.tf_stale_error_s": 0.5, "diagnostics.latency_budget_ms": 1000.0})
-    node = NodeProcess(MODULE, tmp / "node.log", params_file=params, node_name=MAIN)
-    with ros_context() as ctx:
-        r = Rig(ctx)
-        assert r.spin_until(lambda: all(p.get_subscription_count() >= 1 for p in r.images.values()), 60.0), \
-            node.output()
-        yield r
-        code = node.stop()
-        r.executor.shutdown()
-        r.node.destroy_node()
-    assert code == 0 and "Traceback" not in node.output(), node.output()[-3000:]
+    with running_node(tmp_path_factory.mktemp("diagnostics"), **{
+            "diagnostics.window_s": 2.0, "diagnostics.expected_rate_hz": EXPECTED_HZ,
+            "diagnostics.tf_stale_error_s": 0.5, "diagnostics.latency_budget_ms": 1000.0}) as running:
+        yield running.rig
 
 
 def stream(rig: Rig, seconds: float, hz: float, cameras: Any = lambda i: CAMERAS, tf: Any = lambda i: True) -> None:
