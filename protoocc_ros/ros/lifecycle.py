@@ -7,6 +7,7 @@ another node through the standard services ``<node>/change_state`` and ``<node>/
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 from lifecycle_msgs.srv import ChangeState, GetState
@@ -41,33 +42,62 @@ def run_transition(logger: Any, name: str, body: Callable[[], None],
     return TransitionCallbackReturn.SUCCESS
 
 
-class LifecycleClient:
-    """Calls the lifecycle services of ``target`` (e.g. '/occupancy_node') from ``node``, spinning ``executor``."""
+# Transition label -> state label it leads to on success.
+GOAL = {"configure": "inactive", "cleanup": "unconfigured", "activate": "active", "deactivate": "inactive",
+        "shutdown": "finalized"}
 
-    def __init__(self, node: Any, target: str, executor: Any) -> None:
+
+class LifecycleClient:
+    """Calls the lifecycle services of ``target`` (e.g. '/occupancy_node') from ``node``, spinning ``executor``.
+
+    A service answer can be lost while discovery is still matching the response path (seen on loaded
+    machines), so a call that gets no answer within ``attempt_s`` is checked and sent again: get_state is
+    simply repeated; for change_state the node's state tells whether the transition already ran.
+    """
+
+    def __init__(self, node: Any, target: str, executor: Any, attempt_s: float = 5.0) -> None:
         self.node = node
         self.target = target.rstrip("/")
         self.executor = executor
+        self.attempt_s = attempt_s
         self._change = node.create_client(ChangeState, f"{self.target}/change_state")
         self._get = node.create_client(GetState, f"{self.target}/get_state")
 
-    def _call(self, client: Any, request: Any, timeout_s: float) -> Any:
-        if not client.wait_for_service(timeout_sec=timeout_s):
-            raise LifecycleError(f"{client.srv_name}: service not available after {timeout_s} s (is the node running?)")
+    def _once(self, client: Any, request: Any, deadline: float) -> Any:
+        """One request; its response, or None when none came within attempt_s (or by the deadline)."""
+        remaining = deadline - time.monotonic()
+        if not client.wait_for_service(timeout_sec=max(remaining, 0.0)):
+            raise LifecycleError(f"{client.srv_name}: service not available (is the node running?)")
         future = client.call_async(request)
-        self.executor.spin_until_future_complete(future, timeout_sec=timeout_s)
-        if not future.done() or future.result() is None:
-            raise LifecycleError(f"{client.srv_name}: no answer within {timeout_s} s")
-        return future.result()
+        self.executor.spin_until_future_complete(
+            future, timeout_sec=max(0.0, min(self.attempt_s, deadline - time.monotonic())))
+        if future.done() and future.result() is not None:
+            return future.result()
+        client.remove_pending_request(future)
+        return None
 
     def get_state(self, timeout_s: float = 10.0) -> str:
         """Label of the current state: unconfigured, inactive, active or finalized."""
-        return self._call(self._get, GetState.Request(), timeout_s).current_state.label
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            answer = self._once(self._get, GetState.Request(), deadline)
+            if answer is not None:
+                return answer.current_state.label
+        raise LifecycleError(f"{self._get.srv_name}: no answer within {timeout_s} s")
 
     def change_state(self, transition: str, timeout_s: float = 60.0) -> bool:
         """Trigger ``transition`` (a TRANSITIONS label); True when the node reports success."""
         if transition not in TRANSITIONS:
             raise LifecycleError(f"transition {transition!r}: expected one of {TRANSITIONS}")
+        deadline = time.monotonic() + timeout_s
+        before = self.get_state(timeout_s)
         request = ChangeState.Request()
         request.transition.label = transition
-        return bool(self._call(self._change, request, timeout_s).success)
+        while time.monotonic() < deadline:
+            answer = self._once(self._change, request, deadline)
+            if answer is not None:
+                return bool(answer.success)
+            now = self.get_state(max(deadline - time.monotonic(), self.attempt_s))  # waits while it runs
+            if now != before:  # the transition ran; only its answer was lost
+                return now == GOAL[transition]
+        raise LifecycleError(f"{self._change.srv_name}: no answer to {transition!r} within {timeout_s} s")

@@ -172,10 +172,12 @@ class Rig:
         if self._param_client is None:
             self._param_client = AsyncParameterClient(self.node, f"/{self.name}")
             assert self._param_client.wait_for_services(timeout_sec=10.0), f"/{self.name} has no parameter services"
-        future = self._param_client.set_parameters([Parameter(k, value=v) for k, v in values.items()])
-        self.executor.spin_until_future_complete(future, timeout_sec=10.0)
-        assert future.done(), f"set_parameters {values} on /{self.name}: no answer"
-        return list(future.result().results)
+        for _ in range(4):  # an answer can be lost while discovery matches the response path: ask again
+            future = self._param_client.set_parameters([Parameter(k, value=v) for k, v in values.items()])
+            self.executor.spin_until_future_complete(future, timeout_sec=5.0)
+            if future.done():
+                return list(future.result().results)
+        raise AssertionError(f"set_parameters {values} on /{self.name}: no answer in 20 s")
 
     def set_param(self, name: str, value: Any) -> Any:
         return self.set_params({name: value})[0]

@@ -63,7 +63,9 @@ def test_camera_missing_from_sets_warns_naming_it(rig: Rig) -> None:
     stream(rig, 1.2, 10.0, cameras=lambda i: CAMERAS if i % 3 else CAMERAS[:1])
     level, message, values = latest(rig, "inputs")
     assert level == WARN and "missing from sets" in message, (message, values)
-    assert int(values["missing_from_sets.CAM_BACK"]) >= 1 and "missing_from_sets.CAM_FRONT" not in values
+    # 4 of the 12 sets lack CAM_BACK; best-effort inputs on a loaded machine may lose an image of either camera
+    assert int(values["missing_from_sets.CAM_BACK"]) >= 2
+    assert int(values["missing_from_sets.CAM_BACK"]) > int(values.get("missing_from_sets.CAM_FRONT", 0))
 
 
 def test_latency_above_the_budget_warns_and_a_live_budget_change_clears_it(rig: Rig) -> None:
