@@ -23,6 +23,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "config"
 MARKERS_TOPIC = "/occupancy_node/markers"
+VOXELS_TOPIC = "/occupancy_node/occupied_voxels"
 
 
 class DemoError(RuntimeError):
@@ -41,28 +42,48 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _render_markers_view(bag_path: Path, out_png: Path) -> Path | None:
-    """3D render of the last non-empty MarkerArray recorded in ``bag_path`` (what RViz shows)."""
-    from protoocc_ros.render import render_voxels_3d
+def _last_recorded(bag_path: Path, topic: str, has_content) -> object | None:
+    """The last message on ``topic`` in the bag for which ``has_content(msg)`` is true (None if there is none)."""
     from protoocc_ros.ros import bag_io
 
-    last = None
-    for record in bag_io.read_bag(bag_path, topics=[MARKERS_TOPIC]):
-        msg = bag_io.deserialize(record)
-        if any(m.points for m in msg.markers):
-            last = msg
-    if last is None:
+    if topic not in bag_io.bag_topics(bag_path):
         return None
-    centers, colors = [], []
-    for marker in last.markers:
-        if not marker.points:
-            continue
-        pts = np.array([[p.x, p.y, p.z] for p in marker.points], dtype=np.float32)
-        rgb = np.array([marker.color.r, marker.color.g, marker.color.b]) * 255
-        centers.append(pts)
-        colors.append(np.broadcast_to(rgb.astype(np.uint8), pts.shape))
-    return render_voxels_3d(out_png, np.concatenate(centers), np.concatenate(colors),
-                            title="occupancy_node markers (last frame of the replay)")
+    last = None
+    for record in bag_io.read_bag(bag_path, topics=[topic]):
+        msg = bag_io.deserialize(record)
+        if has_content(msg):
+            last = msg
+    return last
+
+
+def _render_markers_view(bag_path: Path, out_png: Path) -> Path | None:
+    """3D render of the last non-empty MarkerArray recorded in ``bag_path`` (what RViz shows).
+
+    Falls back to the recorded occupied-voxel cloud (same voxels, coloured by label) when no markers
+    were recorded, e.g. when the recording stopped before the last frame's markers were built.
+    """
+    from protoocc_ros.classes import OCC3D_COLORS
+    from protoocc_ros.render import render_voxels_3d
+    from protoocc_ros.ros.pointcloud import read_points
+
+    markers = _last_recorded(bag_path, MARKERS_TOPIC, lambda m: any(mk.points for mk in m.markers))
+    if markers is not None:
+        centers, colors = [], []
+        for marker in markers.markers:
+            if marker.points:
+                pts = np.array([[p.x, p.y, p.z] for p in marker.points], dtype=np.float32)
+                rgb = (np.array([marker.color.r, marker.color.g, marker.color.b]) * 255).astype(np.uint8)
+                centers.append(pts)
+                colors.append(np.broadcast_to(rgb, pts.shape))
+        return render_voxels_3d(out_png, np.concatenate(centers), np.concatenate(colors),
+                                title="occupancy_node markers (last frame of the replay)")
+    cloud = _last_recorded(bag_path, VOXELS_TOPIC, lambda m: m.width * m.height > 0)
+    if cloud is None:
+        return None
+    points = read_points(cloud)
+    centers = np.stack([points["x"], points["y"], points["z"]], axis=1)
+    colors = OCC3D_COLORS[np.minimum(points["label"], len(OCC3D_COLORS) - 1)]
+    return render_voxels_3d(out_png, centers, colors, title="occupancy_node occupied voxels (last frame of the replay)")
 
 
 def _wait_for_pipeline(nodes: dict, finishers: tuple[str, ...], timeout_s: float) -> None:
@@ -111,7 +132,7 @@ def run_demo(args: argparse.Namespace) -> dict:
                             env=env)
     replay = NodeProcess("protoocc_ros.ros.replay_node", logs / "replay_node.log",
                          params_file=CONFIG_DIR / "replay_demo.yaml",
-                         params={"dataroot": str(dataroot), "record_path": str(recording),
+                         params={"dataroot": str(dataroot), "record_path": str(recording), "record_drain_s": 3.0,
                                  "max_frames": args.max_frames}, env=env)
     nodes = {"replay_node": replay, "occupancy_node": occupancy, "evaluation_node": evaluation}
     started = time.monotonic()
