@@ -108,6 +108,7 @@ class PrototypeConfig:
     iterations: int = 3  # K soft-assignment iterations
     feature_level: int = 0  # FPN level that is clustered
     cluster_temperature: float = 0.1  # softmax temperature of the soft assignment
+    layers: list[int] | None = None  # encoder layers that map prototypes (Eqs. 1a-1b); null = every layer
 
 
 @dataclass
@@ -526,6 +527,11 @@ def _validate_prototypes(cfg: ProtoOccConfig) -> None:
     _positive(p.ratio, "model.prototypes.ratio")
     _positive(p.iterations, "model.prototypes.iterations", allow_zero=True)
     _positive(p.cluster_temperature, "model.prototypes.cluster_temperature")
+    n_layers = cfg.model.encoder.num_layers
+    if p.layers is not None:
+        _require(len(p.layers) > 0 and len(set(p.layers)) == len(p.layers)
+                 and all(0 <= i < n_layers for i in p.layers), "model.prototypes.layers",
+                 f"must be distinct encoder layer indices in [0, {n_layers}) or null, got {p.layers}")
     expected = expected_num_prototypes(cfg)
     rows, cols = prototype_grid(cfg)
     _require(p.num_prototypes == expected, "model.prototypes.num_prototypes",

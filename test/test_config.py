@@ -77,6 +77,8 @@ def test_overrides_are_parsed_and_typed() -> None:
     ("loss.class_weights=[1.0]", "loss.class_weights"),
     ("model.prototypes.enabled=false", "model.prototypes.optimization"),
     ("dataset.cameras=[]", "dataset.cameras"),
+    ("model.prototypes.layers=[1]", "model.prototypes.layers"),
+    ("model.decoder.classifier_layers=0", "model.decoder.classifier_layers"),
 ])
 def test_invalid_values_are_rejected_naming_the_key(override: str, key: str) -> None:
     with pytest.raises(ConfigError) as err:

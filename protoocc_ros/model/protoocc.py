@@ -50,9 +50,11 @@ class ProtoOcc(nn.Module):
         proto = m.prototypes
         self.prototype_clustering = (PrototypeClustering(prototype_grid(cfg), proto.iterations,
                                                          proto.cluster_temperature) if proto.enabled else None)
+        mapped = set(range(m.encoder.num_layers) if proto.layers is None else proto.layers)
         self.encoder = nn.ModuleList(
-            EncoderLayer(m.embed_dims, m.encoder, m.neck.num_levels, m.temporal.enabled, proto.enabled)
-            for _ in range(m.encoder.num_layers))
+            EncoderLayer(m.embed_dims, m.encoder, m.neck.num_levels, m.temporal.enabled,
+                         prototypes=proto.enabled and i in mapped)
+            for i in range(m.encoder.num_layers))
         self.pixel_features = PrototypePixelFeatures(proto.num_prototypes) if proto.optimization else None
         self.decoder = MultiPerspectiveDecoder(m.embed_dims, ds.num_classes, upsample_factors(cfg), m.decoder)
         weights = cfg.loss.class_weights
@@ -105,9 +107,10 @@ class ProtoOcc(nn.Module):
         level = m.prototypes.feature_level
         p_img = self.prototype_clustering(feats[level]) if self.prototype_clustering is not None else None
         prev, reasons = self._previous_volume(query, memory, ego2global, timestamp)
-        x, aux = query, {}
+        x, aux = query, {}  # aux: attention and prototype tensors of the last prototype layer (Eq. 2)
         for layer in self.encoder:
-            x, aux = layer(x, pos, prev, vq.centres_normalized, (h, w, z), feats, cams, p_img)
+            x, layer_aux = layer(x, pos, prev, vq.centres_normalized, (h, w, z), feats, cams, p_img)
+            aux = layer_aux if "affinity" in layer_aux else aux
         volume = x.transpose(1, 2).reshape(b, m.embed_dims, h, w, z)  # (B, d, h, w, z)
         logits, perspectives = self.decoder(volume)
         out_aux: dict[str, Any] = {}

@@ -74,6 +74,19 @@ def test_baseline_flags_remove_the_protoocc_parts() -> None:
     assert count_parameters_by_stage(no_temporal)["temporal"] == 0
 
 
+def test_prototype_mapping_in_selected_layers_only(tiny_cfg) -> None:
+    from protoocc_ros.config import config_from_dict, config_to_dict
+
+    data = config_to_dict(tiny_cfg)
+    data["model"]["prototypes"]["layers"] = [0]
+    cfg = config_from_dict(data)
+    model = build_model(cfg).train()
+    assert model.encoder[0].prototype_mapping is not None and model.encoder[1].prototype_mapping is None
+    loss, terms = model.loss(model(**make_inputs(cfg)), make_targets(cfg))
+    loss.backward()
+    assert "cls" in terms and model.pixel_features.h.weight.grad.any()
+
+
 def test_mask_camera_and_ignore_are_respected(tiny_cfg) -> None:
     torch.manual_seed(0)
     model = build_model(tiny_cfg).eval()
