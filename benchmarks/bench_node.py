@@ -1,0 +1,532 @@
+"""occupancy_node cost over DDS (issue 9): end-to-end latency, the share outside the model, the maximum sustained
+input rate and the node's memory over a long replay.
+
+    python benchmarks/bench_node.py                               # latency (consumer-paced) + rate sweep, demo
+    python benchmarks/bench_node.py --memory --duration 600       # RSS over a 10-minute replay (nohup ... &)
+    python benchmarks/bench_node.py --memory --duration 60        # smoke run
+
+Three processes on a private ROS_DOMAIN_ID (test/ros/ros_helpers.py): occupancy_node, replay_node
+(synthetic sample, raw rgb8 images, no ground truth) and an in-process probe that records, per
+camera set, the arrival of the first camera's image (= when the replay published the set) and of
+the grid on /occupancy_node/occupancy (raw CDR, matched by header stamp), plus the node's
+/diagnostics (mean per stage: queue, decode_tf, preprocess, inference, publish, total).
+
+* latency: the replay waits for each grid before the next set (consumer-paced). End to end = grid
+  arrival - image arrival; outside the model = end to end - the node's inference stage (ProtoOcc.predict).
+  Stage means exclude the warm-up sets (differences of the cumulative diagnostics).
+* rate sweep: the replay publishes at fixed rates (no waiting); a rate is sustained when the node
+  dropped no set (inference_queue_size 1 drops the older set when the model is busy).
+* memory: consumer-paced looping replay for --duration seconds; VmRSS / VmHWM of the node sampled
+  from /proc; slope (MB/min, least squares) after the warm-up.
+Writes benchmarks/results/node.json + node.png, or node_memory.json + node_memory.png.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402
+    REPO, RESULTS_DIR, BenchmarkError, header, load_average, print_table, summarize_ms, wait_for_low_load,
+    write_json,
+)
+
+sys.path.insert(0, str(REPO / "test" / "ros"))
+import ros_helpers as rh  # noqa: E402  (private ROS_DOMAIN_ID, node subprocesses)
+
+NODE_MODULE = "protoocc_ros.ros.occupancy_node"
+STARTED: list[rh.NodeProcess] = []  # every process this run started; stopped in run()'s finally
+REPLAY_MODULE = "protoocc_ros.ros.replay_node"
+NODE = "occupancy_node"
+GRID_TOPIC = "/occupancy_node/occupancy"
+FRAME_PERIOD_S = 0.5  # synthetic sample: 2 Hz keyframes (replay `rate` is a factor on stamp gaps)
+STAGES = ("queue", "decode_tf", "preprocess", "inference", "publish", "total")
+
+
+class Probe:
+    """In-process subscriber: image / grid arrival times (paired by stamp) and the node's /diagnostics."""
+
+    def __init__(self, context: Any, image_topic: str, compressed: bool = False) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+        from sensor_msgs.msg import CompressedImage, Image
+
+        from protoocc_ros.msg import SemanticOccupancyGrid
+        from protoocc_ros.ros.qos import reliable_qos
+
+        self.node = rclpy.create_node("bench_probe", context=context)
+        self.lock = threading.Lock()
+        self.inputs: list[tuple[int, float]] = []    # (stamp ns, arrival monotonic s)
+        self.outputs: list[tuple[int, float]] = []
+        self.e2e: list[tuple[float, float]] = []     # (grid arrival, end-to-end s)
+        self._pending: dict[int, float] = {}
+        self.diagnostics: list[dict[str, Any]] = []
+        self.grid_sub = self.node.create_subscription(SemanticOccupancyGrid, GRID_TOPIC, self._on_grid,
+                                                      reliable_qos(50), raw=True)
+        self.node.create_subscription(CompressedImage if compressed else Image, image_topic, self._on_image,
+                                      reliable_qos(50), raw=True)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, reliable_qos(20))
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            self.executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    def _on_image(self, data: bytes) -> None:
+        from protoocc_ros.ros.replay_sources import header_stamp_ns
+
+        now, stamp = time.monotonic(), header_stamp_ns(data)
+        with self.lock:
+            self.inputs.append((stamp, now))
+            self._pending[stamp] = now
+
+    def _on_grid(self, data: bytes) -> None:
+        from protoocc_ros.ros.replay_sources import header_stamp_ns
+
+        now, stamp = time.monotonic(), header_stamp_ns(data)
+        with self.lock:
+            self.outputs.append((stamp, now))
+            start = self._pending.pop(stamp, None)
+            if start is not None:
+                self.e2e.append((now, now - start))
+
+    def _on_diag(self, msg: Any) -> None:
+        from protoocc_ros.ros.diagnostics import status_values
+
+        latency = status_values(msg, f"{NODE}: latency")
+        if not latency:
+            return
+        output = status_values(msg, f"{NODE}: output")
+        drops = status_values(msg, f"{NODE}: dropped")
+        with self.lock:
+            self.diagnostics.append({"t": time.monotonic(), "sets": int(output.get("sets_published", 0)),
+                                     "latency": {k: float(v) for k, v in latency.items()},
+                                     "drops": {k: int(v) for k, v in drops.items()}})
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {"inputs": len(self.inputs), "outputs": len(self.outputs), "e2e": len(self.e2e),
+                    "diag": self.diagnostics[-1] if self.diagnostics else None}
+
+    def wait(self, predicate: Any, timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise BenchmarkError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+
+
+def stage_means_between(first: dict[str, Any], last: dict[str, Any]) -> dict[str, float]:
+    """Mean ms per stage over the sets published between two cumulative diagnostics snapshots."""
+    n = last["sets"] - first["sets"]
+    if n <= 0:
+        raise BenchmarkError(f"no sets were published between the diagnostics snapshots ({first['sets']} -> "
+                             f"{last['sets']}); raise --frames")
+    out = {}
+    for stage in STAGES:
+        key = f"{stage}.mean_ms"
+        out[stage] = (last["latency"][key] * last["sets"] - first["latency"].get(key, 0.0) * first["sets"]) / n
+    out["sets"] = n
+    return out
+
+
+def drops_between(first: dict[str, Any] | None, last: dict[str, Any] | None) -> dict[str, int]:
+    a, b = (first or {}).get("drops", {}), (last or {}).get("drops", {})
+    return {k: v - a.get(k, 0) for k, v in b.items() if v - a.get(k, 0) > 0}
+
+
+# -- processes ------------------------------------------------------------------------------------------
+def start_node(tmp: Path, args: argparse.Namespace) -> rh.NodeProcess:
+    params = {"config_file": args.config, "device": args.device, "publish_markers": not args.no_markers,
+              "publish_occupied_voxels": not args.no_cloud,
+              "image_transport": "raw" if args.image_format == "rgb8" else "compressed"}
+    if args.checkpoint:
+        params["checkpoint"] = args.checkpoint
+    STARTED.append(rh.NodeProcess(NODE_MODULE, tmp / "occupancy_node.log", params=params))
+    return STARTED[-1]
+
+
+def start_replay(tmp: Path, args: argparse.Namespace, name: str, *, rate_hz: float | None, frames: int,
+                 loop: bool = True) -> rh.NodeProcess:
+    """Consumer-paced (rate_hz None) or fixed-rate replay of the synthetic sample without ground truth."""
+    topics = [t for cam in args.cameras for t in (image_topic(cam, args), f"/cameras/{cam}/camera_info")]
+    params: dict[str, Any] = {"dataroot": args.dataroot, "split": args.split, "publish_ground_truth": False,
+                              "image_format": args.image_format, "loop": loop, "max_frames": frames,
+                              "wait_for_subscribers": topics,  # every input of the node matched, not only the probe
+                              "startup_timeout_s": 120.0, "startup_settle_s": 1.0, "max_frame_gap_s": FRAME_PERIOD_S}
+    if rate_hz is None:  # a set lost on the node's best-effort inputs is published again after resend_s
+        params.update(rate=0.0, wait_for_topic=GRID_TOPIC, wait_timeout_s=60.0, resend_after_s=args.resend_s)
+    else:
+        params.update(rate=rate_hz * FRAME_PERIOD_S)
+    STARTED.append(rh.NodeProcess(REPLAY_MODULE, tmp / f"replay_{name}.log", params=params))
+    return STARTED[-1]
+
+
+def image_topic(camera: str, args: argparse.Namespace) -> str:
+    return f"/cameras/{camera}/image_raw" + ("" if args.image_format == "rgb8" else "/compressed")
+
+
+def wait_replay(replay: rh.NodeProcess, timeout_s: float) -> dict[str, Any]:
+    """Wait for the replay to exit; returns its done summary (frames, resends, wait_timeouts, ...)."""
+    import json
+
+    code = replay.wait(timeout_s)
+    if code != 0:
+        raise BenchmarkError(f"replay_node exited with {code}:\n{replay.output()[-2000:]}")
+    for line in replay.output().splitlines():
+        if "replay done: " in line:
+            return json.loads(line.split("replay done: ", 1)[1])
+    return {}
+
+
+def node_ready(probe: Probe, node: rh.NodeProcess, timeout_s: float = 180.0) -> None:
+    """The node loaded its model (diagnostics flow) and its grid publisher matched the probe."""
+    def ready() -> bool:
+        if node.proc.poll() is not None:
+            raise BenchmarkError(f"occupancy_node exited with {node.proc.returncode}:\n{node.output()[-2000:]}")
+        return probe.grid_sub.get_publisher_count() > 0 and probe.snapshot()["diag"] is not None
+    probe.wait(ready, timeout_s, "occupancy_node to start")
+
+
+def checkpoint_used(node: rh.NodeProcess) -> str:
+    out = node.output()
+    for line in out.splitlines():
+        if "loaded checkpoint" in line:
+            return line.split("loaded checkpoint", 1)[1].strip()
+    return "none (random weights)" if "NO CHECKPOINT" in out else "unknown"
+
+
+# -- phases ---------------------------------------------------------------------------------------------
+def latency_phase(probe: Probe, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Consumer-paced replay: end-to-end latency per set and the node's stage means after the warm-up."""
+    before = probe.snapshot()
+    load_start = load_average()
+    replay = start_replay(tmp, args, "latency", rate_hz=None, frames=args.warmup + args.frames)
+    t0 = time.monotonic()
+    # the diagnostics snapshot once the node has finished the warm-up sets (its counters tick after publishing)
+    sets0 = (before["diag"] or {}).get("sets", 0)
+    probe.wait(lambda: (probe.snapshot()["diag"] or {}).get("sets", 0) >= sets0 + args.warmup, 300.0,
+               "the warm-up sets")
+    first = probe.snapshot()["diag"]
+    summary = wait_replay(replay, 60.0 + 30.0 * args.frames)
+    wall = time.monotonic() - t0
+    time.sleep(2.5 * args.diag_period)  # the last diagnostics after the last set
+    last = probe.snapshot()["diag"]
+    replay.stop()
+    # the grids of exactly the sets inside the diagnostics window (one grid per set, in order)
+    lo, hi = (before["e2e"] + snap["sets"] - sets0 for snap in (first, last))
+    with probe.lock:
+        e2e = [d for _, d in probe.e2e[lo:hi]]
+    stages = stage_means_between(first, last)
+    e2e_ms = summarize_ms(e2e)
+    mean_e2e = e2e_ms["mean_ms"]
+    # the grid is the first message of the publish stage: what the probe sees before the node's own stages
+    # is DDS in + camera-set completion + grid message building + DDS out
+    transport = mean_e2e - sum(stages[k] for k in ("queue", "decode_tf", "preprocess", "inference"))
+    worker_ms = stages["total"] - stages["queue"]
+    return {
+        "frames_timed": len(e2e), "sets_in_diagnostics_window": stages["sets"], "warmup": args.warmup, "wall_s": round(wall, 2),
+        "consumer_paced_rate_hz": round((args.warmup + args.frames) / wall, 3),
+        "end_to_end": e2e_ms, "node_stage_means_ms": {k: round(v, 3) for k, v in stages.items()},
+        "model_ms": round(stages["inference"], 3),
+        "transport_sync_grid_msg_ms": round(transport, 3),
+        "outside_model_share_of_end_to_end": round(1.0 - stages["inference"] / mean_e2e, 4),
+        "outside_model_share_of_worker": round(1.0 - stages["inference"] / worker_ms, 4),
+        "worker_ms_per_set": round(worker_ms, 3),
+        "max_rate_estimate_hz": round(1e3 / worker_ms, 3),
+        "drops": drops_between(first, last), "load_average": [load_start, load_average()],
+        "replay": {k: summary.get(k) for k in ("frames", "resends", "wait_timeouts")},
+    }
+
+
+def rate_phase(probe: Probe, tmp: Path, args: argparse.Namespace, rates: list[float]) -> list[dict[str, Any]]:
+    """Fixed-rate replays: achieved input rate, output rate and dropped sets per requested rate."""
+    from tqdm import tqdm
+
+    results = []
+    for hz in tqdm(rates, desc="rate sweep", leave=False):
+        time.sleep(1.5 * args.diag_period)
+        first = probe.snapshot()
+        with probe.lock:
+            n_in, n_out = len(probe.inputs), len(probe.outputs)
+        load_start = load_average()
+        replay = start_replay(tmp, args, f"rate_{hz:.2f}", rate_hz=hz, frames=args.sweep_frames)
+        summary = wait_replay(replay, 120.0 + args.sweep_frames / hz * 3)
+        time.sleep(max(3.0, 2.5 * args.diag_period))  # the last set's inference and diagnostics
+        last = probe.snapshot()
+        replay.stop()
+        with probe.lock:
+            ins = [t for _, t in probe.inputs[n_in:]]
+            outs = [t for _, t in probe.outputs[n_out:]]
+        achieved = (len(ins) - 1) / (ins[-1] - ins[0]) if len(ins) > 1 else 0.0
+        out_rate = (len(outs) - 1) / (outs[-1] - outs[0]) if len(outs) > 1 else 0.0
+        drops = drops_between(first["diag"], last["diag"])
+        results.append({"requested_hz": hz, "input_hz": round(achieved, 3), "output_hz": round(out_rate, 3),
+                        "inputs": len(ins), "outputs": len(outs), "drops": drops,
+                        "sustained": not drops and len(outs) >= len(ins), "replay_frames": summary.get("frames"),
+                        "load_average": [load_start, load_average()]})
+        print(f"[bench_node] {hz:.2f} Hz requested: in {achieved:.2f} Hz, out {out_rate:.2f} Hz, "
+              f"{len(outs)}/{len(ins)} sets, drops {drops}", flush=True)
+    return results
+
+
+def read_rss(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM (peak) of a process, MB."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            key, kb = line.split(":", 1)
+            values[key] = int(kb.split()[0]) / 1024.0
+    return values
+
+
+def slope_mb_per_min(samples: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, MB) samples in MB/min."""
+    if len(samples) < 2:
+        return float("nan")
+    ts, ys = [t for t, _ in samples], [y for _, y in samples]
+    mt, my = statistics.fmean(ts), statistics.fmean(ys)
+    var = sum((t - mt) ** 2 for t in ts)
+    return 60.0 * sum((t - mt) * (y - my) for t, y in zip(ts, ys)) / var if var > 0 else float("nan")
+
+
+def memory_phase(probe: Probe, node: rh.NodeProcess, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Looping consumer-paced replay for --duration s; RSS of the node every --sample-s s."""
+    from tqdm import tqdm
+
+    warmup_s = args.memory_warmup_s if args.memory_warmup_s is not None else min(120.0, 0.2 * args.duration)
+    replay = start_replay(tmp, args, "memory", rate_hz=None, frames=0)
+    t0 = time.monotonic()
+    samples: list[dict[str, float]] = []
+    loads = []
+    with tqdm(total=int(args.duration), desc="memory replay [s]", leave=False) as bar:
+        while (elapsed := time.monotonic() - t0) < args.duration:
+            if replay.proc.poll() is not None or node.proc.poll() is not None:
+                raise BenchmarkError(f"a process ended early:\nreplay: {replay.output()[-1500:]}\n"
+                                     f"node: {node.output()[-1500:]}")
+            rss = read_rss(node.proc.pid)
+            snap = probe.snapshot()
+            samples.append({"t_s": round(elapsed, 2), "rss_mb": round(rss["VmRSS"], 2),
+                            "hwm_mb": round(rss["VmHWM"], 2), "sets": snap["outputs"]})
+            if len(samples) % 30 == 1:
+                loads.append((round(elapsed, 1), load_average()))
+            bar.n = int(elapsed)
+            bar.refresh()
+            time.sleep(args.sample_s)
+    replay.stop()
+    after = [(s["t_s"], s["rss_mb"]) for s in samples if s["t_s"] >= warmup_s]
+    at_warm = next(s for s in samples if s["t_s"] >= warmup_s) if after else samples[-1]
+    return {"duration_s": args.duration, "warmup_s": warmup_s, "sample_s": args.sample_s,
+            "sets_published": samples[-1]["sets"] - samples[0]["sets"],
+            "rss_start_mb": samples[0]["rss_mb"], "rss_after_warmup_mb": at_warm["rss_mb"],
+            "rss_end_mb": samples[-1]["rss_mb"],
+            "peak_rss_after_warmup_mb": at_warm["hwm_mb"], "peak_rss_end_mb": samples[-1]["hwm_mb"],
+            "peak_growth_after_warmup_mb": round(samples[-1]["hwm_mb"] - at_warm["hwm_mb"], 2),
+            "rss_slope_mb_per_min": round(slope_mb_per_min(after), 4),
+            "load_average_samples": loads, "samples": samples}
+
+
+# -- output ---------------------------------------------------------------------------------------------
+def latency_table(result: dict[str, Any]) -> str:
+    lat = result["latency"]
+    st = lat["node_stage_means_ms"]
+    e2e = lat["end_to_end"]["mean_ms"]
+    transport = lat["transport_sync_grid_msg_ms"]
+    rows = [["end to end (image published -> grid received)", f"{e2e:.1f}", "100.0"],
+            ["  DDS in + camera-set completion + grid message + DDS out", f"{transport:.1f}",
+             f"{100 * transport / e2e:.1f}"]]
+    for stage in ("queue", "decode_tf", "preprocess", "inference"):
+        rows.append([f"  {stage}", f"{st[stage]:.1f}", f"{100 * st[stage] / e2e:.1f}"])
+    rows.append(["  publish (grid + cloud + markers; grid is out first)", f"{st['publish']:.1f}",
+                 "(after grid)"])
+    return print_table(rows, ["stage (mean over timed sets)", "ms", "% of end to end"])
+
+
+def plot(result: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    st = result["latency"]["node_stage_means_ms"]
+    e2e = result["latency"]["end_to_end"]["mean_ms"]
+    parts = {"DDS + sync + grid msg": result["latency"]["transport_sync_grid_msg_ms"], "queue": st["queue"],
+             "decode+TF": st["decode_tf"],
+             "preprocess": st["preprocess"], "model": st["inference"], "publish (all 3 topics)": st["publish"]}
+    left = 0.0
+    for i, (k, v) in enumerate(parts.items()):
+        axes[0].barh(0, v, left=left, color=plt.cm.tab10(i), label=f"{k} {v:.1f} ms")
+        left += v
+    axes[0].axvline(e2e, color="k", ls="--", lw=1)
+    axes[0].set_yticks([])
+    axes[0].set_xlabel("ms per camera set (mean); dashed: grid received")
+    axes[0].legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3)
+    axes[0].set_title(f"{result['config']}: {100 * result['latency']['outside_model_share_of_end_to_end']:.1f} % "
+                      "of end-to-end outside the model", fontsize=9)
+    sweep = result.get("rate_sweep", [])
+    if sweep:
+        xs = [s["input_hz"] for s in sweep]
+        axes[1].plot(xs, [s["output_hz"] for s in sweep], "o-", label="grids out")
+        axes[1].plot(xs, xs, "k:", lw=1, label="out = in")
+        for s in sweep:
+            if s["drops"]:
+                axes[1].annotate(f"{sum(s['drops'].values())} dropped", (s["input_hz"], s["output_hz"]), fontsize=7)
+        axes[1].set_xlabel("camera sets in [Hz]")
+        axes[1].set_ylabel("grids out [Hz]")
+        axes[1].legend(fontsize=8)
+        axes[1].set_title(f"max sustained input rate {result.get('max_sustained_hz')} Hz", fontsize=9)
+    m = result["machine"]
+    fig.suptitle(f"occupancy_node over DDS — {m['cpu_model']}, {m['logical_cpus']} CPUs", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"[bench] wrote {path}", flush=True)
+    return path
+
+
+def plot_memory(result: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mem = result["memory"]
+    ts = [s["t_s"] / 60 for s in mem["samples"]]
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    ax.plot(ts, [s["rss_mb"] for s in mem["samples"]], label="RSS")
+    ax.plot(ts, [s["hwm_mb"] for s in mem["samples"]], label="peak RSS (VmHWM)")
+    ax.axvline(mem["warmup_s"] / 60, color="k", ls=":", lw=1, label="end of warm-up")
+    ax.set_xlabel("minutes")
+    ax.set_ylabel("MB")
+    ax.set_title(f"occupancy_node ({result['config']}) memory: slope after warm-up "
+                 f"{mem['rss_slope_mb_per_min']:+.3f} MB/min, {mem['sets_published']} sets", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"[bench] wrote {path}", flush=True)
+    return path
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import tempfile
+
+    from protoocc_ros.data.synthetic import ensure_sample
+
+    ensure_sample()  # generated once, before any process needs it
+    if args.max_load is not None:
+        wait_for_low_load(args.max_load)
+    result: dict[str, Any] = {**header(), "config": args.config, "device": args.device,
+                              "ros_domain_id": rh.DOMAIN_ID, "notes": __doc__.split("\n\n")[2].replace("\n", " ")}
+    tmp = Path(tempfile.mkdtemp(prefix="bench_node_"))
+    result["logs"] = str(tmp)
+    node = start_node(tmp, args)
+    try:
+        with rh.ros_context() as ctx:
+            probe = Probe(ctx, image_topic(args.camera, args), args.image_format != "rgb8")
+            try:
+                node_ready(probe, node)
+                result["checkpoint"] = checkpoint_used(node)
+                result["node_torch_threads"] = "torch default (= logical CPUs) in the node process"
+                if args.memory:
+                    result["memory"] = memory_phase(probe, node, tmp, args)
+                else:
+                    result["latency"] = latency_phase(probe, tmp, args)
+                    if args.rates or not args.no_sweep:
+                        est = result["latency"]["max_rate_estimate_hz"]
+                        rates = args.rates or [round(est * f, 2) for f in (0.5, 0.75, 0.9, 1.0, 1.15, 1.4)]
+                        sweep = rate_phase(probe, tmp, args, rates)
+                        result["rate_sweep"] = sweep
+                        ok = [s["input_hz"] for s in sweep if s["sustained"]]
+                        result["max_sustained_hz"] = round(max(ok), 2) if ok else None
+            finally:
+                probe.close()
+    finally:
+        for proc in reversed(STARTED):  # replays first, the node last
+            code = proc.stop()
+        result["node_exit_code"] = code
+    result["load_average_end"] = load_average()
+    return result
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--config", default="demo", help="occupancy_node config_file")
+    p.add_argument("--checkpoint", default="", help="node checkpoint ('' = the bundled demo one when present)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dataroot", default="synthetic")
+    p.add_argument("--split", default="train", help="replayed split (train: 80 frames before the loop wraps)")
+    p.add_argument("--camera", default="CAM_FRONT", help="camera whose image arrival starts the clock")
+    p.add_argument("--image-format", default="rgb8", choices=["rgb8", "jpeg"],
+                   help="replayed images: raw rgb8 Image or jpeg CompressedImage (node image_transport follows)")
+    p.add_argument("--resend-s", type=float, default=20.0, help="replay resend_after_s (consumer-paced phases)")
+    p.add_argument("--warmup", type=int, default=5, help="sets before timing starts")
+    p.add_argument("--frames", type=int, default=60, help="timed sets (consumer-paced)")
+    p.add_argument("--no-sweep", action="store_true", help="skip the fixed-rate sweep")
+    p.add_argument("--rates", type=float, nargs="*", default=None, help="sweep rates in Hz (default: around "
+                   "the estimate from the latency phase)")
+    p.add_argument("--sweep-frames", type=int, default=60, help="sets per sweep rate")
+    p.add_argument("--no-markers", action="store_true", help="node: publish_markers false")
+    p.add_argument("--no-cloud", action="store_true", help="node: publish_occupied_voxels false")
+    p.add_argument("--memory", action="store_true", help="run the memory replay instead of latency + sweep")
+    p.add_argument("--duration", type=float, default=600.0, help="memory replay length, seconds")
+    p.add_argument("--sample-s", type=float, default=2.0, help="RSS sampling period, seconds")
+    p.add_argument("--memory-warmup-s", type=float, default=None, help="default: min(120, 20 %% of duration)")
+    p.add_argument("--diag-period", type=float, default=1.0, help="the node's diagnostics_period_s")
+    p.add_argument("--max-load", type=float, default=None, help="wait until the 1-min load is below this")
+    p.add_argument("--out", type=Path, default=None, help="JSON path (default results/node.json or node_memory.json)")
+    args = p.parse_args(argv)
+    if args.out is None:
+        args.out = RESULTS_DIR / ("node_memory.json" if args.memory else "node.json")
+    if args.frames < 2 or args.warmup < 1:
+        p.error("--frames must be >= 2 and --warmup >= 1")
+    from protoocc_ros.config import load_config
+
+    args.cameras = list(load_config(args.config).dataset.cameras)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        result = run(args)
+    except BenchmarkError as exc:
+        print(f"bench_node: {exc}", file=sys.stderr)
+        return 2
+    if "latency" in result:
+        result["table"] = latency_table(result)
+        print(f"[bench_node] outside the model: {100 * result['latency']['outside_model_share_of_end_to_end']:.1f} % "
+              f"of end to end; max sustained input rate {result.get('max_sustained_hz')} Hz", flush=True)
+    write_json(args.out, result)
+    if "memory" in result:
+        m = result["memory"]
+        print(f"[bench_node] RSS slope after warm-up {m['rss_slope_mb_per_min']:+.4f} MB/min, peak growth "
+              f"{m['peak_growth_after_warmup_mb']:+.2f} MB over {m['duration_s'] - m['warmup_s']:.0f} s", flush=True)
+        plot_memory(result, args.out.with_suffix(".png"))
+    else:
+        plot(result, args.out.with_suffix(".png"))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
