@@ -32,7 +32,9 @@ def lovasz_softmax(probs: Tensor, labels: Tensor, ignore_index: int) -> Tensor:
     keep = labels != ignore_index
     if not keep.any():
         return probs.sum() * 0.0
-    probs, labels = probs[keep].float(), labels[keep]
+    if not keep.all():
+        probs, labels = probs[keep], labels[keep]
+    probs = probs.float()
     classes = (torch.bincount(labels, minlength=probs.shape[1]) > 0).nonzero().squeeze(1)  # present classes
     fg = (labels[None, :] == classes[:, None]).to(probs.dtype)  # (C_present, V)
     errors, order = (fg - probs.t()[classes]).abs().sort(dim=1, descending=True)
@@ -56,10 +58,9 @@ def semantic_losses(logits: Tensor, index: Tensor, labels: Tensor, with_probs: b
     if index.numel() == 0:
         zero = logits.sum() * 0.0
         return zero, zero, probs
-    selected = logits.index_select(0, index).float()  # (V_k, C)
+    selected = logits.index_select(0, index).float()  # (V_k, C), one gather (its backward is a scatter)
     ce = F.cross_entropy(selected, labels, weight=weight)
-    probs_k = probs.index_select(0, index) if probs is not None else selected.softmax(-1)
-    return ce, lovasz_softmax(probs_k, labels, -1), probs
+    return ce, lovasz_softmax(selected.softmax(-1), labels, -1), probs
 
 
 def consistency_loss(perspective_probs: list[Tensor], tau: float) -> Tensor:
