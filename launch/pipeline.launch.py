@@ -40,7 +40,8 @@ def generate_launch_description() -> LaunchDescription:
         ),
         IncludeLaunchDescription(
             PythonLaunchDescriptionSource(PathJoinSubstitution([share, "launch", "occupancy.launch.py"])),
-            launch_arguments={"config_file": arg("config_file"), "use_sim_time": "true"}.items(),
+            launch_arguments={"config_file": arg("config_file"), "use_sim_time": "true",
+                              "input_reliability": "reliable"}.items(),
         ),
         Node(
             package="protoocc_ros", executable="evaluation_node", name="evaluation_node", output="screen",

@@ -270,11 +270,12 @@ class OccupancyNode(LifecycleNode):
         self.diag.restart_stamps()
         self._last_set_ns = None
         image_type = CompressedImage if p.image_transport == "compressed" else Image
+        qos = (reliable_qos if p.input_reliability == "reliable" else sensor_qos)(p.input_qos_depth)
         for cam in self.cameras:
             self._input_subs.append(self.create_subscription(image_type, p.image_topic(cam), self._image_callback(cam),
-                                                             sensor_qos(p.input_qos_depth)))
+                                                             qos))
             self._input_subs.append(self.create_subscription(CameraInfo, p.camera_info_topic(cam),
-                                                             self._info_callback(cam), sensor_qos(p.input_qos_depth)))
+                                                             self._info_callback(cam), qos))
         self._active = True
         self.get_logger().info(f"active: {len(self.cameras)} cameras {self.cameras} on "
                                f"{p.image_topic(self.cameras[0])} ...")

@@ -39,6 +39,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "sync_slop_s": (0.05, "Largest stamp spread inside one camera set (s)."),
     "sync_queue_size": (10, "Incomplete camera sets kept while waiting for the missing cameras."),
     "input_qos_depth": (5, "History depth of the sensor-QoS image/CameraInfo subscriptions."),
+    "input_reliability": ("best_effort", "QoS reliability of the image/CameraInfo subscriptions: best_effort "
+                                         "(sensor QoS, live cameras) or reliable (replays and evaluation: no "
+                                         "image lost in transport; needs reliable publishers)."),
     "inference_queue_size": (1, "Camera sets waiting for the model; when full the oldest is dropped."),
     "score_threshold": (0.0, "Occupied voxels with a lower confidence are left out of ~/occupied_voxels and "
                              "~/markers (the grid keeps every argmax label)."),
@@ -93,6 +96,7 @@ class OccupancyNodeParams:
     sync_slop_s: float
     sync_queue_size: int
     input_qos_depth: int
+    input_reliability: str
     inference_queue_size: int
     score_threshold: float
     max_rate_hz: float
@@ -237,6 +241,8 @@ def validate_params(p: OccupancyNodeParams) -> None:
         except (KeyError, IndexError, ValueError):
             _check(False, name, pattern, "only the {camera} placeholder")
     _check(p.image_transport in ("raw", "compressed"), "image_transport", p.image_transport, "raw or compressed")
+    _check(p.input_reliability in ("best_effort", "reliable"), "input_reliability", p.input_reliability,
+           "best_effort or reliable")
     _check(bool(p.base_frame) and bool(p.odom_frame) and p.base_frame != p.odom_frame, "base_frame/odom_frame",
            (p.base_frame, p.odom_frame), "two different non-empty frame ids")
     _check(p.sync_slop_s >= 0, "sync_slop_s", p.sync_slop_s, ">= 0 seconds")

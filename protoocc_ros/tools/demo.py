@@ -128,7 +128,8 @@ def run_demo(args: argparse.Namespace) -> dict:
                              params={"output_dir": str(out / "evaluation")}, env=env)
     occupancy = NodeProcess("protoocc_ros.ros.occupancy_node", logs / "occupancy_node.log",
                             params_file=CONFIG_DIR / "occupancy_node.yaml",
-                            params={"config_file": args.config, "checkpoint": checkpoint, "device": args.device},
+                            params={"config_file": args.config, "checkpoint": checkpoint, "device": args.device,
+                                    "input_reliability": "reliable"},
                             env=env)
     replay = NodeProcess("protoocc_ros.ros.replay_node", logs / "replay_node.log",
                          params_file=CONFIG_DIR / "replay_demo.yaml",
