@@ -224,6 +224,18 @@ def update_metadata(path: str | Path, **fields: Any) -> dict[str, Any]:
     return metadata
 
 
+def export_checkpoint(source: str | Path, target: str | Path, **fields: Any) -> Path:
+    """Weights-only copy of a checkpoint (no optimizer/RNG state) with its metadata, ``fields`` updated."""
+    src = checkpoint_files(check_checkpoint_path(source))
+    dst = checkpoint_files(target)
+    metadata = read_metadata(src.weights)
+    dst.weights.parent.mkdir(parents=True, exist_ok=True)
+    _atomic(dst.weights, lambda tmp: tmp.write_bytes(src.weights.read_bytes()))
+    metadata.update(fields, training_state=None, exported_from=str(src.weights))
+    _write_json(dst.metadata, metadata)
+    return dst.weights
+
+
 # --------------------------------------------------------------------------------------------
 # load
 # --------------------------------------------------------------------------------------------

@@ -29,7 +29,8 @@ from protoocc_ros.metrics import OccupancyMetric, SSCMetric
 from protoocc_ros.metrics.confusion import ConfusionMetric, nan_to_none
 from protoocc_ros.training.batching import collate_inputs
 from protoocc_ros.training.checkpoint import (
-    check_checkpoint_path, default_checkpoint_path, load_checkpoint, read_metadata, stored_config, update_metadata,
+    check_checkpoint_path, default_checkpoint_path, export_checkpoint, load_checkpoint, read_metadata, stored_config,
+    update_metadata,
 )
 from protoocc_ros.training.clips import frame_keys, scene_sequences
 from protoocc_ros.training.distributed import pick_device
@@ -231,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (smoke tests)")
     p.add_argument("--update-metadata", action="store_true",
                    help="store the resulting metric in the checkpoint's JSON metadata")
+    p.add_argument("--export", default=None, metavar="PATH.safetensors",
+                   help="write a weights-only copy of the checkpoint with this evaluation as its metric")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     return p
 
@@ -247,9 +250,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(report["table"])
     print(f"report: {report['report_path']}" + (f"; {len(report['renders'])} renders" if report["renders"] else ""))
+    summary = metric_summary(report)
+    summary["command"] = "protoocc-eval " + shlex.join(sys.argv[1:] if argv is None else argv)
     if args.update_metadata:
-        summary = metric_summary(report)
-        summary["command"] = "protoocc-eval " + shlex.join(sys.argv[1:] if argv is None else argv)
         update_metadata(ckpt, metric=summary)
         print(f"metric stored in {ckpt.with_suffix('.json')}")
+    if args.export:
+        print(f"exported to {export_checkpoint(ckpt, args.export, metric=summary)}")
     return 0

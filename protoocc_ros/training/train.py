@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from protoocc_ros.config import ConfigError, config_to_dict, load_config
-from protoocc_ros.training.checkpoint import save_checkpoint, update_metadata
+from protoocc_ros.training.checkpoint import export_checkpoint, update_metadata
 from protoocc_ros.training.distributed import barrier, init_distributed, shutdown_distributed
 from protoocc_ros.training.errors import CheckpointError, TrainingError
 from protoocc_ros.training.evaluate import evaluate_checkpoint, metric_summary
@@ -76,8 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             metric = metric_summary(report)
             update_metadata(ckpt, metric=metric)
         if args.export:
-            exported = save_checkpoint(Path(args.export), trainer.module, cfg, step=trainer.step, epoch=trainer.epoch,
-                                       metric=metric, command=command, data_seed=trainer.data_seed)
+            exported = export_checkpoint(ckpt, Path(args.export), metric=metric)
             print(f"protoocc-train: exported weights to {exported}")
     except (CheckpointError, ConfigError, TrainingError) as exc:
         print(f"protoocc-train: error: {exc}", file=sys.stderr)
