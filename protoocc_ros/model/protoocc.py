@@ -87,8 +87,9 @@ class ProtoOcc(nn.Module):
         keep = torch.tensor([r is None for r in reasons], device=query.device)
         if not (m.temporal.enabled and bool(keep.any())):
             return query, reasons
-        warped, valid = warp_features(memory.features.to(query.device, query.dtype), memory.ego2global.to(query.device),
-                                      ego2global.to(query.device), self.cfg.dataset.point_cloud_range)
+        dev = query.device
+        warped, valid = warp_features(memory.features.to(dev, query.dtype), memory.ego2global.to(dev),
+                                      ego2global.to(dev), self.cfg.dataset.point_cloud_range)
         warped = warped.flatten(2).transpose(1, 2)  # (B, Q, d)
         use = valid.flatten(2).transpose(1, 2) & keep[:, None, None]  # (B, Q, 1)
         return torch.where(use, warped, query), reasons
@@ -169,7 +170,7 @@ class ProtoOcc(nn.Module):
         finally:
             self.train(was_training)
         confidence, labels = out.logits.float().softmax(1).max(1)
-        return labels.to(torch.uint8), confidence, out.memory
+        return labels.to(torch.uint8).contiguous(), confidence.contiguous(), out.memory
 
 
 # -------------------------------------------------------------------------------------------

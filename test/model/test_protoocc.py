@@ -106,6 +106,7 @@ def test_predict_returns_labels_confidence_and_memory(tiny_cfg) -> None:
     assert model.training  # mode restored
     assert labels.dtype == torch.uint8 and labels.shape == (1, 40, 40, 8) and int(labels.max()) < 18
     assert conf.dtype == torch.float32 and (conf > 0).all() and (conf <= 1).all()
+    assert labels.is_contiguous() and conf.is_contiguous()
     assert memory.reset_reason == ["first_frame"]
 
 
