@@ -24,14 +24,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_model import build  # noqa: E402
 from common import (  # noqa: E402
-    RESULTS_DIR, BenchmarkError, header, load_average, print_table, sample_frames, set_threads, summarize_ms,
-    time_repeated, variant_config, wait_for_low_load, write_json,
+    RESULTS_DIR, add_common_args, finish, header, load_average, print_table, pyplot, sample_frames, save_figure,
+    set_threads, summarize_ms, time_repeated, variant_config, wait_for_low_load,
 )
 
 from protoocc_ros.export import DEFAULT_OPSET, ExportError, SingleFrameGraph, export_onnx, onnx_session, run_onnx  # noqa: E402,E501
 
 
 def bench_config(name: str, args: argparse.Namespace, threads: int, out_dir: Path) -> dict[str, Any]:
+    """Export `name`, compare ONNX Runtime with PyTorch on two frames, time both."""
     size = tuple(args.image_size) if args.image_size and name != "demo" else None
     cfg = variant_config(name, None, size)
     frames = sample_frames(cfg, 2)
@@ -81,11 +82,7 @@ def table(result: dict[str, Any]) -> str:
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = result["rows"]
     fig, ax = plt.subplots(figsize=(2.2 + 1.6 * len(rows), 3.4))
     x = np.arange(len(rows))
@@ -99,11 +96,22 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     ax.set_ylabel("single-frame inference [ms] (median, bar to p90)")
     ax.set_title(f"{result['machine']['cpu_model']}, {result['torch_threads']} threads", fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    print(f"[bench] wrote {path}", flush=True)
-    return path
+    return save_figure(fig, path)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import onnxruntime
+
+    threads = set_threads(args.threads)
+    result: dict[str, Any] = {**header(), "torch_threads": threads, "onnxruntime_threads": threads,
+                              "onnxruntime": onnxruntime.__version__,
+                              "graph": "single frame (no temporal memory), fixed camera count and image size",
+                              "rows": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.configs:
+            result["rows"].append(bench_config(name, args, threads, args.keep_onnx or Path(tmp)))
+    result["load_average_end"] = load_average()
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,34 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), default=None,
                     help="input size of the non-demo configs (the graph is fixed to it)")
     ap.add_argument("--opset", type=int, default=DEFAULT_OPSET)
-    ap.add_argument("--threads", type=int, default=None, help="torch and ONNX Runtime intra-op threads")
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--keep-onnx", type=Path, default=None, help="folder to keep the .onnx files in")
-    ap.add_argument("--max-load", type=float, default=None, help="wait until the 1-min load is below this")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=RESULTS_DIR / "export.json")
-    args = ap.parse_args(argv)
-    threads = set_threads(args.threads)
-    result: dict[str, Any] = {**header(), "torch_threads": threads, "onnxruntime_threads": threads,
-                              "graph": "single frame (no temporal memory), fixed camera count and image size",
-                              "rows": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        out_dir = args.keep_onnx or Path(tmp)
-        try:
-            for name in args.configs:
-                result["rows"].append(bench_config(name, args, threads, out_dir))
-        except (BenchmarkError, ExportError) as exc:
-            print(f"bench_export: {exc}", file=sys.stderr)
-            return 2
-    import onnxruntime
-
-    result["onnxruntime"] = onnxruntime.__version__
-    result["load_average_end"] = load_average()
-    result["table"] = table(result)
-    write_json(args.out, result)
-    plot(result, args.out.with_suffix(".png"))
-    return 0
+    add_common_args(ap, RESULTS_DIR / "export.json", warmup=3, repeats=30)
+    return finish("bench_export", run, ap.parse_args(argv), table, plot, errors=(ExportError,))
 
 
 if __name__ == "__main__":

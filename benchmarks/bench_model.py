@@ -29,9 +29,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    ABLATIONS, CONFIGS, RESULTS_DIR, BenchmarkError, FrameInputs, header, inference_signature, load_average,
-    print_table, resolve_device, sample_frames, set_threads, summarize_ms, sync, variant_config,
-    wait_for_low_load, write_json,
+    ABLATIONS, CONFIGS, RESULTS_DIR, BenchmarkError, FrameInputs, add_common_args, finish, header,
+    inference_signature, load_average, print_table, pyplot, resolve_device, sample_frames, save_figure, set_threads,
+    summarize_ms, sync, variant_config, wait_for_low_load,
 )
 
 from protoocc_ros.model.protoocc import ProtoOcc, count_parameters_by_stage, count_prototype_parameters  # noqa: E402
@@ -190,7 +190,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                        "seconds": round(time.monotonic() - t0, 1)}
                 row["flops"] = flop_cache[sig]
             if not args.no_latency:
-                size = args.latency_image_size or (args.small_image_size if config in args.reduce else None)
+                big = config in args.reduce
+                if big and ablation not in args.big_ablations:
+                    row["latency"] = {"skipped": f"{config} is in --reduce: latency only for {args.big_ablations}"}
+                    result["rows"].append(row)
+                    continue
+                size = args.latency_image_size or (args.small_image_size if big else None)
                 cfg_lat = variant_config(config, ABLATIONS[ablation], size)
                 sig = inference_signature(cfg_lat)
                 for precision in precisions:
@@ -201,8 +206,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         if args.max_load is not None:
                             wait_for_low_load(args.max_load)
                         model = build(cfg_lat, device, args.seed)
-                        repeats = args.repeats_big if config in args.reduce else args.repeats
-                        lat = latency(model, frame_cache[key], args.warmup, repeats, device, precision == "fp16",
+                        repeats, warmup = (args.repeats_big, args.warmup_big) if big else (args.repeats, args.warmup)
+                        lat = latency(model, frame_cache[key], warmup, repeats, device, precision == "fp16",
                                       f"{config}/{ablation}/{precision}")
                         lat_cache[lkey] = {**lat, "precision": precision, "image_size": cfg_lat.image_size,
                                            "num_prototypes": cfg_lat.model.prototypes.num_prototypes,
@@ -236,10 +241,7 @@ def tables(result: dict[str, Any]) -> str:
 
 def plot(result: dict[str, Any], path: Path) -> Path:
     """Stage shares of latency and FLOPs (100 % bars, absolute total written at the bar end) per config."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = [r for r in result["rows"] if r["ablation"] in ("exp1_baseline", "exp5_full")]
     labels = [f"{r['config']} / {r['ablation'].split('_', 1)[1]}" for r in rows]
@@ -268,12 +270,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     m = result["machine"]
     fig.suptitle(f"ProtoOcc cost per stage — {m['cpu_model']}, {result['torch_threads']} torch threads, "
                  f"device {result['device']}", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    print(f"[bench] wrote {path}", flush=True)
-    return path
+    return save_figure(fig, path)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -282,41 +279,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ablations", nargs="+", default=list(ABLATIONS), choices=list(ABLATIONS))
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--no-fp16", action="store_true", help="CUDA: skip the fp16 (autocast) latency")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=20)
+    add_common_args(p, RESULTS_DIR / "model.json", warmup=2, repeats=20)
     p.add_argument("--latency-image-size", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="input size for latency of every config (FLOPs stay at full size)")
     p.add_argument("--reduce", nargs="*", default=["occ3d_base", "occ3d_small", "occ3d_tiny", "kitti_base"],
                    help="configs whose latency uses --small-image-size and --repeats-big (slow on a small CPU)")
     p.add_argument("--small-image-size", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="latency input size of the --reduce configs (default: full size)")
-    p.add_argument("--repeats-big", type=int, default=5)
+    p.add_argument("--repeats-big", type=int, default=3)
+    p.add_argument("--warmup-big", type=int, default=0, help="the untimed first frame (memory) warms up too")
+    p.add_argument("--big-ablations", nargs="+", default=["exp1_baseline", "exp5_full"], choices=list(ABLATIONS),
+                   help="flag sets whose latency is measured for the --reduce configs")
     p.add_argument("--no-flops", action="store_true")
     p.add_argument("--no-latency", action="store_true")
-    p.add_argument("--max-load", type=float, default=None, help="wait until the 1-min load is below this")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=RESULTS_DIR / "model.json")
     args = p.parse_args(argv)
     for name in args.configs:
         if name not in CONFIGS:
             print(f"[bench_model] note: {name!r} is not one of the standard configs {CONFIGS}", file=sys.stderr)
-    if args.repeats < 1 or args.repeats_big < 1 or args.warmup < 0:
+    if args.repeats < 1 or args.repeats_big < 1 or args.warmup < 0 or args.warmup_big < 0:
         p.error("--repeats / --repeats-big must be >= 1 and --warmup >= 0")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        result = run(args)
-    except BenchmarkError as exc:
-        print(f"bench_model: {exc}", file=sys.stderr)
-        return 2
-    result["table"] = tables(result)
-    write_json(args.out, result)
-    plot(result, args.out.with_suffix(".png"))
-    return 0
+    return finish("bench_model", run, parse_args(argv), tables, plot)
 
 
 if __name__ == "__main__":

@@ -33,8 +33,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    REPO, RESULTS_DIR, BenchmarkError, header, load_average, print_table, summarize_ms, wait_for_low_load,
-    write_json,
+    REPO, RESULTS_DIR, BenchmarkError, finish, header, load_average, print_table, pyplot, save_figure, summarize_ms,
+    wait_for_low_load,
 )
 
 sys.path.insert(0, str(REPO / "test" / "ros"))
@@ -361,11 +361,7 @@ def latency_table(result: dict[str, Any]) -> str:
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
     st = result["latency"]["node_stage_means_ms"]
     e2e = result["latency"]["end_to_end"]["mean_ms"]
@@ -396,19 +392,11 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         axes[1].set_title(f"max sustained input rate {result.get('max_sustained_hz')} Hz", fontsize=9)
     m = result["machine"]
     fig.suptitle(f"occupancy_node over DDS — {m['cpu_model']}, {m['logical_cpus']} CPUs", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    print(f"[bench] wrote {path}", flush=True)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_memory(result: dict[str, Any], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     mem = result["memory"]
     ts = [s["t_s"] / 60 for s in mem["samples"]]
     fig, ax = plt.subplots(figsize=(8, 3.5))
@@ -420,11 +408,23 @@ def plot_memory(result: dict[str, Any], path: Path) -> Path:
     ax.set_title(f"occupancy_node ({result['config']}) memory: slope after warm-up "
                  f"{mem['rss_slope_mb_per_min']:+.3f} MB/min, {mem['sets_published']} sets", fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    print(f"[bench] wrote {path}", flush=True)
-    return path
+    return save_figure(fig, path)
+
+
+def summary_table(result: dict[str, Any]) -> str | None:
+    """Latency table (latency run) or the memory figures (memory run), printed."""
+    if "memory" in result:
+        m = result["memory"]
+        print(f"[bench_node] RSS slope after warm-up {m['rss_slope_mb_per_min']:+.4f} MB/min, peak growth "
+              f"{m['peak_growth_after_warmup_mb']:+.2f} MB over {m['duration_s'] - m['warmup_s']:.0f} s", flush=True)
+        return None
+    print(f"[bench_node] outside the model: {100 * result['latency']['outside_model_share_of_end_to_end']:.1f} % "
+          f"of end to end; max sustained input rate {result.get('max_sustained_hz')} Hz", flush=True)
+    return latency_table(result)
+
+
+def plot_any(result: dict[str, Any], path: Path) -> Path:
+    return plot_memory(result, path) if "memory" in result else plot(result, path)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -506,25 +506,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        result = run(args)
-    except BenchmarkError as exc:
-        print(f"bench_node: {exc}", file=sys.stderr)
-        return 2
-    if "latency" in result:
-        result["table"] = latency_table(result)
-        print(f"[bench_node] outside the model: {100 * result['latency']['outside_model_share_of_end_to_end']:.1f} % "
-              f"of end to end; max sustained input rate {result.get('max_sustained_hz')} Hz", flush=True)
-    write_json(args.out, result)
-    if "memory" in result:
-        m = result["memory"]
-        print(f"[bench_node] RSS slope after warm-up {m['rss_slope_mb_per_min']:+.4f} MB/min, peak growth "
-              f"{m['peak_growth_after_warmup_mb']:+.2f} MB over {m['duration_s'] - m['warmup_s']:.0f} s", flush=True)
-        plot_memory(result, args.out.with_suffix(".png"))
-    else:
-        plot(result, args.out.with_suffix(".png"))
-    return 0
+    return finish("bench_node", run, parse_args(argv), summary_table, plot_any)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_model import StageTimer, breakdown, build, flops, parameters  # noqa: E402
 from common import (  # noqa: E402
-    ABLATIONS, RESULTS_DIR, BenchmarkError, FrameInputs, header, load_average, print_table, resolve_device,
-    sample_frames, set_threads, summarize_ms, sync, variant_config, wait_for_low_load, write_json,
+    ABLATIONS, RESULTS_DIR, FrameInputs, add_common_args, finish, header, load_average, print_table, pyplot,
+    resolve_device, sample_frames, save_figure, set_threads, summarize_ms, sync, variant_config, wait_for_low_load,
 )
 
 PAPER = {"time_ms": (66.0, 105.0), "gflops": (330.0, 378.0), "params_m": (15.52, 16.11)}  # PanoOcc-S, ProtoOcc-S
@@ -173,10 +173,7 @@ def table(result: dict[str, Any]) -> str:
 
 def plot(result: dict[str, Any], path: Path) -> Path:
     """Stacked VT time per part, baseline vs ProtoOcc, with the ratios in the title."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     parts = ["vt.prototype_clustering", "vt.temporal_attn", "vt.prototype_mapping", "vt.cross_attn", "vt.ffn",
              "vt.vt_other"]
@@ -198,11 +195,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
                  f"params {r['vt_params']:.3f}× — {result['machine']['cpu_model']}, {result['torch_threads']} threads",
                  fontsize=8)
     ax.legend(fontsize=7, ncol=3, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    print(f"[bench] wrote {path}", flush=True)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,23 +205,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="input size of the timing (default: the config's); FLOPs always at the config's size")
     ap.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     ap.add_argument("--no-fp16", action="store_true", help="CUDA: skip the fp16 (autocast) timing")
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--profile-calls", type=int, default=2, help="profiled calls per variant (0 = no profile)")
-    ap.add_argument("--max-load", type=float, default=None, help="wait until the 1-min load is below this")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=RESULTS_DIR / "view_transformation.json")
-    args = ap.parse_args(argv)
-    try:
-        result = run(args)
-    except BenchmarkError as exc:
-        print(f"bench_view_transformation: {exc}", file=sys.stderr)
-        return 2
-    result["table"] = table(result)
-    write_json(args.out, result)
-    plot(result, args.out.with_suffix(".png"))
-    return 0
+    add_common_args(ap, RESULTS_DIR / "view_transformation.json", warmup=2, repeats=10)
+    return finish("bench_view_transformation", run, ap.parse_args(argv), table, plot)
 
 
 if __name__ == "__main__":

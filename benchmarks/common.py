@@ -5,6 +5,7 @@ numbers taken on the shared 2-core machine can be judged (and retaken when the l
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -217,6 +218,52 @@ def header(device: torch.device | None = None) -> dict[str, Any]:
     """Machine block + the time and load when the run started."""
     return {"machine": machine_info(device), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "load_average_start": load_average(), "command": " ".join(sys.argv)}
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+    print(f"[bench] wrote {path}", flush=True)
+    return path
+
+
+def add_common_args(parser: argparse.ArgumentParser, out: Path, warmup: int, repeats: int) -> None:
+    """--threads --warmup --repeats --max-load --seed --out, shared by the model-level scripts."""
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--warmup", type=int, default=warmup)
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--max-load", type=float, default=None, help="wait until the 1-min load is below this")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    parser.add_argument("--out", type=Path, default=out, help="JSON path (the PNG goes next to it)")
+
+
+def finish(prog: str, run: Callable[[Any], dict], args: Any, table: Callable[[dict], str | None],
+           plot: Callable[[dict, Path], Path], errors: tuple[type[BaseException], ...] = ()) -> int:
+    """run(args) -> result; result['table'] = table(result); write the JSON and the PNG. Exit code 2 on
+    a BenchmarkError (or one of `errors`) with its message."""
+    try:
+        result = run(args)
+    except (BenchmarkError, *errors) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    text = table(result)
+    if text is not None:
+        result["table"] = text
+    write_json(args.out, result)
+    plot(result, args.out.with_suffix(".png"))
+    return 0
 
 
 def print_table(rows: list[list[Any]], headers: list[str]) -> str:
