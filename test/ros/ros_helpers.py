@@ -6,13 +6,13 @@ discovery on this host, so parallel test runs do not hear each other; subprocess
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+from protoocc_ros.tools.processes import NodeProcess as _NodeProcess
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,68 +23,12 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 DOMAIN_ID = int(os.environ["ROS_DOMAIN_ID"])
 
 
-def node_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for a node subprocess: this process's (venv, AMENT/LD/PYTHON paths, domain) + unbuffered."""
-    env = dict(os.environ)
-    env["PYTHONUNBUFFERED"] = "1"
-    env["RCUTILS_COLORIZED_OUTPUT"] = "0"
-    env.update(extra or {})
-    return env
+class NodeProcess(_NodeProcess):
+    """protoocc_ros.tools.processes.NodeProcess started in the repository root (test defaults)."""
 
-
-class NodeProcess:
-    """A node running in a subprocess (``python -m module --ros-args ...``); output goes to ``log_path``."""
-
-    def __init__(self, module: str, log_path: Path, params: dict[str, Any] | None = None,
-                 params_file: Path | None = None, args: list[str] | None = None,
-                 env: dict[str, str] | None = None, node_name: str | None = None) -> None:
-        ros_args = ["--ros-args"] + (["-r", f"__node:={node_name}"] if node_name else [])
-        if params_file is not None:
-            ros_args += ["--params-file", str(params_file)]
-        for key, value in (params or {}).items():
-            ros_args += ["-p", f"{key}:={_param_text(value)}"]
-        self.cmd = [sys.executable, "-m", module, *(args or []), *ros_args]
-        self.log_path = log_path
-        self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, env=node_env(env),
-                                     cwd=REPO)
-
-    def output(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def wait(self, timeout_s: float) -> int:
-        """Wait for the process to exit on its own; returns the exit code."""
-        return self.proc.wait(timeout=timeout_s)
-
-    def stop(self, timeout_s: float = 10.0) -> int:
-        """SIGINT (like Ctrl-C), then SIGKILL after ``timeout_s``; returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
-
-    def __enter__(self) -> "NodeProcess":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def _param_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_param_text(v) for v in value) + "]"
-    if isinstance(value, str):
-        return value if value else "''"
-    return repr(value)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("cwd", REPO)
+        super().__init__(*args, **kwargs)
 
 
 def wait_exit(node: NodeProcess, timeout_s: float = 60.0) -> tuple[int, str]:
