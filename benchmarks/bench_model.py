@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     ABLATIONS, CONFIGS, RESULTS_DIR, BenchmarkError, FrameInputs, add_common_args, finish, header,
     inference_signature, load_average, print_table, pyplot, resolve_device, sample_frames, save_figure, set_threads,
-    summarize_ms, sync, variant_config, wait_for_low_load,
+    summarize_ms, sync, variant_config, wait_for_low_load, write_json,
 )
 
 from protoocc_ros.model.protoocc import ProtoOcc, count_parameters_by_stage, count_prototype_parameters  # noqa: E402
@@ -160,62 +160,84 @@ def latency(model: ProtoOcc, frames: list[FrameInputs], warmup: int, repeats: in
     return {"stages": stats, "warmup": warmup, "repeats": repeats, "load_average": [load_before, load_average()]}
 
 
+class _Caches:
+    """Measurements shared by variants with the same inference graph, and the input frames per size."""
+
+    def __init__(self) -> None:
+        self.flops: dict[str, dict] = {}
+        self.latency: dict[str, dict] = {}
+        self.frames: dict[tuple, list[FrameInputs]] = {}
+
+    def frames_for(self, config: str, cfg: Any) -> list[FrameInputs]:
+        key = (config, tuple(cfg.image_size))
+        if key not in self.frames:
+            self.frames[key] = sample_frames(cfg, 2)
+        return self.frames[key]
+
+
+def measure_flops(config: str, ablation: str, cfg: Any, caches: _Caches, args: argparse.Namespace) -> dict:
+    sig = inference_signature(cfg)
+    if sig not in caches.flops:
+        t0 = time.monotonic()
+        caches.flops[sig] = {"gflops": flops(build(cfg, "cpu", args.seed), caches.frames_for(config, cfg)[0]),
+                             "image_size": cfg.image_size, "measured_for": f"{config}/{ablation}",
+                             "seconds": round(time.monotonic() - t0, 1)}
+    return caches.flops[sig]
+
+
+def measure_latency(config: str, ablation: str, caches: _Caches, args: argparse.Namespace, device: torch.device,
+                    precisions: list[str]) -> dict:
+    big = config in args.reduce
+    if big and ablation not in args.big_ablations:
+        return {"skipped": f"{config} is in --reduce: latency only for {args.big_ablations}"}
+    cfg = variant_config(config, ABLATIONS[ablation], args.latency_image_size or (args.small_image_size if big
+                                                                                   else None))
+    sig, out = inference_signature(cfg), {}
+    repeats, warmup = (args.repeats_big, args.warmup_big) if big else (args.repeats, args.warmup)
+    for precision in precisions:
+        key = f"{sig}|{precision}"
+        if key not in caches.latency:
+            frames = caches.frames_for(config, cfg)
+            if args.max_load is not None:
+                wait_for_low_load(args.max_load)
+            lat = latency(build(cfg, device, args.seed), frames, warmup, repeats, device, precision == "fp16",
+                          f"{config}/{ablation}/{precision}")
+            caches.latency[key] = {**lat, "precision": precision, "image_size": cfg.image_size,
+                                   "num_prototypes": cfg.model.prototypes.num_prototypes,
+                                   "measured_for": f"{config}/{ablation}"}
+        out[precision] = caches.latency[key]
+    return out
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     device = resolve_device(args.device)
     threads = set_threads(args.threads)
     precisions = ["fp32", "fp16"] if device.type == "cuda" and not args.no_fp16 else ["fp32"]
     result: dict[str, Any] = {**header(device), "device": str(device), "torch_threads": threads, "rows": [],
                               "notes": __doc__.split("\n\n")[2].replace("\n", " ")}
-    flop_cache: dict[str, dict] = {}
-    lat_cache: dict[str, dict] = {}
-    frame_cache: dict[tuple, list[FrameInputs]] = {}
+    caches = _Caches()
     for config in args.configs:
         for ablation in args.ablations:
-            cfg_full = variant_config(config, ABLATIONS[ablation])
+            cfg = variant_config(config, ABLATIONS[ablation])
             row: dict[str, Any] = {"config": config, "ablation": ablation, "flags": ABLATIONS[ablation],
-                                   "image_size_full": cfg_full.image_size, "num_cameras": cfg_full.num_cameras,
-                                   "query_size": cfg_full.model.query_size,
-                                   "num_prototypes_full": cfg_full.model.prototypes.num_prototypes,
-                                   "parameters": parameters(cfg_full)}
+                                   "image_size_full": cfg.image_size, "num_cameras": cfg.num_cameras,
+                                   "query_size": cfg.model.query_size,
+                                   "num_prototypes_full": cfg.model.prototypes.num_prototypes,
+                                   "parameters": parameters(cfg)}
             print(f"[bench_model] {config} / {ablation}: {row['parameters']['total'] / 1e6:.2f} M parameters",
                   flush=True)
-            if not args.no_flops:
-                sig = inference_signature(cfg_full)
-                if sig not in flop_cache:
-                    key = (config, tuple(cfg_full.image_size))
-                    frame_cache.setdefault(key, sample_frames(cfg_full, 2))
-                    t0 = time.monotonic()
-                    flop_cache[sig] = {"gflops": flops(build(cfg_full, "cpu", args.seed), frame_cache[key][0]),
-                                       "image_size": cfg_full.image_size, "measured_for": f"{config}/{ablation}",
-                                       "seconds": round(time.monotonic() - t0, 1)}
-                row["flops"] = flop_cache[sig]
-            if not args.no_latency:
-                big = config in args.reduce
-                if big and ablation not in args.big_ablations:
-                    row["latency"] = {"skipped": f"{config} is in --reduce: latency only for {args.big_ablations}"}
-                    result["rows"].append(row)
-                    continue
-                size = args.latency_image_size or (args.small_image_size if big else None)
-                cfg_lat = variant_config(config, ABLATIONS[ablation], size)
-                sig = inference_signature(cfg_lat)
-                for precision in precisions:
-                    lkey = f"{sig}|{precision}"
-                    if lkey not in lat_cache:
-                        key = (config, tuple(cfg_lat.image_size))
-                        frame_cache.setdefault(key, sample_frames(cfg_lat, 2))
-                        if args.max_load is not None:
-                            wait_for_low_load(args.max_load)
-                        model = build(cfg_lat, device, args.seed)
-                        repeats, warmup = (args.repeats_big, args.warmup_big) if big else (args.repeats, args.warmup)
-                        lat = latency(model, frame_cache[key], warmup, repeats, device, precision == "fp16",
-                                      f"{config}/{ablation}/{precision}")
-                        lat_cache[lkey] = {**lat, "precision": precision, "image_size": cfg_lat.image_size,
-                                           "num_prototypes": cfg_lat.model.prototypes.num_prototypes,
-                                           "measured_for": f"{config}/{ablation}"}
-                        del model
-                    row.setdefault("latency", {})[precision] = lat_cache[lkey]
+            try:  # an out-of-memory big config must not cost the other rows
+                if not args.no_flops:
+                    row["flops"] = measure_flops(config, ablation, cfg, caches, args)
+                if not args.no_latency:
+                    row["latency"] = measure_latency(config, ablation, caches, args, device, precisions)
+            except (RuntimeError, MemoryError) as exc:
+                row["error"] = f"{type(exc).__name__}: {exc}"[:500]
+                print(f"[bench_model] {config} / {ablation}: {row['error']}", file=sys.stderr, flush=True)
             result["rows"].append(row)
+        write_json(args.out.with_suffix(".partial.json"), result)  # progress survives a killed run
     result["load_average_end"] = load_average()
+    args.out.with_suffix(".partial.json").unlink(missing_ok=True)
     return result
 
 
@@ -282,7 +304,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_common_args(p, RESULTS_DIR / "model.json", warmup=2, repeats=20)
     p.add_argument("--latency-image-size", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="input size for latency of every config (FLOPs stay at full size)")
-    p.add_argument("--reduce", nargs="*", default=["occ3d_base", "occ3d_small", "occ3d_tiny", "kitti_base"],
+    p.add_argument("--reduce", nargs="*", default=["occ3d_base", "occ3d_small", "occ3d_tiny", "kitti_base",
+                                                   "kitti_small"],
                    help="configs whose latency uses --small-image-size and --repeats-big (slow on a small CPU)")
     p.add_argument("--small-image-size", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="latency input size of the --reduce configs (default: full size)")

@@ -112,13 +112,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     device = resolve_device(args.device)
     threads = set_threads(args.threads)
     size = tuple(args.image_size) if args.image_size else None
-    cfgs = {k: variant_config(args.config, ABLATIONS[a], size) for k, a in VARIANTS.items()}
-    cfgs_full = {k: variant_config(args.config, ABLATIONS[a]) for k, a in VARIANTS.items()}
+    cfgs = {k: variant_config(args.config, ABLATIONS[a], size, args.overrides) for k, a in VARIANTS.items()}
+    cfgs_full = {k: variant_config(args.config, ABLATIONS[a], None, args.overrides) for k, a in VARIANTS.items()}
     frames = {k: sample_frames(c, 2) for k, c in cfgs.items()}
     result: dict[str, Any] = {**header(device), "device": str(device), "torch_threads": threads,
                               "config": args.config, "image_size": cfgs["protoocc"].image_size,
                               "num_cameras": cfgs["protoocc"].num_cameras,
                               "num_prototypes": cfgs["protoocc"].model.prototypes.num_prototypes,
+                              "prototype_layers": cfgs["protoocc"].model.prototypes.layers, "overrides": args.overrides,
                               "paper_table3": PAPER, "variants": {}}
     params = {k: parameters(c) for k, c in cfgs_full.items()}
     models = {k: vt_only(build(c, device, args.seed), frames[k][0].to(device)) for k, c in cfgs.items()}
@@ -190,7 +191,9 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     ax.invert_yaxis()
     ax.set_xlabel("view transformation time, median of parts [ms]")
     r = result["ratios"]
-    ax.set_title(f"{result['config']} {result['num_cameras']}×{result['image_size'][0]}×{result['image_size'][1]}: "
+    layers = result.get("prototype_layers", "all")
+    ax.set_title(f"{result['config']} (prototype layers {'all' if layers is None else layers}) "
+                 f"{result['num_cameras']}×{result['image_size'][0]}×{result['image_size'][1]}: "
                  f"time {r['vt_time']['fp32']:.2f}× (paper {r['paper_time']:.2f}×), FLOPs {r['vt_gflops']:.2f}×, "
                  f"params {r['vt_params']:.3f}× — {result['machine']['cpu_model']}, {result['torch_threads']} threads",
                  fontsize=8)
@@ -205,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="input size of the timing (default: the config's); FLOPs always at the config's size")
     ap.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     ap.add_argument("--no-fp16", action="store_true", help="CUDA: skip the fp16 (autocast) timing")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override for both variants, e.g. model.prototypes.layers=null (mapping in every layer)")
     ap.add_argument("--profile-calls", type=int, default=2, help="profiled calls per variant (0 = no profile)")
     add_common_args(ap, RESULTS_DIR / "view_transformation.json", warmup=2, repeats=10)
     return finish("bench_view_transformation", run, ap.parse_args(argv), table, plot)
