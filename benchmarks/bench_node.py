@@ -5,7 +5,7 @@ input rate and the node's memory over a long replay.
     python benchmarks/bench_node.py --memory --duration 600       # RSS over a 10-minute replay (nohup ... &)
     python benchmarks/bench_node.py --memory --duration 60        # smoke run
 
-Three processes on a private ROS_DOMAIN_ID (test/ros/ros_helpers.py): occupancy_node, replay_node
+Three processes on a private ROS_DOMAIN_ID (201..230, localhost discovery): occupancy_node, replay_node
 (synthetic sample, raw rgb8 images, no ground truth) and an in-process probe that records, per
 camera set, the arrival of the first camera's image (= when the replay published the set) and of
 the grid on /occupancy_node/occupancy (raw CDR, matched by header stamp), plus the node's
@@ -28,8 +28,9 @@ import statistics
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
@@ -37,11 +38,14 @@ from common import (  # noqa: E402
     wait_for_low_load,
 )
 
-sys.path.insert(0, str(REPO / "test" / "ros"))
-import ros_helpers as rh  # noqa: E402  (private ROS_DOMAIN_ID, node subprocesses)
+from protoocc_ros.tools.processes import NodeProcess  # noqa: E402
+
+# A private DDS domain on this host (tests use 1..200), inherited by the node processes.
+os.environ.setdefault("ROS_DOMAIN_ID", str(201 + os.getpid() % 30))
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 NODE_MODULE = "protoocc_ros.ros.occupancy_node"
-STARTED: list[rh.NodeProcess] = []  # every process this run started; stopped in run()'s finally
+STARTED: list[NodeProcess] = []  # every process this run started; stopped in run()'s finally
 REPLAY_MODULE = "protoocc_ros.ros.replay_node"
 NODE = "occupancy_node"
 GRID_TOPIC = "/occupancy_node/occupancy"
@@ -153,30 +157,46 @@ def drops_between(first: dict[str, Any] | None, last: dict[str, Any] | None) -> 
     return {k: v - a.get(k, 0) for k, v in b.items() if v - a.get(k, 0) > 0}
 
 
+@contextmanager
+def ros_context() -> Iterator[Any]:
+    """A private rclpy Context for the probe, shut down after the block."""
+    import rclpy
+    from rclpy.context import Context
+
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        yield context
+    finally:
+        context.try_shutdown()
+
+
 # -- processes ------------------------------------------------------------------------------------------
-def start_node(tmp: Path, args: argparse.Namespace) -> rh.NodeProcess:
+def start_node(tmp: Path, args: argparse.Namespace) -> NodeProcess:
     params = {"config_file": args.config, "device": args.device, "publish_markers": not args.no_markers,
               "publish_occupied_voxels": not args.no_cloud,
-              "image_transport": "raw" if args.image_format == "rgb8" else "compressed"}
+              "image_transport": "raw" if args.image_format == "rgb8" else "compressed",
+              "input_reliability": args.input_reliability, "config_overrides": args.config_overrides or [""]}
     if args.checkpoint:
         params["checkpoint"] = args.checkpoint
-    STARTED.append(rh.NodeProcess(NODE_MODULE, tmp / "occupancy_node.log", params=params))
+    STARTED.append(NodeProcess(NODE_MODULE, tmp / "occupancy_node.log", params=params, cwd=REPO))
     return STARTED[-1]
 
 
 def start_replay(tmp: Path, args: argparse.Namespace, name: str, *, rate_hz: float | None, frames: int,
-                 loop: bool = True) -> rh.NodeProcess:
+                 loop: bool = True) -> NodeProcess:
     """Consumer-paced (rate_hz None) or fixed-rate replay of the synthetic sample without ground truth."""
     topics = [t for cam in args.cameras for t in (image_topic(cam, args), f"/cameras/{cam}/camera_info")]
     params: dict[str, Any] = {"dataroot": args.dataroot, "split": args.split, "publish_ground_truth": False,
                               "image_format": args.image_format, "loop": loop, "max_frames": frames,
                               "wait_for_subscribers": topics,  # every input of the node matched, not only the probe
                               "startup_timeout_s": 120.0, "startup_settle_s": 1.0, "max_frame_gap_s": FRAME_PERIOD_S}
-    if rate_hz is None:  # a set lost on the node's best-effort inputs is published again after resend_s
-        params.update(rate=0.0, wait_for_topic=GRID_TOPIC, wait_timeout_s=60.0, resend_after_s=args.resend_s)
+    if rate_hz is None:  # a set the node dropped (e.g. tf_stale) stalls the replay for wait_timeout_s
+        params.update(rate=0.0, wait_for_topic=GRID_TOPIC, wait_timeout_s=args.wait_timeout_s,
+                      resend_after_s=args.resend_s)
     else:
         params.update(rate=rate_hz * FRAME_PERIOD_S)
-    STARTED.append(rh.NodeProcess(REPLAY_MODULE, tmp / f"replay_{name}.log", params=params))
+    STARTED.append(NodeProcess(REPLAY_MODULE, tmp / f"replay_{name}.log", params=params, cwd=REPO))
     return STARTED[-1]
 
 
@@ -184,7 +204,7 @@ def image_topic(camera: str, args: argparse.Namespace) -> str:
     return f"/cameras/{camera}/image_raw" + ("" if args.image_format == "rgb8" else "/compressed")
 
 
-def wait_replay(replay: rh.NodeProcess, timeout_s: float) -> dict[str, Any]:
+def wait_replay(replay: NodeProcess, timeout_s: float) -> dict[str, Any]:
     """Wait for the replay to exit; returns its done summary (frames, resends, wait_timeouts, ...)."""
     import json
 
@@ -197,7 +217,7 @@ def wait_replay(replay: rh.NodeProcess, timeout_s: float) -> dict[str, Any]:
     return {}
 
 
-def node_ready(probe: Probe, node: rh.NodeProcess, timeout_s: float = 180.0) -> None:
+def node_ready(probe: Probe, node: NodeProcess, timeout_s: float = 180.0) -> None:
     """The node loaded its model (diagnostics flow) and its grid publisher matched the probe."""
     def ready() -> bool:
         if node.proc.poll() is not None:
@@ -206,7 +226,7 @@ def node_ready(probe: Probe, node: rh.NodeProcess, timeout_s: float = 180.0) -> 
     probe.wait(ready, timeout_s, "occupancy_node to start")
 
 
-def checkpoint_used(node: rh.NodeProcess) -> str:
+def checkpoint_used(node: NodeProcess) -> str:
     out = node.output()
     for line in out.splitlines():
         if "loaded checkpoint" in line:
@@ -254,6 +274,7 @@ def latency_phase(probe: Probe, tmp: Path, args: argparse.Namespace) -> dict[str
         "max_rate_estimate_hz": round(1e3 / worker_ms, 3),
         "drops": drops_between(first, last), "load_average": [load_start, load_average()],
         "replay": {k: summary.get(k) for k in ("frames", "resends", "wait_timeouts")},
+        "node_drops_total": (last or {}).get("drops", {}),
     }
 
 
@@ -308,7 +329,7 @@ def slope_mb_per_min(samples: list[tuple[float, float]]) -> float:
     return 60.0 * sum((t - mt) * (y - my) for t, y in zip(ts, ys)) / var if var > 0 else float("nan")
 
 
-def memory_phase(probe: Probe, node: rh.NodeProcess, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+def memory_phase(probe: Probe, node: NodeProcess, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Looping consumer-paced replay for --duration s; RSS of the node every --sample-s s."""
     from tqdm import tqdm
 
@@ -334,7 +355,9 @@ def memory_phase(probe: Probe, node: rh.NodeProcess, tmp: Path, args: argparse.N
     replay.stop()
     after = [(s["t_s"], s["rss_mb"]) for s in samples if s["t_s"] >= warmup_s]
     at_warm = next(s for s in samples if s["t_s"] >= warmup_s) if after else samples[-1]
+    diag = probe.snapshot()["diag"] or {}
     return {"duration_s": args.duration, "warmup_s": warmup_s, "sample_s": args.sample_s,
+            "node_drops": diag.get("drops", {}), "node_sets_published": diag.get("sets"),
             "sets_published": samples[-1]["sets"] - samples[0]["sets"],
             "rss_start_mb": samples[0]["rss_mb"], "rss_after_warmup_mb": at_warm["rss_mb"],
             "rss_end_mb": samples[-1]["rss_mb"],
@@ -436,12 +459,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.max_load is not None:
         wait_for_low_load(args.max_load)
     result: dict[str, Any] = {**header(), "config": args.config, "device": args.device,
-                              "ros_domain_id": rh.DOMAIN_ID, "notes": __doc__.split("\n\n")[2].replace("\n", " ")}
+                              "config_overrides": args.config_overrides, "image_format": args.image_format,
+                              "input_reliability": args.input_reliability,
+                              "publish": {"markers": not args.no_markers, "occupied_voxels": not args.no_cloud},
+                              "ros_domain_id": int(os.environ["ROS_DOMAIN_ID"]),
+                              "notes": __doc__.split("\n\n")[2].replace("\n", " ")}
     tmp = Path(tempfile.mkdtemp(prefix="bench_node_"))
     result["logs"] = str(tmp)
     node = start_node(tmp, args)
     try:
-        with rh.ros_context() as ctx:
+        with ros_context() as ctx:
             probe = Probe(ctx, image_topic(args.camera, args), args.image_format != "rgb8")
             try:
                 node_ready(probe, node)
@@ -478,7 +505,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--camera", default="CAM_FRONT", help="camera whose image arrival starts the clock")
     p.add_argument("--image-format", default="rgb8", choices=["rgb8", "jpeg"],
                    help="replayed images: raw rgb8 Image or jpeg CompressedImage (node image_transport follows)")
-    p.add_argument("--resend-s", type=float, default=20.0, help="replay resend_after_s (consumer-paced phases)")
+    p.add_argument("--input-reliability", default="reliable", choices=["reliable", "best_effort"],
+                   help="node input_reliability (reliable: no image lost on the way from the replay)")
+    p.add_argument("--config-override", dest="config_overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="node config_overrides entry, e.g. model.decoder.classifier_layers=2 for an older checkpoint")
+    p.add_argument("--resend-s", type=float, default=0.0, help="replay resend_after_s (consumer-paced phases; "
+                   "0 = never: with reliable inputs nothing is lost, and the node drops a repeated set anyway)")
+    p.add_argument("--wait-timeout-s", type=float, default=15.0, help="replay wait_timeout_s: how long a set "
+                   "the node dropped stalls the consumer-paced replay")
     p.add_argument("--warmup", type=int, default=5, help="sets before timing starts")
     p.add_argument("--frames", type=int, default=60, help="timed sets (consumer-paced)")
     p.add_argument("--no-sweep", action="store_true", help="skip the fixed-rate sweep")
