@@ -22,7 +22,7 @@ from typing import Any
 
 import rclpy
 from rclpy.clock import Clock as RosClock, ClockType
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from std_msgs.msg import String
 
@@ -33,6 +33,7 @@ from protoocc_ros.msg import SemanticOccupancyGrid
 from protoocc_ros.ros import msg_builders as mb
 from protoocc_ros.ros.occupancy_msg import UNKNOWN_LABEL, OccupancyGrid, OccupancyMsgError, msg_to_grid
 from protoocc_ros.ros.qos import latched_qos, reliable_qos
+from protoocc_ros.ros.spin import spin_until
 from protoocc_ros.ros.replay_node import declare_parameters
 
 NODE_NAME = "evaluation_node"
@@ -229,11 +230,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"evaluation_node: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
-    try:
-        while rclpy.ok() and not node.finished:
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    spin_until(executor, lambda: node.finished)
     paths = node.write_outputs()
     print(f"evaluation_node: {node.summary()} -> {', '.join(str(p) for p in paths)}", flush=True)
     node.destroy_node()

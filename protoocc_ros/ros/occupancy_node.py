@@ -34,7 +34,7 @@ import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
@@ -59,6 +59,7 @@ from protoocc_ros.ros.params import (
     PARAMETERS, OccupancyNodeParams, ParamError, apply_change, declare_params, read_params, resolve_device,
 )
 from protoocc_ros.ros.pointcloud import create_cloud
+from protoocc_ros.ros.spin import spin_until
 from protoocc_ros.ros.qos import reliable_qos, sensor_qos, tf_qos, tf_static_qos
 from protoocc_ros.ros.sync import ApproximateTimeSync, SyncedSet
 from protoocc_ros.ros.tf_buffer import ConnectivityError, FrameLookupError, TfBuffer, TransformError
@@ -623,11 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         assert node is not None
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        try:
-            while rclpy.ok() and not node.finalized:  # the shutdown transition ends the process
-                executor.spin_once(timeout_sec=0.1)
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
+        spin_until(executor, lambda: node.finalized)  # the shutdown transition ends the process
         return 0
     finally:
         if node is not None:

@@ -1,0 +1,26 @@
+"""Spin loops for the node entry points that end cleanly on Ctrl-C / SIGTERM."""
+from __future__ import annotations
+
+from typing import Callable
+
+import rclpy
+from rclpy.executors import Executor, ExternalShutdownException
+
+
+def spin_until(executor: Executor, done: Callable[[], bool], period_s: float = 0.1) -> None:
+    """Spin ``executor`` until ``done()`` is true or the ROS context is shut down.
+
+    SIGINT/SIGTERM shut the context down asynchronously (rclpy's signal handler); when that happens
+    between the ``rclpy.ok()`` check and ``spin_once``, rclpy raises (e.g. "failed to initialize wait
+    set: the given context is not valid"). That is the normal end of the loop, not an error.
+    """
+    try:
+        while rclpy.ok() and not done():
+            try:
+                executor.spin_once(timeout_sec=period_s)
+            except Exception:  # noqa: BLE001 - re-raised unless the context was shut down meanwhile
+                if rclpy.ok():
+                    raise
+                return
+    except (KeyboardInterrupt, ExternalShutdownException):
+        return
