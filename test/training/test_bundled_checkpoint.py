@@ -1,0 +1,48 @@
+"""The bundled demo checkpoint: safe format, complete metadata, and its recorded held-out mIoU is reproduced."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from protoocc_ros.config import load_config
+from protoocc_ros.training.checkpoint import (
+    architecture_differences, checkpoint_files, default_checkpoint_path, read_metadata, stored_config,
+)
+from protoocc_ros.data import build_dataset
+from protoocc_ros.training.evaluate import evaluate_checkpoint, prior_baseline_results
+
+BUNDLED = default_checkpoint_path()
+MIOU_TOLERANCE = 0.005  # absolute, as a fraction (0.5 mIoU points)
+CHANCE_FACTOR = 3.0  # the checkpoint's mIoU must be this many times that of the label-prior chance predictor
+
+
+def test_bundled_checkpoint_is_small_and_fully_described() -> None:
+    files = checkpoint_files(BUNDLED)
+    assert files.weights.is_file() and files.metadata.is_file(), f"{BUNDLED} missing: train it (docs/training.md)"
+    assert files.weights.stat().st_size < 5 * 2**20
+    meta = read_metadata(BUNDLED)
+    cfg = stored_config(meta, BUNDLED)
+    assert architecture_differences(cfg, load_config("demo")) == []  # the shipped demo config loads it
+    assert meta["command"].startswith("protoocc-train --config demo")
+    assert isinstance(meta["data_seed"], int) and meta["git_commit"]
+    metric = meta["metric"]
+    assert metric["split"] == "val" and metric["dataroot"] == "synthetic" and metric["num_frames"] > 0
+    assert not files.state_tensors.exists()  # weights only: no optimizer state shipped
+    json.loads(files.metadata.read_text())
+
+
+def test_bundled_checkpoint_predicts_far_better_than_chance() -> None:
+    meta = read_metadata(BUNDLED)
+    cfg = stored_config(meta, BUNDLED)
+    chance = prior_baseline_results(cfg, build_dataset(cfg, "train"), build_dataset(cfg, meta["metric"]["split"]))
+    assert meta["metric"]["miou"] > CHANCE_FACTOR * chance["miou"], (meta["metric"]["miou"], chance["miou"])
+
+
+def test_bundled_checkpoint_reaches_its_recorded_held_out_miou(tmp_path: Path) -> None:
+    recorded = read_metadata(BUNDLED)["metric"]
+    report = evaluate_checkpoint(BUNDLED, split=recorded["split"], output_dir=tmp_path, render=False,
+                                 device="cpu", progress=False)
+    assert report["num_frames"] == recorded["num_frames"]
+    assert report["results"]["miou"] == pytest.approx(recorded["miou"], abs=MIOU_TOLERANCE)
