@@ -394,6 +394,7 @@ def test_backwards_time_jump_resets_memory_and_keeps_publishing(setup) -> None:
     rig.wait_grid(back)
     for key in ("memory.time_backwards", "sync.time_jump_backwards", "tf.time_jump_backwards"):
         rig.wait_count("memory resets", key, before.get(key, 0) + 1)
+        assert rig.counts("memory resets").get(key, 0) > before.get(key, 0), key
     forward = rig.next_stamp()  # and forward again, past the time before the jump
     rig.publish_set(forward)
     rig.wait_grid(forward)
