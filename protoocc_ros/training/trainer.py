@@ -9,6 +9,7 @@ gradients are reduced once per clip (``no_sync`` on the first T-1 frames).
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import random
 import time
@@ -34,6 +35,7 @@ from protoocc_ros.training.errors import CheckpointError, TrainingError
 from protoocc_ros.training.schedule import build_optimizer, build_scheduler
 
 CHECKPOINT_DIR = "checkpoints"
+SYNTHETIC_INFO = "synthetic.json"  # written by the synthetic sample generator next to its nuScenes tables
 ModelFactory = Callable[[ProtoOccConfig], nn.Module]
 
 
@@ -93,7 +95,7 @@ class Trainer:
     """Builds model, data, optimizer and schedule from a config and runs/resumes training.
 
     ``dataset`` (default ``build_dataset(cfg, "train")``) must provide ``len``, ``__getitem__`` -> sample
-    dict (docs/architecture.md) and ``frame_keys()`` -> [(scene, frame_index)].
+    dict (docs/architecture.md) and ``scenes()`` + ``scene_indices(scene)`` (see clips.frame_keys).
     """
 
     def __init__(self, cfg: ProtoOccConfig, *, dataset: Any | None = None, output_dir: str | Path | None = None,
@@ -194,13 +196,22 @@ class Trainer:
                                scaler=self.scaler if self.use_amp else None, metric=metric,
                                command=self.command, data_seed=self.data_seed,
                                extra={"batch_in_epoch": self.batch_in_epoch, "total_steps": self.total_steps,
-                                      "world_size": self.ctx.world_size})
+                                      "world_size": self.ctx.world_size, "train_seed": self.cfg.train.seed})
 
     @property
     def data_seed(self) -> int:
-        """Seed of the data: the synthetic generator's when the dataset has one, else train.seed."""
+        """Seed of the data: the synthetic sample's generator seed (``synthetic.json`` of its dataroot, or a
+        ``seed`` attribute of the dataset), else ``train.seed`` (which orders the clips)."""
         seed = getattr(self.dataset, "seed", None)
-        return int(seed) if isinstance(seed, int) else self.cfg.train.seed
+        if isinstance(seed, int):
+            return seed
+        root = getattr(self.dataset, "dataroot", None)
+        for info in ([] if root is None else [Path(root) / SYNTHETIC_INFO, Path(root).parent / SYNTHETIC_INFO]):
+            if info.is_file():
+                stored = json.loads(info.read_text()).get("config", {}).get("seed")
+                if isinstance(stored, int):
+                    return stored
+        return self.cfg.train.seed
 
     def resume(self, path: str | Path) -> Path:
         """Restore weights, optimizer, schedule, scaler, RNG and the position in the data from a checkpoint."""

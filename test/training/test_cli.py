@@ -11,7 +11,7 @@ from protoocc_ros.training.checkpoint import load_checkpoint, read_metadata
 # the demo baseline (no pseudo masks or extra perspectives) at low query resolution, one scene per split
 SMALL = ["model.query_size=[25,25,2]", "dataset.image_size=[48,88]", "model.prototypes.num_prototypes=18",
          "dataset.train_split=[scene-0001]", "dataset.val_split=[scene-0009]",
-         "train.clip_length=2", "train.checkpoint_every=1", "train.warmup_steps=0"]
+         "train.clip_length=2", "train.checkpoint_every=1", "train.warmup_steps=0", "train.seed=3"]
 
 
 def _sets(items: list[str]) -> list[str]:
@@ -30,6 +30,7 @@ def test_train_resume_evaluate_export(tmp_path: Path, capsys) -> None:
 
     meta = read_metadata(export)
     assert meta["step"] == 2 and meta["training_state"] is None
+    assert meta["data_seed"] == 0 and meta["extra"]["train_seed"] == 3  # synthetic sample seed vs clip order
     assert meta["command"].startswith("protoocc-train --config demo_baseline") and "--resume" in meta["command"]
     assert meta["metric"]["split"] == "val" and meta["metric"]["num_frames"] == 10
     assert meta["config"]["model"]["query_size"] == [25, 25, 2]
