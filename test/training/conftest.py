@@ -1,11 +1,23 @@
 """Fixtures of the training tests (see training_helpers.py)."""
 from __future__ import annotations
 
+from typing import Iterator
+
 import pytest
+import torch
 
 from protoocc_ros.config import ProtoOccConfig
 
 from training_helpers import SequenceDataset, tiny_config
+
+
+@pytest.fixture(autouse=True)
+def single_thread() -> Iterator[None]:
+    """One intra-op thread: the tiny models gain nothing from more, and the shared CI cores thrash with them."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture()
