@@ -45,7 +45,8 @@ class SingleFrameGraph(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.model = model.eval()
+        self.model = model
+        self.eval()  # the wrapper too: an exporter that restores the wrapper's mode must not restore "training"
 
     def forward(self, images: Tensor, lidar2img: Tensor) -> Tensor:
         b = images.shape[0]
@@ -107,18 +108,24 @@ def export_onnx(model: nn.Module, images: Tensor, lidar2img: Tensor, path: str |
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    graph = SingleFrameGraph(model).cpu()
+    # The model is left as it was: same device, and every module's train/eval flag restored afterwards
+    # (the TorchScript exporter restores the mode it found on the wrapper, recursively).
+    modes = {name: m.training for name, m in model.named_modules()}
+    device = next(model.parameters()).device
+    graph = SingleFrameGraph(model)
     torch.onnx.register_custom_op_symbolic("aten::argsort", _argsort_symbolic, opset)
     try:
         with warnings.catch_warnings(), torch.no_grad(), _exportable_ops():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the constant K above, shape asserts
-            torch.onnx.export(graph, (images.cpu(), lidar2img.cpu().float()), str(path), dynamo=False,
-                              opset_version=opset, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
-                              do_constant_folding=True)
+            example = (images.to(device), lidar2img.to(device, torch.float32))
+            torch.onnx.export(graph, example, str(path), dynamo=False, opset_version=opset,
+                              input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES), do_constant_folding=True)
     except Exception as exc:  # noqa: BLE001 - any exporter failure is reported with the file it was for
         raise ExportError(f"{path}: ONNX export (opset {opset}) failed: {type(exc).__name__}: {exc}") from exc
     finally:
         torch.onnx.unregister_custom_op_symbolic("aten::argsort", opset)
+        for name, m in model.named_modules():
+            m.training = modes[name]
     return path
 
 
