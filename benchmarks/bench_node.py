@@ -176,7 +176,8 @@ def start_node(tmp: Path, args: argparse.Namespace) -> NodeProcess:
     params = {"config_file": args.config, "device": args.device, "publish_markers": not args.no_markers,
               "publish_occupied_voxels": not args.no_cloud,
               "image_transport": "raw" if args.image_format == "rgb8" else "compressed",
-              "input_reliability": args.input_reliability, "config_overrides": args.config_overrides or [""]}
+              "input_reliability": args.input_reliability, "config_overrides": args.config_overrides or [""],
+              "torch_threads": args.node_threads}
     if args.checkpoint:
         params["checkpoint"] = args.checkpoint
     STARTED.append(NodeProcess(NODE_MODULE, tmp / "occupancy_node.log", params=params, cwd=REPO))
@@ -263,7 +264,8 @@ def latency_phase(probe: Probe, tmp: Path, args: argparse.Namespace) -> dict[str
     transport = mean_e2e - sum(stages[k] for k in ("queue", "decode_tf", "preprocess", "inference"))
     worker_ms = stages["total"] - stages["queue"]
     return {
-        "frames_timed": len(e2e), "sets_in_diagnostics_window": stages["sets"], "warmup": args.warmup, "wall_s": round(wall, 2),
+        "frames_timed": len(e2e), "sets_in_diagnostics_window": stages["sets"], "warmup": args.warmup,
+        "wall_s": round(wall, 2), "end_to_end_samples_ms": [round(1e3 * x, 2) for x in e2e],
         "consumer_paced_rate_hz": round((args.warmup + args.frames) / wall, 3),
         "end_to_end": e2e_ms, "node_stage_means_ms": {k: round(v, 3) for k, v in stages.items()},
         "model_ms": round(stages["inference"], 3),
@@ -473,7 +475,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 node_ready(probe, node)
                 result["checkpoint"] = checkpoint_used(node)
-                result["node_torch_threads"] = "torch default (= logical CPUs) in the node process"
+                result["node_torch_threads"] = args.node_threads or f"torch default ({os.cpu_count()} = logical CPUs)"
                 if args.memory:
                     result["memory"] = memory_phase(probe, node, tmp, args)
                 else:
@@ -500,6 +502,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--config", default="demo", help="occupancy_node config_file")
     p.add_argument("--checkpoint", default="", help="node checkpoint ('' = the bundled demo one when present)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--node-threads", type=int, default=0, help="node torch_threads (0 = torch's default)")
     p.add_argument("--dataroot", default="synthetic")
     p.add_argument("--split", default="train", help="replayed split (train: 80 frames before the loop wraps)")
     p.add_argument("--camera", default="CAM_FRONT", help="camera whose image arrival starts the clock")

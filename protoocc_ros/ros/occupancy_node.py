@@ -233,6 +233,8 @@ class OccupancyNode(LifecycleNode):
             checkpoint = p.checkpoint_path()
         except ParamError as exc:
             raise NodeStartError(str(exc)) from None
+        if p.torch_threads:
+            torch.set_num_threads(p.torch_threads)
         self.model = self._load_model(checkpoint)
         self._warm_up()
         self.params = p
@@ -262,7 +264,8 @@ class OccupancyNode(LifecycleNode):
             self.get_logger().info(f"Foxglove live view on ws://{p.foxglove_host}:{self.fox.port} "
                                    "(Foxglove app: Open connection > Foxglove WebSocket; layout config/foxglove_layout.json)")
         self.get_logger().info(f"configured: config {self.cfg.name}, grid {tuple(self.cfg.dataset.grid_size)}, "
-                               f"device {self.device}, warm-up {self.diag.warmup_ms:.0f} ms")
+                               f"device {self.device} ({torch.get_num_threads()} CPU threads), "
+                               f"warm-up {self.diag.warmup_ms:.0f} ms")
 
     def _activate(self) -> None:
         p = self.params

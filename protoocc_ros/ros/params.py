@@ -30,6 +30,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "checkpoint": ("", "safetensors checkpoint; '' = the bundled models/protoocc_demo.safetensors when it "
                        "exists, otherwise random weights (a loud warning)."),
     "device": ("auto", "Inference device: cpu, cuda or auto (cuda when available)."),
+    "torch_threads": (0, "CPU threads of the model (torch.set_num_threads, per process); 0 = torch's default "
+                         "(one per core). Leave cores to camera drivers and DDS on a shared computer."),
     "cameras": ([""], "Camera names in model order; [''] = the config's dataset.cameras."),
     "image_topic_pattern": ("/cameras/{camera}/image_raw", "Image topic per camera ({camera} = camera name)."),
     "image_transport": ("raw", "raw (sensor_msgs/Image) or compressed (CompressedImage on <image topic>/compressed)."),
@@ -87,6 +89,7 @@ class OccupancyNodeParams:
     config_overrides: list[str]
     checkpoint: str
     device: str
+    torch_threads: int
     cameras: list[str]
     image_topic_pattern: str
     image_transport: str
@@ -231,6 +234,7 @@ def validate_params(p: OccupancyNodeParams) -> None:
     """Value checks that need no file system or model (paths are checked where they are used)."""
     _check(p.device in ("cpu", "cuda", "auto") or p.device.startswith("cuda:"), "device", p.device,
            "cpu, cuda, cuda:N or auto")
+    _check(p.torch_threads >= 0, "torch_threads", p.torch_threads, ">= 0 (0 = torch's default)")
     _check(len(set(p.cameras)) == len(p.cameras), "cameras", p.cameras, "distinct camera names")
     for name in ("image_topic_pattern", "camera_info_topic_pattern"):
         pattern = getattr(p, name)

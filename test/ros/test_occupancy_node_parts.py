@@ -322,6 +322,7 @@ def test_defaults_are_valid_and_topics_follow_the_patterns() -> None:
     "changes,match",
     [
         ({"device": "gpu"}, "'device'"),
+        ({"torch_threads": -1}, "'torch_threads'"),
         ({"cameras": ["A", "A"]}, "'cameras'"),
         ({"image_topic_pattern": "/cameras/image"}, "'image_topic_pattern'"),
         ({"camera_info_topic_pattern": "/c/{camera}/{other}"}, "'camera_info_topic_pattern'"),
