@@ -38,11 +38,13 @@ from common import (  # noqa: E402
     wait_for_low_load,
 )
 
+from protoocc_ros.ros.dds import dds_profile_env  # noqa: E402
 from protoocc_ros.tools.processes import NodeProcess  # noqa: E402
 
 # A private DDS domain on this host (tests use 1..200), inherited by the node processes.
 os.environ.setdefault("ROS_DOMAIN_ID", str(201 + os.getpid() % 30))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.update(dds_profile_env())  # the package's Fast DDS profile, as the launch files use (PROTOOCC_DDS_PROFILE)
 
 NODE_MODULE = "protoocc_ros.ros.occupancy_node"
 STARTED: list[NodeProcess] = []  # every process this run started; stopped in run()'s finally

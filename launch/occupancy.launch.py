@@ -7,18 +7,22 @@ autostart:=false leaves the managed node 'unconfigured' for a lifecycle manager 
 `ros2 lifecycle set /occupancy_node configure` / `activate` (docs/operating.md).
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
+from protoocc_ros.ros.dds import dds_profile_env
+
 
 def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare("protoocc_ros")
     arg = LaunchConfiguration
     return LaunchDescription([
+        # Fast DDS profile for large images / grids (config/fastdds_large_data.xml) unless one is set
+        *[SetEnvironmentVariable(var, value) for var, value in dds_profile_env().items()],
         DeclareLaunchArgument("params_file",
                               default_value=PathJoinSubstitution([share, "config", "occupancy_node.yaml"]),
                               description="occupancy_node parameter file; the arguments below override it"),

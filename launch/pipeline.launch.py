@@ -5,18 +5,22 @@ and include this file; every argument here can also be given on their command li
 after the last frame and publishes /replay/done, evaluation_node then writes its report and exits.
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, SetEnvironmentVariable
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
+from protoocc_ros.ros.dds import dds_profile_env
+
 
 def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare("protoocc_ros")
     arg = LaunchConfiguration
     return LaunchDescription([
+        # Fast DDS profile for large images / grids (config/fastdds_large_data.xml) unless one is set
+        *[SetEnvironmentVariable(var, value) for var, value in dds_profile_env().items()],
         DeclareLaunchArgument("replay_params", default_value=PathJoinSubstitution([share, "config", "replay_demo.yaml"]),
                               description="replay_node parameter file"),
         DeclareLaunchArgument("evaluation_params",

@@ -105,6 +105,7 @@ def _wait_for_pipeline(nodes: dict, finishers: tuple[str, ...], timeout_s: float
 def run_demo(args: argparse.Namespace) -> dict:
     """Start the three nodes, wait for the replay and the evaluation to finish, render; returns the summary."""
     from protoocc_ros.data.synthetic import ensure_sample
+    from protoocc_ros.ros.dds import dds_profile_env
     from protoocc_ros.tools.processes import NodeProcess
     from protoocc_ros.training.checkpoint import default_checkpoint_path
 
@@ -117,7 +118,8 @@ def run_demo(args: argparse.Namespace) -> dict:
     print(f"protoocc-demo: synthetic sample {dataroot}\nprotoocc-demo: checkpoint "
           f"{checkpoint or 'NONE (bundled weights missing: random initialisation, expect chance-level mIoU)'}",
           flush=True)
-    env = {"ROS_AUTOMATIC_DISCOVERY_RANGE": os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")}
+    env = {"ROS_AUTOMATIC_DISCOVERY_RANGE": os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"),
+           **dds_profile_env()}
     recording = out / "recording"
     if recording.exists():
         import shutil

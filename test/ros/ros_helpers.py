@@ -1,7 +1,8 @@
 """Shared helpers for ROS tests: a private ROS_DOMAIN_ID per test run, node subprocesses, message collection.
 
 Importing this module pins ROS_DOMAIN_ID (derived from the pid of the pytest process) and keeps DDS
-discovery on this host, so parallel test runs do not hear each other; subprocesses inherit both.
+discovery on this host, so parallel test runs do not hear each other, and exports the package's Fast DDS
+profile (protoocc_ros.ros.dds); subprocesses inherit all three.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from protoocc_ros.ros.dds import dds_profile_env
 from protoocc_ros.tools.processes import NodeProcess as _NodeProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,6 +22,7 @@ if "PROTOOCC_TEST_ROS_DOMAIN_ID" not in os.environ:  # first import in this run 
     os.environ["PROTOOCC_TEST_ROS_DOMAIN_ID"] = str(1 + os.getpid() % 200)
 os.environ["ROS_DOMAIN_ID"] = os.environ["PROTOOCC_TEST_ROS_DOMAIN_ID"]
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.update(dds_profile_env())  # the Fast DDS profile the launch files and the demo use
 DOMAIN_ID = int(os.environ["ROS_DOMAIN_ID"])
 
 
