@@ -265,7 +265,11 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     """Stage shares of latency and FLOPs (100 % bars, absolute total written at the bar end) per config."""
     plt = pyplot()
 
-    rows = [r for r in result["rows"] if r["ablation"] in ("exp1_baseline", "exp5_full")]
+    def own(r: dict) -> bool:  # not a copy of another config's measurement (demo_baseline with exp5 = demo/exp5)
+        measured = r.get("latency", {}).get("fp32", {}).get("measured_for", f"{r['config']}/{r['ablation']}")
+        return measured.split("/")[0] == r["config"]
+
+    rows = [r for r in result["rows"] if r["ablation"] in ("exp1_baseline", "exp5_full") and own(r)]
     labels = [f"{r['config']} / {r['ablation'].split('_', 1)[1]}" for r in rows]
     colors = ["#4c72b0", "#55a868", "#c44e52", "#8172b2"]
     fig, axes = plt.subplots(1, 2, figsize=(14, 0.45 * len(rows) + 2), sharey=True)
@@ -288,7 +292,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         ax.set_title(title + (" (fp32, median)" if field else " (full input size)"))
     axes[0].set_yticks(range(len(rows)), labels, fontsize=8)
     axes[0].invert_yaxis()
-    axes[0].legend(loc="lower right", fontsize=8)
+    axes[0].legend(loc="upper center", bbox_to_anchor=(1.0, -0.07), ncol=4, fontsize=8)
     m = result["machine"]
     fig.suptitle(f"ProtoOcc cost per stage — {m['cpu_model']}, {result['torch_threads']} torch threads, "
                  f"device {result['device']}", fontsize=10)

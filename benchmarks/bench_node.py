@@ -314,10 +314,11 @@ def rate_phase(probe: Probe, tmp: Path, args: argparse.Namespace, rates: list[fl
 
 
 def read_rss(pid: int) -> dict[str, float]:
-    """VmRSS and VmHWM (peak) of a process, MB."""
+    """VmRSS, VmHWM (peak) and the RSS split of a process, MB: RssAnon (heap: what a leak grows), RssShmem
+    (DDS shared-memory segments as their pages are touched, bounded by the segment sizes), RssFile."""
     values = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(("VmRSS:", "VmHWM:")):
+        if line.startswith(("VmRSS:", "VmHWM:", "RssAnon:", "RssShmem:", "RssFile:")):
             key, kb = line.split(":", 1)
             values[key] = int(kb.split()[0]) / 1024.0
     return values
@@ -350,7 +351,8 @@ def memory_phase(probe: Probe, node: NodeProcess, tmp: Path, args: argparse.Name
             rss = read_rss(node.proc.pid)
             snap = probe.snapshot()
             samples.append({"t_s": round(elapsed, 2), "rss_mb": round(rss["VmRSS"], 2),
-                            "hwm_mb": round(rss["VmHWM"], 2), "sets": snap["outputs"]})
+                            "hwm_mb": round(rss["VmHWM"], 2), "anon_mb": round(rss.get("RssAnon", 0.0), 2),
+                            "shmem_mb": round(rss.get("RssShmem", 0.0), 2), "sets": snap["outputs"]})
             if len(samples) % 30 == 1:
                 loads.append((round(elapsed, 1), load_average()))
             bar.n = int(elapsed)
@@ -368,6 +370,10 @@ def memory_phase(probe: Probe, node: NodeProcess, tmp: Path, args: argparse.Name
             "peak_rss_after_warmup_mb": at_warm["hwm_mb"], "peak_rss_end_mb": samples[-1]["hwm_mb"],
             "peak_growth_after_warmup_mb": round(samples[-1]["hwm_mb"] - at_warm["hwm_mb"], 2),
             "rss_slope_mb_per_min": round(slope_mb_per_min(after), 4),
+            "anon_slope_mb_per_min": round(slope_mb_per_min(
+                [(s["t_s"], s["anon_mb"]) for s in samples if s["t_s"] >= warmup_s]), 4),
+            "anon_after_warmup_mb": at_warm["anon_mb"], "anon_end_mb": samples[-1]["anon_mb"],
+            "shmem_after_warmup_mb": at_warm["shmem_mb"], "shmem_end_mb": samples[-1]["shmem_mb"],
             "load_average_samples": loads, "samples": samples}
 
 
@@ -429,11 +435,14 @@ def plot_memory(result: dict[str, Any], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 3.5))
     ax.plot(ts, [s["rss_mb"] for s in mem["samples"]], label="RSS")
     ax.plot(ts, [s["hwm_mb"] for s in mem["samples"]], label="peak RSS (VmHWM)")
+    ax.plot(ts, [s.get("anon_mb", float("nan")) for s in mem["samples"]], label="RssAnon (heap)")
+    ax.plot(ts, [s.get("shmem_mb", float("nan")) for s in mem["samples"]], label="RssShmem (DDS segments)")
     ax.axvline(mem["warmup_s"] / 60, color="k", ls=":", lw=1, label="end of warm-up")
     ax.set_xlabel("minutes")
     ax.set_ylabel("MB")
-    ax.set_title(f"occupancy_node ({result['config']}) memory: slope after warm-up "
-                 f"{mem['rss_slope_mb_per_min']:+.3f} MB/min, {mem['sets_published']} sets", fontsize=9)
+    ax.set_title(f"occupancy_node ({result['config']}) memory, {mem['sets_published']} sets: slope after warm-up "
+                 f"RSS {mem['rss_slope_mb_per_min']:+.3f} MB/min, heap {mem.get('anon_slope_mb_per_min', float('nan')):+.3f} "
+                 "MB/min", fontsize=9)
     ax.legend(fontsize=8)
     return save_figure(fig, path)
 
@@ -442,7 +451,9 @@ def summary_table(result: dict[str, Any]) -> str | None:
     """Latency table (latency run) or the memory figures (memory run), printed."""
     if "memory" in result:
         m = result["memory"]
-        print(f"[bench_node] RSS slope after warm-up {m['rss_slope_mb_per_min']:+.4f} MB/min, peak growth "
+        print(f"[bench_node] RSS slope after warm-up {m['rss_slope_mb_per_min']:+.4f} MB/min (heap "
+              f"{m['anon_slope_mb_per_min']:+.4f} MB/min, {m['anon_after_warmup_mb']:.1f} -> {m['anon_end_mb']:.1f} MB; "
+              f"DDS shared memory {m['shmem_after_warmup_mb']:.1f} -> {m['shmem_end_mb']:.1f} MB), peak growth "
               f"{m['peak_growth_after_warmup_mb']:+.2f} MB over {m['duration_s'] - m['warmup_s']:.0f} s", flush=True)
         return None
     print(f"[bench_node] outside the model: {100 * result['latency']['outside_model_share_of_end_to_end']:.1f} % "
