@@ -65,6 +65,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "resend_after_s": (0.0, "with wait_for_topic: publish the frame again (without ground truth) when no output "
                             "came after this many seconds; 0 = never"),
     "wait_for_subscribers": ([], "topics that must have a matched subscriber before the first frame"),
+    "wait_for_topic_subscriptions": (1, "before the first frame, wait until wait_for_topic has this many "
+                                        "subscriptions in the ROS graph, this node's own included (2 with an "
+                                        "evaluation_node: the consumer's first outputs must reach the evaluator too)"),
     "startup_timeout_s": (30.0, "longest wait for wait_for_subscribers / the wait_for_topic publisher, seconds"),
     "startup_settle_s": (0.5, "pause after the waits above: DDS matches the subscriber side a moment after the "
                               "publisher side, and a volatile subscriber misses what is sent before"),
@@ -178,6 +181,7 @@ class ReplayNode(Node):
             ("resend_after_s", p["resend_after_s"] >= 0, ">= 0 (0 = never)"),
             ("max_frames", p["max_frames"] >= 0, ">= 0"),
             ("qos_depth", p["qos_depth"] >= 1, ">= 1"),
+            ("wait_for_topic_subscriptions", p["wait_for_topic_subscriptions"] >= 1, ">= 1 (this node's own tap)"),
             ("record_storage", p["record_storage"] in bag_io.STORAGES, f"one of {sorted(bag_io.STORAGES)}"),
             ("image_format", p["image_format"] in ("rgb8", "bgr8", "jpeg", "png"), "rgb8, bgr8, jpeg or png"),
             ("loop", not (p["loop"] and p["record_path"] and not p["max_frames"]),
@@ -273,7 +277,7 @@ class ReplayNode(Node):
 
     def _ready(self, topic: str) -> bool:
         if topic == self.p["wait_for_topic"]:
-            return self._taps.matched(topic)
+            return self._taps.matched(topic) and self.count_subscribers(topic) >= self.p["wait_for_topic_subscriptions"]
         pub = self._clock_pub if topic == CLOCK_TOPIC else self._topic_pubs.get(topic)
         return pub is not None and pub.get_subscription_count() > 0
 

@@ -149,6 +149,9 @@ def run_demo(args: argparse.Namespace) -> dict:
     if not report_path.exists():
         raise DemoError(f"evaluation_node wrote no report at {report_path}; log: {evaluation.log_path}")
     report = json.loads(report_path.read_text())
+    if not report.get("counts", {}).get("paired") or report.get("results") is None:
+        raise DemoError(f"evaluation_node paired no prediction with its ground truth (counts {report.get('counts')}); "
+                        f"logs: {', '.join(str(n.log_path) for n in nodes.values())}")
     markers_png = _render_markers_view(recording, out / "markers_view.png")
     summary = {
         "frames_replayed": report.get("replay", {}).get("frames"),

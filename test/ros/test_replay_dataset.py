@@ -147,3 +147,30 @@ def test_missing_dataroot_fails_with_a_message_naming_it(tmp_path: Path) -> None
                           params={"dataroot": str(tmp_path / "nowhere")})
     code, output = rh.wait_exit(node, timeout_s=30.0)
     assert code == 2 and "nowhere" in output and "does not exist" in output
+
+
+def test_replay_waits_for_the_expected_consumers_of_wait_for_topic(tmp_path: Path, synthetic_dataroot: Path) -> None:
+    """wait_for_topic_subscriptions=2 with only the replay's own tap on the topic: it waits out startup_timeout_s
+    and says which topic it still waits for, then starts; 0 is refused."""
+    from protoocc_ros.msg import SemanticOccupancyGrid
+
+    with rh.ros_context() as ctx:
+        import rclpy
+
+        node = rclpy.create_node("fake_consumer", context=ctx)
+        node.create_publisher(SemanticOccupancyGrid, "/fake/output", 10)  # the topic exists, nobody else reads it
+        replay = rh.NodeProcess("protoocc_ros.ros.replay_node", tmp_path / "r.log", params={
+            "dataroot": str(synthetic_dataroot), "rate": 0.0, "max_frames": 1, "cameras": ["CAM_FRONT"],
+            "publish_ground_truth": False, "wait_for_topic": "/fake/output", "wait_timeout_s": 0.5,
+            "wait_for_topic_subscriptions": 2, "startup_timeout_s": 3.0})
+        executor = rclpy.executors.SingleThreadedExecutor(context=ctx)
+        executor.add_node(node)
+        rh.spin_until(executor, lambda: replay.proc.poll() is not None, 60.0)
+        node.destroy_node()
+    output = replay.output()
+    assert replay.proc.returncode == 0, output
+    assert "still waiting for ['/fake/output'] after 3.0 s" in output
+    bad = rh.NodeProcess("protoocc_ros.ros.replay_node", tmp_path / "bad.log",
+                         params={"dataroot": str(synthetic_dataroot), "wait_for_topic_subscriptions": 0})
+    code, text = rh.wait_exit(bad, timeout_s=30.0)
+    assert code == 2 and "wait_for_topic_subscriptions" in text
