@@ -17,7 +17,10 @@ def test_demo_writes_report_renders_and_recording(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "demo_summary.json").read_text())
     assert summary["frames_replayed"] == 2
     assert summary["frames_evaluated"] >= 1
-    assert 0.0 <= summary["miou"] <= 100.0
+    # the bundled checkpoint through the real node: far above the 0.31 % label-prior chance (README), reported as a
+    # fraction in the JSON and as a percentage on the console
+    assert 0.05 < summary["miou"] <= 1.0, summary["miou"]
+    assert f"mIoU {100 * summary['miou']:.2f} %" in result.stdout
     for png in summary["renders"]:
         assert Path(png).stat().st_size > 10_000, png
     assert any(p.endswith("markers_view.png") for p in summary["renders"])

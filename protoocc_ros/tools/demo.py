@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     miou = summary["miou"]
     print(f"protoocc-demo: {summary['frames_replayed']} held-out frames replayed through occupancy_node in "
-          f"{summary['seconds']} s, {summary['frames_evaluated']} evaluated; mIoU {miou:.2f} % (Occ3D, camera mask)")
+          f"{summary['seconds']} s, {summary['frames_evaluated']} evaluated; mIoU {100 * miou:.2f} % (Occ3D, camera mask)")
     print(f"protoocc-demo: report     {summary['report']}")
     for png in summary["renders"]:
         print(f"protoocc-demo: render     {png}")
