@@ -28,9 +28,8 @@ import statistics
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
@@ -39,6 +38,7 @@ from common import (  # noqa: E402
 )
 
 from protoocc_ros.ros.dds import dds_profile_env  # noqa: E402
+from protoocc_ros.ros.spin import ros_context  # noqa: E402
 from protoocc_ros.tools.processes import NodeProcess  # noqa: E402
 
 # A private DDS domain on this host (tests use 1..200), inherited by the node processes.
@@ -157,20 +157,6 @@ def stage_means_between(first: dict[str, Any], last: dict[str, Any]) -> dict[str
 def drops_between(first: dict[str, Any] | None, last: dict[str, Any] | None) -> dict[str, int]:
     a, b = (first or {}).get("drops", {}), (last or {}).get("drops", {})
     return {k: v - a.get(k, 0) for k, v in b.items() if v - a.get(k, 0) > 0}
-
-
-@contextmanager
-def ros_context() -> Iterator[Any]:
-    """A private rclpy Context for the probe, shut down after the block."""
-    import rclpy
-    from rclpy.context import Context
-
-    context = Context()
-    rclpy.init(context=context)
-    try:
-        yield context
-    finally:
-        context.try_shutdown()
 
 
 # -- processes ------------------------------------------------------------------------------------------

@@ -1,10 +1,23 @@
-"""Spin loops for the node entry points that end cleanly on Ctrl-C / SIGTERM."""
+"""Spin loops for the node entry points that end cleanly on Ctrl-C / SIGTERM, and a private rclpy context."""
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import rclpy
+from rclpy.context import Context
 from rclpy.executors import Executor, ExternalShutdownException
+
+
+@contextmanager
+def ros_context() -> Iterator[Context]:
+    """A private rclpy Context (tests, benchmark probes), initialised for the block and shut down after it."""
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        yield context
+    finally:
+        context.try_shutdown()
 
 
 def spin_until(executor: Executor, done: Callable[[], bool], period_s: float = 0.1) -> None:

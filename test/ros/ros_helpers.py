@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from protoocc_ros.ros.dds import dds_profile_env
+from protoocc_ros.ros.spin import ros_context  # noqa: F401 - re-exported for the tests
 from protoocc_ros.tools.processes import NodeProcess as _NodeProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,20 +43,6 @@ def wait_exit(node: NodeProcess, timeout_s: float = 60.0) -> tuple[int, str]:
         raise AssertionError(f"{node.cmd} did not exit within {timeout_s} s; output:\n{node.output()}") from None
     node.stop()
     return code, node.output()
-
-
-@contextmanager
-def ros_context() -> Iterator[Any]:
-    """A private rclpy Context, initialised for the block and shut down after it."""
-    import rclpy
-    from rclpy.context import Context
-
-    context = Context()
-    rclpy.init(context=context)
-    try:
-        yield context
-    finally:
-        context.try_shutdown()
 
 
 def spin_until(executor: Any, predicate: Callable[[], bool], timeout_s: float, step_s: float = 0.05) -> bool:

@@ -20,6 +20,7 @@ def test_replay_occupancy_evaluation_run_to_completion(tmp_path: Path, synthetic
         "dataroot": str(synthetic_dataroot), "rate": 0.0, "max_frames": frames, "wait_for_topic": mb.PREDICTION_TOPIC,
         "wait_timeout_s": 30.0, "resend_after_s": 3.0,
         "wait_for_subscribers": [mb.image_topic("CAM_FRONT"), mb.GROUND_TRUTH_TOPIC],
+        "wait_for_topic_subscriptions": 2, "startup_settle_s": 1.0,  # as config/replay_demo.yaml: the evaluator too
         "record_path": str(tmp_path / "bag"), "record_storage": "mcap"})
     try:
         deadline = time.monotonic() + 90.0
