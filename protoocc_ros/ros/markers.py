@@ -4,7 +4,8 @@ Two builders of the same array: :meth:`OccupancyMarkers.build` returns the rclpy
 geometry_msgs/Point object per voxel: ~120 ms for 64k voxels) and :meth:`OccupancyMarkers.build_serialized`
 writes its CDR bytes straight from the numpy coordinates (a few ms), for ``Publisher.publish(bytes)``.
 The CDR layout is that of visualization_msgs 5.x (Jazzy, Kilted); :func:`serializer_matches_rclpy`
-compares both builders byte for byte so a node can fall back to the message on another layout.
+checks that rclpy reads the bytes back as exactly the message builder's array, so a node can fall back
+to the message on another layout.
 """
 from __future__ import annotations
 
