@@ -28,7 +28,9 @@ from common import (  # noqa: E402
     set_threads, summarize_ms, time_repeated, variant_config, wait_for_low_load,
 )
 
-from protoocc_ros.export import DEFAULT_OPSET, ExportError, SingleFrameGraph, export_onnx, onnx_session, run_onnx  # noqa: E402,E501
+from protoocc_ros.export import (  # noqa: E402
+    DEFAULT_OPSET, ExportError, SingleFrameGraph, compare_with_pytorch, export_onnx, onnx_session, run_onnx,
+)
 
 
 def bench_config(name: str, args: argparse.Namespace, threads: int, out_dir: Path) -> dict[str, Any]:
@@ -43,14 +45,7 @@ def bench_config(name: str, args: argparse.Namespace, threads: int, out_dir: Pat
     export_onnx(model, frames[0].images, frames[0].lidar2img, path, args.opset)
     export_s = time.monotonic() - t0
     session = onnx_session(path, threads)
-    checks = []
-    for i, f in enumerate(frames):
-        with torch.inference_mode():
-            ref = graph(f.images, f.lidar2img).numpy()
-        got = run_onnx(session, f.images, f.lidar2img)
-        checks.append({"frame": i, "max_abs_diff": float(np.abs(got - ref).max()),
-                       "max_abs_logit": float(np.abs(ref).max()),
-                       "argmax_agreement": float((got.argmax(1) == ref.argmax(1)).mean())})
+    checks = compare_with_pytorch(session, model, [(f.images, f.lidar2img) for f in frames])
     f = frames[1]
     if args.max_load is not None:
         wait_for_low_load(args.max_load)

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ExportError", "SingleFrameGraph", "export_onnx", "onnx_session", "run_onnx", "DEFAULT_OPSET"]
+__all__ = ["ExportError", "SingleFrameGraph", "export_onnx", "onnx_session", "run_onnx", "compare_with_pytorch",
+           "DEFAULT_OPSET"]
 
 DEFAULT_OPSET = 20  # GridSample on 5-D volumes (temporal attention) needs opset >= 20
 INPUT_NAMES = ("images", "lidar2img")
@@ -157,3 +158,18 @@ def run_onnx(session: Any, images: Tensor | np.ndarray, lidar2img: Tensor | np.n
                               f"{list(arr.shape)}")
         feeds[meta.name] = arr
     return session.run(list(OUTPUT_NAMES), feeds)[0]
+
+
+def compare_with_pytorch(session: Any, model: nn.Module, frames: list[tuple[Tensor, Tensor]]) -> list[dict[str, float]]:
+    """Per (images, lidar2img) frame: max |ONNX - PyTorch| logit difference, the largest |logit| (its scale)
+    and the argmax label agreement of ONNX Runtime vs the model's single-frame graph."""
+    graph = SingleFrameGraph(model)
+    checks = []
+    for i, (images, lidar2img) in enumerate(frames):
+        with torch.inference_mode():
+            ref = graph(images, lidar2img).cpu().numpy()
+        got = run_onnx(session, images, lidar2img)
+        checks.append({"frame": i, "max_abs_diff": float(np.abs(got - ref).max()),
+                       "max_abs_logit": float(np.abs(ref).max()),
+                       "argmax_agreement": float((got.argmax(1) == ref.argmax(1)).mean())})
+    return checks

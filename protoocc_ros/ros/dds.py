@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Mapping
 
+from protoocc_ros.package_files import find_package_file
+
 __all__ = ["PROFILE_NAME", "OPT_OUT", "profile_path", "dds_profile_env"]
 
 PROFILE_NAME = "fastdds_large_data.xml"
@@ -21,11 +23,7 @@ _FAST_DDS_2_DISTROS = ("humble", "iron", "jazzy")  # Fast DDS 2.x reads FASTRTPS
 
 def profile_path() -> Path | None:
     """config/fastdds_large_data.xml of this checkout, else of an installed share/protoocc_ros; None if absent."""
-    candidates = [Path(__file__).resolve().parents[2] / "config" / PROFILE_NAME]
-    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
-        if prefix:
-            candidates.append(Path(prefix) / "share" / "protoocc_ros" / "config" / PROFILE_NAME)
-    return next((c for c in candidates if c.is_file()), None)
+    return find_package_file("config", PROFILE_NAME)
 
 
 def dds_profile_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:

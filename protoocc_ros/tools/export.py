@@ -23,12 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from protoocc_ros.config import ConfigError, ProtoOccConfig, config_to_dict
 from protoocc_ros.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
-from protoocc_ros.export import DEFAULT_OPSET, ExportError, SingleFrameGraph, export_onnx, onnx_session, run_onnx
+from protoocc_ros.export import DEFAULT_OPSET, ExportError, compare_with_pytorch, export_onnx, onnx_session
 from protoocc_ros.training.checkpoint import (
     CheckpointError, check_checkpoint_path, default_checkpoint_path, load_checkpoint,
 )
@@ -50,19 +49,6 @@ def example_inputs(cfg: ProtoOccConfig, split: str, count: int) -> list[tuple[to
         sample = dataset[i]
         frames.append((sample["images"][None].float(), torch.as_tensor(sample["lidar2img"])[None].float()))
     return frames
-
-
-def compare(session: Any, graph: SingleFrameGraph, frames: list[tuple[torch.Tensor, torch.Tensor]]) -> list[dict]:
-    """Max |ONNX - PyTorch| logit difference and argmax agreement per frame."""
-    checks = []
-    for i, (images, lidar2img) in enumerate(frames):
-        with torch.inference_mode():
-            ref = graph(images, lidar2img).numpy()
-        got = run_onnx(session, images, lidar2img)
-        checks.append({"frame": i, "max_abs_diff": float(np.abs(got - ref).max()),
-                       "max_abs_logit": float(np.abs(ref).max()),
-                       "argmax_agreement": float((got.argmax(1) == ref.argmax(1)).mean())})
-    return checks
 
 
 def sidecar(cfg: ProtoOccConfig, checkpoint: Path, output: Path, opset: int, split: str,
@@ -113,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{cfg.num_cameras} cameras x {cfg.image_size[0]}x{cfg.image_size[1]}, grid {cfg.dataset.grid_size}")
         checks = []
         if args.check_frames > 0:
-            checks = compare(onnx_session(output), SingleFrameGraph(model), frames[:args.check_frames])
+            checks = compare_with_pytorch(onnx_session(output), model, frames[:args.check_frames])
     except (CheckpointError, ConfigError, TrainingError, ExportError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

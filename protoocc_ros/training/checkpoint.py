@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from protoocc_ros.config import ConfigError, ProtoOccConfig, config_from_dict, config_to_dict
+from protoocc_ros.package_files import find_package_file, package_file_candidates
 from protoocc_ros.training.errors import CheckpointError
 from protoocc_ros.training.state_codec import flatten_state, unflatten_state
 
@@ -83,15 +84,10 @@ def check_checkpoint_path(path: str | Path | None) -> Path:
 
 
 def default_checkpoint_path() -> Path:
-    """The bundled demo checkpoint: models/ of this checkout, else share/protoocc_ros/models of an install."""
-    candidates = [REPO_ROOT / "models" / DEFAULT_CHECKPOINT_NAME]
-    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
-        if prefix:
-            candidates.append(Path(prefix) / "share" / "protoocc_ros" / "models" / DEFAULT_CHECKPOINT_NAME)
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    return candidates[0]
+    """The bundled demo checkpoint: models/ of this checkout, else share/protoocc_ros/models of an install
+    (the checkout's path when neither exists, for the error message)."""
+    return (find_package_file("models", DEFAULT_CHECKPOINT_NAME)
+            or package_file_candidates("models", DEFAULT_CHECKPOINT_NAME)[0])
 
 
 def git_commit(repo: Path = REPO_ROOT) -> str | None:
