@@ -108,9 +108,15 @@ class PrototypeConfig:
     iterations: int = 3  # K soft-assignment iterations
     feature_level: int = 0  # FPN level that is clustered
     cluster_temperature: float = 0.1  # softmax temperature of the soft assignment
-    # Encoder layers that map prototypes onto the queries (Eqs. 1a-1b); null = every layer. The first
-    # layer only keeps the prototype view transformation within ~1.1x the baseline's time.
-    layers: list[int] | None = field(default_factory=lambda: [0])
+    # Encoder layers that map prototypes onto the queries (Eqs. 1a-1b); null = every layer (the paper).
+    # [0] (the first layer only) is a named speed variant.
+    layers: list[int] | None = None
+    # Deviations from the paper as printed, each off by default (docs/architecture.md "Deviations"):
+    learned_affinity_scale: bool = False  # Eq. 1a: σ(α·A + β) with learned α, β instead of σ(A)
+    per_prototype_norm: bool = False  # Eq. 1a: R = 1 + Σ_k σ(A) per prototype instead of Σ_{m,k} σ(A)
+    dispatch_mlp_on_prototypes: bool = False  # Eq. 1b: σ(A)ᵀ·MLP(P_vox) / Σ_m σ(A) instead of MLP(σ(A)ᵀ·P_vox)
+    dispatch_to_output: bool = False  # also add Q̂ - Q' to the cross-attention output (Q̂ only steers it)
+    pixel_softmax: bool = False  # Eq. 2: softmax of the mass-normalised G·H(A), G detached, H = 10·I at init
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from protoocc_ros.config import EncoderConfig
+from protoocc_ros.config import EncoderConfig, PrototypeConfig
 from protoocc_ros.model.prototypes import PrototypeMapping
 from protoocc_ros.model.spatial_cross_attention import CameraQueries, SpatialCrossAttention
 from protoocc_ros.model.temporal_attention import TemporalSelfAttention
@@ -16,14 +16,16 @@ from protoocc_ros.model.temporal_attention import TemporalSelfAttention
 
 class EncoderLayer(nn.Module):
     def __init__(self, embed_dims: int, cfg: EncoderConfig, num_levels: int, temporal: bool,
-                 prototypes: bool) -> None:
+                 prototypes: bool, proto: PrototypeConfig) -> None:
         super().__init__()
         self.temporal_attn = (TemporalSelfAttention(embed_dims, cfg.num_heads, cfg.num_points, cfg.dropout)
                               if temporal else None)
         self.norm_temporal = nn.LayerNorm(embed_dims) if temporal else None
-        self.prototype_mapping = PrototypeMapping(embed_dims) if prototypes else None
+        self.prototype_mapping = (PrototypeMapping(embed_dims, proto.learned_affinity_scale, proto.per_prototype_norm,
+                                                   proto.dispatch_mlp_on_prototypes) if prototypes else None)
         self.cross_attn = SpatialCrossAttention(embed_dims, cfg.num_heads, num_levels, cfg.num_points,
-                                                cfg.num_points_in_pillar, cfg.dropout)
+                                                cfg.num_points_in_pillar, cfg.dropout,
+                                                dispatch_to_output=prototypes and proto.dispatch_to_output)
         self.norm_cross = nn.LayerNorm(embed_dims)
         self.ffn = nn.Sequential(nn.Linear(embed_dims, cfg.ffn_dims), nn.ReLU(inplace=True), nn.Dropout(cfg.dropout),
                                  nn.Linear(cfg.ffn_dims, embed_dims), nn.Dropout(cfg.dropout))

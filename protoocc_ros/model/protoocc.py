@@ -53,9 +53,10 @@ class ProtoOcc(nn.Module):
         mapped = set(range(m.encoder.num_layers) if proto.layers is None else proto.layers)
         self.encoder = nn.ModuleList(
             EncoderLayer(m.embed_dims, m.encoder, m.neck.num_levels, m.temporal.enabled,
-                         prototypes=proto.enabled and i in mapped)
+                         prototypes=proto.enabled and i in mapped, proto=proto)
             for i in range(m.encoder.num_layers))
-        self.pixel_features = PrototypePixelFeatures(proto.num_prototypes) if proto.optimization else None
+        self.pixel_features = (PrototypePixelFeatures(proto.num_prototypes, proto.pixel_softmax)
+                               if proto.optimization else None)
         self.decoder = MultiPerspectiveDecoder(m.embed_dims, ds.num_classes, upsample_factors(cfg), m.decoder)
         weights = cfg.loss.class_weights
         self.register_buffer("class_weights", None if weights is None else torch.tensor(weights), persistent=False)
@@ -120,7 +121,7 @@ class ProtoOcc(nn.Module):
             if self.pixel_features is not None:
                 feat_size = tuple(feats[level].shape[-2:])
                 g = attention_map(aux["locations"][:, :, :, level], aux["weights"][:, :, :, level],
-                                  aux["valid"], feat_size)
+                                  aux["valid"], feat_size, detach=m.prototypes.pixel_softmax)
                 out_aux["pixel_features"], out_aux["coverage"] = self.pixel_features(
                     aux["affinity"], aux["p_vox"], g, aux["valid"], feat_size)  # Eq. 2
         new_memory = TemporalMemory(volume.detach(), ego2global.detach(), timestamp.detach(), reasons)

@@ -46,43 +46,56 @@ def _mlp(dims: int) -> nn.Sequential:
 class PrototypeMapping(nn.Module):
     """Lift 2D prototypes onto the hit voxel queries of each camera (Feature Aggregation & Dispatch [23, 31]).
 
-    P̂_img = MLP(P_img); A = cos(P̂_img, Q') (S, M, K); σ(A) is sigmoid(α·A + β) with learned α, β
-    (as Context Clusters [31]); A and σ(A) are zero on padding slots.
-    Aggregate, Eq. 1a: P_vox = (P̂_img + σ(A) · Q') / R, R = 1 + Σ_k σ(A) (the 1 counts the P̂_img term).
-    Dispatch,  Eq. 1b: Q̂ = Q' + σ(A)ᵀ · MLP(P_vox) / Σ_m σ(A).
-    Two choices the paper leaves open: the per-query division by Σ_m σ(A) keeps the scale
-    independent of M, and the MLP runs on the M prototypes before they are dispatched instead of on
-    the K dispatched features (equal for the MLP's affine part, since the weights sum to 1; it costs
-    M instead of N*K rows, which keeps the prototype view transformation close to the baseline's time).
+    As printed (Sec. 3.2.1), per camera: P̂_img = MLP(P_img) (M, d); A = cos(P̂_img, Q') (M, K);
+    Aggregate, Eq. 1a: P_vox = (P̂_img + σ(A) · Q') / R with R = Σ_{m,k} σ(A), "the total sum of the
+    similarities"; Dispatch, Eq. 1b: Q̂ = Q' + MLP(σ(A)ᵀ · P_vox). σ is the plain sigmoid; A and σ(A)
+    are zero on padding slots. Reading chosen where the paper is open: R is summed per camera image
+    (A is defined per camera, A ∈ R^{N×M×K}), and both MLPs are Linear-ReLU-Linear of width d.
+
+    Named deviations (``model.prototypes.*``, off by default; docs/architecture.md "Deviations"):
+    ``learned_affinity_scale`` σ(α·A + β) with learned α, β (Context Clusters [31]);
+    ``per_prototype_norm`` R_m = 1 + Σ_k σ(A_mk) (a weighted mean per prototype);
+    ``dispatch_mlp_on_prototypes`` Q̂ = Q' + σ(A)ᵀ · MLP(P_vox) / Σ_m σ(A): the MLP on M rows instead
+    of N·K (equal to the paper for the MLP's affine part only).
     """
 
-    def __init__(self, embed_dims: int) -> None:
+    def __init__(self, embed_dims: int, learned_affinity_scale: bool = False, per_prototype_norm: bool = False,
+                 dispatch_mlp_on_prototypes: bool = False) -> None:
         super().__init__()
+        self.per_prototype_norm = per_prototype_norm
+        self.dispatch_mlp_on_prototypes = dispatch_mlp_on_prototypes
         self.img_mlp = _mlp(embed_dims)
         self.dispatch_mlp = _mlp(embed_dims)
-        self.alpha = nn.Parameter(torch.ones(()))
-        self.beta = nn.Parameter(torch.zeros(()))
+        self.alpha = nn.Parameter(torch.ones(())) if learned_affinity_scale else None
+        self.beta = nn.Parameter(torch.zeros(())) if learned_affinity_scale else None
 
     def forward(self, p_img: Tensor, q: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """p_img (S, M, d), q = Q' (S, K, d), valid (S, K) -> (Q̂ (S, K, d), A (S, M, K), P_vox (S, M, d))."""
-        p_hat = self.img_mlp(p_img)
+        p_hat = self.img_mlp(p_img)  # P̂_img (S, M, d)
         q_unit = F.normalize(q, dim=-1) * valid[..., None].to(q.dtype)  # padding slots -> 0
         affinity = F.normalize(p_hat, dim=-1) @ q_unit.transpose(1, 2)  # A, cosine: (S, M, K)
-        off = torch.zeros_like(valid, dtype=affinity.dtype).masked_fill(~valid, float("-inf"))  # (S, K)
-        sig = torch.sigmoid(torch.addcmul((off + self.beta)[:, None, :], affinity, self.alpha))  # σ(A), 0 on padding
-        p_vox = (p_hat + sig @ q) / (1.0 + sig.sum(-1, keepdim=True))  # Eq. 1a
-        dispatched = sig.transpose(1, 2) @ self.dispatch_mlp(p_vox) / (sig.sum(1)[..., None] + EPS)  # (S, K, d)
-        q_hat = q + dispatched  # Eq. 1b
-        return q_hat, affinity, p_vox
+        pad = valid[:, None, :]  # (S, 1, K)
+        logits = affinity if self.alpha is None else self.alpha * affinity + self.beta
+        sig = torch.sigmoid(logits) * pad.to(affinity.dtype)  # σ(A), 0 on padding
+        if self.per_prototype_norm:
+            r = 1.0 + sig.sum(-1, keepdim=True)  # (S, M, 1)
+        else:
+            r = sig.sum((1, 2)).clamp(min=EPS)[:, None, None]  # (S, 1, 1): Σ_{m,k} σ(A)
+        p_vox = (p_hat + sig @ q) / r  # Eq. 1a: (S, M, d)
+        if self.dispatch_mlp_on_prototypes:
+            dispatched = sig.transpose(1, 2) @ self.dispatch_mlp(p_vox) / (sig.sum(1)[..., None] + EPS)
+        else:
+            dispatched = self.dispatch_mlp(sig.transpose(1, 2) @ p_vox)  # MLP(σ(A)ᵀ · P_vox): (S, K, d)
+        return q + dispatched, affinity, p_vox  # Eq. 1b
 
 
-def attention_map(locations: Tensor, weights: Tensor, valid: Tensor, feat_size: tuple[int, int]) -> Tensor:
+def attention_map(locations: Tensor, weights: Tensor, valid: Tensor, feat_size: tuple[int, int],
+                  detach: bool = False) -> Tensor:
     """G of Eq. 2 as a sparse (S*D, S*K) matrix: the deformable-attention mass of query k on cell D.
 
     locations (S, K, heads, P, 2) in [0, 1] and weights (S, K, heads, P) of the clustered level;
-    each sample adds weight / heads to the cell containing it. G carries no gradient (it is the
-    bridge from the voxel to the image grid; the loss trains the prototypes through P_vox and H).
-    Transposed so that ``G @ Z`` gives per-cell features.
+    each sample adds weight / heads to the cell containing it (nearest cell: the locations carry no
+    gradient, the weights do unless ``detach``). Transposed so that ``G @ Z`` gives per-cell features.
     """
     s, k, heads, p, _ = locations.shape
     hf, wf = feat_size
@@ -94,33 +107,39 @@ def attention_map(locations: Tensor, weights: Tensor, valid: Tensor, feat_size: 
     cell = cam * (hf * wf) + row.clamp(0, hf - 1) * wf + col.clamp(0, wf - 1)  # (S, K, heads, P)
     slot = (cam * k + torch.arange(k, device=loc.device).view(1, k, 1, 1)).expand_as(cell)
     dtype = torch.promote_types(weights.dtype, torch.float32)  # sparse products in >= float32 (AMP safe)
-    vals = weights.detach().to(dtype) / heads * inside
+    w = weights.detach() if detach else weights
+    vals = w.to(dtype) / heads * inside
     keep = inside.flatten()
     g = torch.sparse_coo_tensor(torch.stack([cell.flatten()[keep], slot.flatten()[keep]]), vals.flatten()[keep],
                                 (s * hf * wf, s * k), check_invariants=False)
     return g  # uncoalesced: sparse.mm sums duplicate (cell, query) entries itself
 
 
-H_INIT_SCALE = 10.0  # H starts as 10 * identity: a softmax temperature of 0.1 over cosine affinities
+H_SOFTMAX_INIT_SCALE = 10.0  # pixel_softmax: H starts as 10 * identity, a softmax temperature of 0.1
 
 
 class PrototypePixelFeatures(nn.Module):
-    """Prototype-aware pixel features, Eq. 2: X = {G ⊙ H(A)} · P_vox.
+    """Prototype-aware pixel features, Eq. 2: X = {G ⊙ H(A)} · P_vox (S, d, h_f, w_f).
 
-    H is a learned linear map over the prototype axis of the affinity A (M -> M, per query). The
-    product of G (query -> cell) and H(A) (prototype -> query) is taken over the hit queries and
-    normalised by the cell's attention mass, Ā[cell, m] = Σ_k G[k, cell] H(A)[m, k] / Σ_k G[k, cell];
-    its softmax over m is "the probability of each grid cell being assigned with a certain
-    prototype" (Sec. 3.2.2), and X[cell] = Σ_m softmax(Ā[cell])_m · P_vox[m] (S, d, h_f, w_f).
+    G (K, D): each hit query's deformable-attention mass on the cells of the clustered feature map;
+    H: a linear map over the prototype axis of A (M -> M, per query), initialised to the identity.
+    Reading chosen (the printed shapes leave it open): ``G ⊙ H(A)`` pairs, for every query k, its cell
+    weights G[k, ·] with its prototype weights H(A)[·, k], accumulated over the hit queries:
+    W[cell, m] = Σ_k G[k, cell] · H(A)[m, k], "the probability of each grid cell being assigned with a
+    certain prototype"; X[cell] = Σ_m W[cell, m] · P_vox[m]. No normalisation (L_cls compares cosines).
+    Also returns the attention mass Σ_k G[k, cell] per cell: cells no query attends carry no feature.
+
+    Named deviation ``pixel_softmax`` (off by default): W normalised by the cell's mass and passed
+    through a softmax over m, G detached, H initialised to 10·I.
     """
 
-    def __init__(self, num_prototypes: int) -> None:
+    def __init__(self, num_prototypes: int, pixel_softmax: bool = False) -> None:
         super().__init__()
+        self.pixel_softmax = pixel_softmax
         self.h = nn.Linear(num_prototypes, num_prototypes)
-        # A scaled identity at the start: a random H mixes all prototypes alike, every cell would get
-        # the same mixture and L_cls would sit at its symmetric point (all cosines equal).
-        with torch.no_grad():
-            self.h.weight.copy_(torch.eye(num_prototypes) * H_INIT_SCALE)
+        scale = H_SOFTMAX_INIT_SCALE if pixel_softmax else 1.0
+        with torch.no_grad():  # a random H would mix all prototypes alike and start L_cls at its symmetric point
+            self.h.weight.copy_(torch.eye(num_prototypes) * scale)
         nn.init.zeros_(self.h.bias)
 
     def forward(self, affinity: Tensor, p_vox: Tensor, g: Tensor, valid: Tensor,
@@ -135,6 +154,8 @@ class PrototypePixelFeatures(nn.Module):
             ones = torch.ones(s * k, 1, device=ha.device, dtype=ha.dtype)
             mixed = torch.sparse.mm(g, torch.cat([ha, ones], 1))  # (S*D, M + 1): Σ_k G·H(A) and Σ_k G
             coverage = mixed[:, m:]
-            assign = (mixed[:, :m] / coverage.clamp(min=1e-12)).softmax(-1)  # (S*D, M)
+            assign = mixed[:, :m]  # W (S*D, M)
+            if self.pixel_softmax:
+                assign = (assign / coverage.clamp(min=1e-12)).softmax(-1)
             x = assign.view(s, hf * wf, m) @ p_vox.to(g.dtype)  # (S, D, d)
         return x.transpose(1, 2).reshape(s, -1, hf, wf), coverage.view(s, hf, wf)

@@ -146,15 +146,16 @@ class SpatialCrossAttention(nn.Module):
     """SCA: per-camera deformable attention of the hit queries, averaged over hitting cameras.
 
     An optional ``query_transform(q (S, K, d), valid (S, K)) -> (q_hat, aux)`` (the prototype
-    Dispatch of Eq. 1b) turns the gathered queries Q' into the prototype-aware Q̂ that drives the
-    offsets and weights. Q̂ - Q' (the dispatched prototype feature) is added to the camera's
-    attention output before the average over hitting cameras and the output projection, so the
-    prototype context reaches the query directly as well as through where it attends.
+    Dispatch of Eq. 1b) turns the gathered queries Q' into the prototype-aware Q̂ that is "fed as
+    input for deformable attention" (Sec. 3.2.1): it predicts the offsets and weights. Named
+    deviation ``dispatch_to_output`` (off by default): Q̂ - Q' is also added to the camera's attention
+    output before the average over hitting cameras, a shortcut the paper does not have.
     """
 
     def __init__(self, embed_dims: int, num_heads: int, num_levels: int, num_points: int, num_anchors: int,
-                 dropout: float) -> None:
+                 dropout: float, dispatch_to_output: bool = False) -> None:
         super().__init__()
+        self.dispatch_to_output = dispatch_to_output
         self.attention = MSDeformableAttention3D(embed_dims, num_heads, num_levels, num_points, num_anchors)
         self.output_proj = nn.Linear(embed_dims, embed_dims)
         self.dropout = nn.Dropout(dropout)
@@ -176,8 +177,8 @@ class SpatialCrossAttention(nn.Module):
         values = self.attention.project_values(feats)
         out, loc, weights = self.attention(q_hat, cams.uv.flatten(0, 1), values, valid)  # (B*N, K, d)
         aux.update(locations=loc, weights=weights)
-        if query_transform is not None:
-            out = out + (q_hat - q_cam)  # the dispatched prototype feature joins the attended one
+        if query_transform is not None and self.dispatch_to_output:
+            out = out + (q_hat - q_cam)  # deviation: the dispatched prototype feature joins the attended one
         out = out * valid[..., None].to(out.dtype)
         slots = out.new_zeros(b, q, d)
         slots.scatter_add_(1, cams.index.reshape(b, n * k, 1).expand(b, n * k, d), out.reshape(b, n * k, d))

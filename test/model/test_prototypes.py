@@ -46,37 +46,83 @@ def test_clustering_matches_loop() -> None:
         torch.testing.assert_close(out[s], torch.stack(protos))
 
 
-def test_aggregate_and_dispatch_match_loop() -> None:
+def _mlp_rows(mlp: torch.nn.Module, rows: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [mlp(r) for r in rows]
+
+
+def test_aggregate_and_dispatch_match_the_paper_as_printed() -> None:
+    """Sec. 3.2.1 as printed, one camera at a time, loops over prototypes m and hit queries k:
+
+    P̂_img = MLP(P_img); A_mk = cos(P̂_img[m], Q'[k]); σ = sigmoid;
+    Eq. 1a  P_vox[m] = (P̂_img[m] + Σ_k σ(A_mk) Q'[k]) / R,  R = "the total sum of the similarities σ(A)";
+    Eq. 1b  Q̂[k] = Q'[k] + MLP(Σ_m σ(A_mk) P_vox[m]).
+    """
     torch.manual_seed(0)
     s, m, k, d = 3, 4, 5, 6
     mapping = PrototypeMapping(d)
+    p_img, q = torch.randn(s, m, d), torch.randn(s, k, d)
+    valid = torch.ones(s, k, dtype=torch.bool)
+    valid[1, 3:] = False  # camera 1 has only 3 hit queries: the rest are padding, not queries
+    q_hat, affinity, p_vox = mapping(p_img, q, valid)
+    for si in range(s):
+        hits = [kk for kk in range(k) if valid[si, kk]]
+        p_hat = _mlp_rows(mapping.img_mlp, [p_img[si, mm] for mm in range(m)])
+        sig = {(mm, kk): torch.sigmoid(torch.tensor(_cos(p_hat[mm], q[si, kk]))) for mm in range(m) for kk in hits}
+        r = sum(sig.values())
+        ref_vox = [(p_hat[mm] + sum(sig[mm, kk] * q[si, kk] for kk in hits)) / r for mm in range(m)]
+        for mm in range(m):
+            torch.testing.assert_close(p_vox[si, mm], ref_vox[mm])
+            for kk in hits:
+                torch.testing.assert_close(affinity[si, mm, kk].item(), _cos(p_hat[mm], q[si, kk]))
+        for kk in hits:
+            dispatched = mapping.dispatch_mlp(sum(sig[mm, kk] * ref_vox[mm] for mm in range(m)))
+            torch.testing.assert_close(q_hat[si, kk], q[si, kk] + dispatched)
+
+
+def test_mapping_deviation_flags_match_their_loops() -> None:
+    """learned_affinity_scale + per_prototype_norm + dispatch_mlp_on_prototypes (the pre-paper-default code)."""
+    torch.manual_seed(0)
+    s, m, k, d = 3, 4, 5, 6
+    mapping = PrototypeMapping(d, learned_affinity_scale=True, per_prototype_norm=True,
+                               dispatch_mlp_on_prototypes=True)
     with torch.no_grad():
         mapping.alpha.fill_(3.0)
         mapping.beta.fill_(-0.5)
     p_img, q = torch.randn(s, m, d), torch.randn(s, k, d)
     valid = torch.ones(s, k, dtype=torch.bool)
-    valid[1, 3:] = False  # camera 1 has only 3 hit queries
-    q_hat, affinity, p_vox = mapping(p_img, q, valid)
+    valid[1, 3:] = False
+    q_hat, _, p_vox = mapping(p_img, q, valid)
     for si in range(s):
         p_hat = mapping.img_mlp(p_img[si])
         hits = [kk for kk in range(k) if valid[si, kk]]
         sig = {(mm, kk): torch.sigmoid(3.0 * torch.tensor(_cos(p_hat[mm], q[si, kk])) - 0.5)
                for mm in range(m) for kk in hits}
-        for mm in range(m):  # Eq. 1a
+        for mm in range(m):
             r = 1.0 + sum(sig[mm, kk] for kk in hits)
             ref = (p_hat[mm] + sum(sig[mm, kk] * q[si, kk] for kk in hits)) / r
             torch.testing.assert_close(p_vox[si, mm], ref)
-            for kk in range(k):
-                expected = _cos(p_hat[mm], q[si, kk]) if kk in hits else 0.0
-                torch.testing.assert_close(affinity[si, mm, kk].item(), expected)
-        for kk in hits:  # Eq. 1b
+        for kk in hits:
             mix = sum(sig[mm, kk] * mapping.dispatch_mlp(p_vox[si, mm]) for mm in range(m))
             torch.testing.assert_close(q_hat[si, kk], q[si, kk] + mix / (sum(sig[mm, kk] for mm in range(m)) + 1e-6))
 
 
-def test_pixel_features_match_loop() -> None:
-    """Eq. 2: X[cell] = Σ_m softmax_m(Σ_k G[k, cell] H(A)[m, k] / Σ_k G[k, cell]) P_vox[m], G from the samples."""
-    torch.manual_seed(1)
+def _dense_attention_map(loc: torch.Tensor, weights: torch.Tensor, valid: torch.Tensor, si: int,
+                         hf: int, wf: int) -> torch.Tensor:
+    """G (K, D) by loops: each sampling point adds its attention weight / heads to the cell it falls in."""
+    k, heads, pts = weights.shape[1:]
+    dense_g = torch.zeros(k, hf * wf)
+    for kk in range(k):
+        for h in range(heads):
+            for p in range(pts):
+                cx, cy = loc[si, kk, h, p].tolist()
+                col, row = math.floor(cx * wf), math.floor(cy * hf)
+                if valid[si, kk] and 0 <= col < wf and 0 <= row < hf:
+                    dense_g[kk, row * wf + col] += weights[si, kk, h, p] / heads
+    return dense_g
+
+
+def _pixel_case(seed: int):
+    torch.manual_seed(seed)
     s, m, k, d, heads, pts, hf, wf = 2, 3, 4, 5, 2, 3, 3, 4
     affinity, p_vox = torch.rand(s, m, k) * 2 - 1, torch.randn(s, m, d)
     valid = torch.ones(s, k, dtype=torch.bool)
@@ -84,32 +130,64 @@ def test_pixel_features_match_loop() -> None:
     affinity = affinity * valid[:, None]
     loc = torch.rand(s, k, heads, pts, 2) * 1.2 - 0.1  # some samples fall outside the image
     weights = torch.rand(s, k, heads, pts)
+    return affinity, p_vox, valid, loc, weights, (hf, wf)
+
+
+def test_pixel_features_match_the_paper_as_printed() -> None:
+    """Eq. 2 as printed, X = {G ⊙ H(A)} · P_vox, by loops: for every cell and prototype the element-wise
+    products G[k, cell] · H(A)[m, k] of the hit queries, then the matrix product with P_vox."""
+    affinity, p_vox, valid, loc, weights, (hf, wf) = _pixel_case(1)
+    s, m, k = affinity.shape
     pix = PrototypePixelFeatures(m)
     with torch.no_grad():
         pix.h.weight.add_(torch.randn(m, m))
         pix.h.bias.normal_()
     g = attention_map(loc, weights, valid, (hf, wf))
     x, coverage = pix(affinity, p_vox, g, valid, (hf, wf))
-    assert x.shape == (s, d, hf, wf)
+    assert x.shape == (s, p_vox.shape[2], hf, wf)
     for si in range(s):
-        dense_g = torch.zeros(k, hf * wf)
-        for kk in range(k):
-            for h in range(heads):
-                for p in range(pts):
-                    cx, cy = loc[si, kk, h, p].tolist()
-                    col, row = math.floor(cx * wf), math.floor(cy * hf)
-                    if valid[si, kk] and 0 <= col < wf and 0 <= row < hf:
-                        dense_g[kk, row * wf + col] += weights[si, kk, h, p] / heads
-        ha = pix.h(affinity[si].t()).t()  # H(A): (M, K), H maps the prototype axis
+        dense_g = _dense_attention_map(loc, weights, valid, si, hf, wf)
+        ha = [pix.h(affinity[si, :, kk]) for kk in range(k)]  # H maps query k's affinities over the M prototypes
+        for cell in range(hf * wf):
+            torch.testing.assert_close(coverage[si, cell // wf, cell % wf].item(), dense_g[:, cell].sum().item(),
+                                       rtol=1e-5, atol=1e-6)
+            assign = [sum(dense_g[kk, cell] * ha[kk][mm] for kk in range(k) if valid[si, kk]) for mm in range(m)]
+            ref = sum(assign[mm] * p_vox[si, mm] for mm in range(m))
+            torch.testing.assert_close(x[si, :, cell // wf, cell % wf], torch.as_tensor(ref).expand(p_vox.shape[2]),
+                                       rtol=1e-5, atol=1e-5)
+
+
+def test_pixel_softmax_deviation_matches_its_loop() -> None:
+    """pixel_softmax: X[cell] = Σ_m softmax_m(Σ_k G[k, cell] H(A)[m, k] / Σ_k G[k, cell]) P_vox[m]."""
+    affinity, p_vox, valid, loc, weights, (hf, wf) = _pixel_case(1)
+    s, m, k = affinity.shape
+    pix = PrototypePixelFeatures(m, pixel_softmax=True)
+    with torch.no_grad():
+        pix.h.weight.add_(torch.randn(m, m))
+        pix.h.bias.normal_()
+    g = attention_map(loc, weights, valid, (hf, wf), detach=True)
+    x, _ = pix(affinity, p_vox, g, valid, (hf, wf))
+    for si in range(s):
+        dense_g = _dense_attention_map(loc, weights, valid, si, hf, wf)
+        ha = pix.h(affinity[si].t()).t()  # (M, K)
         for cell in range(hf * wf):
             mass = dense_g[:, cell].sum()
-            torch.testing.assert_close(coverage[si, cell // wf, cell % wf].item(), mass.item(), rtol=1e-5, atol=1e-6)
             if mass == 0:
                 continue
             score = torch.stack([sum(dense_g[kk, cell] * ha[mm, kk] for kk in range(k) if valid[si, kk]) / mass
                                  for mm in range(m)])
             ref = sum(pr * p_vox[si, mm] for mm, pr in enumerate(score.softmax(0)))
             torch.testing.assert_close(x[si, :, cell // wf, cell % wf], ref, rtol=1e-5, atol=1e-5)
+
+
+def test_attention_map_carries_gradient_to_the_attention_weights_unless_detached() -> None:
+    affinity, p_vox, valid, loc, weights, size = _pixel_case(4)
+    weights.requires_grad_()
+    pix = PrototypePixelFeatures(affinity.shape[1])
+    x, _ = pix(affinity, p_vox, attention_map(loc, weights, valid, size), valid, size)
+    x.square().sum().backward()
+    assert weights.grad is not None and weights.grad.abs().sum() > 0
+    assert not attention_map(loc, weights, valid, size, detach=True).requires_grad
 
 
 def test_pixel_features_pass_gradients_to_prototypes_and_h() -> None:

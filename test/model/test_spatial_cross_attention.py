@@ -127,3 +127,40 @@ def test_initial_offsets_spread_around_the_anchor() -> None:
     assert loc.shape == (1, 1, 4, 1, 4, 2)
     torch.testing.assert_close(weights.sum(dim=(-1, -2)), torch.ones(1, 1, 4))
     assert (loc - 0.5).abs().amax() > 0.05  # heads look in different directions
+
+
+def test_dispatched_query_only_steers_the_attention_unless_flagged() -> None:
+    """Sec. 3.2.1: Q̂ "is fed as input for deformable attention"; only the dispatch_to_output deviation
+    also adds Q̂ - Q' to the attention output."""
+    sca, query, pos, feats, cams = _sca_setup(2)
+    with torch.no_grad():  # let the query move the sampling (zero-initialised projections ignore it)
+        sca.attention.sampling_offsets.weight.normal_(0.0, 0.05)
+        sca.attention.attention_weights.weight.normal_(0.0, 0.05)
+    shift = torch.randn(query.shape[-1])
+
+    def transform(q: torch.Tensor, valid: torch.Tensor):
+        return q + shift, {}
+
+    plain, _ = sca(query, pos, feats, cams)
+    steered, _ = sca(query, pos, feats, cams, transform)
+    # Reference: the attention driven by Q' + shift, output averaged over hitting cameras, no shortcut
+    values = sca.attention.project_values(feats)
+    ref = torch.zeros_like(query)
+    for n in range(cams.index.shape[1]):
+        for slot in range(cams.index.shape[2]):
+            if cams.valid[0, n, slot]:
+                qi = cams.index[0, n, slot]
+                o, _, _ = sca.attention((query + pos)[:, qi][None] + shift, cams.uv[0, n, slot][None, None],
+                                        [v[n:n + 1] for v in values])
+                ref[0, qi] += o[0, 0]
+    torch.testing.assert_close(steered, sca.output_proj(ref / cams.count[..., None]) + query, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(steered, plain)
+    sca.dispatch_to_output = True
+    shortcut, _ = sca(query, pos, feats, cams, transform)
+    ref_short = ref.clone()
+    for n in range(cams.index.shape[1]):
+        for slot in range(cams.index.shape[2]):
+            if cams.valid[0, n, slot]:
+                ref_short[0, cams.index[0, n, slot]] += shift
+    torch.testing.assert_close(shortcut, sca.output_proj(ref_short / cams.count[..., None]) + query,
+                               rtol=1e-5, atol=1e-5)
