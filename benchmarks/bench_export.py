@@ -1,4 +1,4 @@
-"""ONNX export of the single-frame inference graph checked against PyTorch with ONNX Runtime (issue 9).
+"""ONNX export of the single-frame inference graph checked against PyTorch with ONNX Runtime (docs/benchmarks.md).
 
     python benchmarks/bench_export.py                                   # demo config
     python benchmarks/bench_export.py --configs demo occ3d_tiny --image-size 216 400

@@ -1,4 +1,4 @@
-"""Model cost per stage (issue 9; paper Table 3 columns): parameters, FLOPs and latency of backbone, neck,
+"""Model cost per stage (paper Table 3 columns; docs/benchmarks.md): parameters, FLOPs and latency of backbone, neck,
 view transformation and decoder, for every config and every ablation flag set (paper Table 4 + no temporal).
 
     python benchmarks/bench_model.py                                  # all configs, CPU, full-size FLOPs

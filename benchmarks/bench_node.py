@@ -1,4 +1,4 @@
-"""occupancy_node cost over DDS (issue 9): end-to-end latency, the share outside the model, the maximum sustained
+"""occupancy_node cost over DDS (docs/benchmarks.md): end-to-end latency, the share outside the model, the maximum sustained
 input rate and the node's memory over a long replay.
 
     python benchmarks/bench_node.py                               # latency (consumer-paced) + rate sweep, demo

@@ -1,4 +1,4 @@
-"""Shared benchmark helpers (issue 9): machine facts, load average, timing statistics, config variants, inputs, JSON.
+"""Shared benchmark helpers (docs/benchmarks.md): machine facts, load average, timing statistics, config variants, inputs, JSON.
 
 Every measurement records the CPU model, torch thread count and ``os.getloadavg()`` next to it, so
 numbers taken on the shared 2-core machine can be judged (and retaken when the load was high).
@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `python benchmarks/x.py` from anywhere
     sys.path.insert(0, str(REPO))
 
+from protoocc_ros.device import DeviceError, resolve_device as device_of  # noqa: E402
 from protoocc_ros.config import (  # noqa: E402
     ConfigError, ProtoOccConfig, expected_num_prototypes, load_config, validate_config,
 )
@@ -92,11 +93,10 @@ def set_threads(threads: int | None) -> int:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise BenchmarkError(f"--device {name}: CUDA is not available on this machine (use cpu or auto)")
-    return torch.device(name)
+    try:
+        return device_of(name)
+    except DeviceError as exc:
+        raise BenchmarkError(f"--device: {exc}") from None
 
 
 # -- timing ---------------------------------------------------------------------------------------------

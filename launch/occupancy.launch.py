@@ -1,4 +1,4 @@
-"""Live vehicle: occupancy_node only (design §5); cameras, CameraInfo and TF come from the vehicle's drivers.
+"""Live vehicle: occupancy_node only (docs/architecture.md "ROS interfaces"); cameras, CameraInfo and TF come from the vehicle's drivers.
 
 ros2 launch protoocc_ros occupancy.launch.py config_file:=occ3d_base checkpoint:=/path/model.safetensors \
     device:=cuda cameras:="['CAM_FRONT', 'CAM_BACK']" rviz:=true foxglove:=true

@@ -1,4 +1,4 @@
-"""Replay -> occupancy -> evaluation (design §5), the body of the dataset launch files.
+"""Replay -> occupancy -> evaluation (docs/architecture.md "ROS interfaces"), the body of the dataset launch files.
 
 nuscenes_replay / kitti_replay / demo .launch.py set the defaults (replay_params, config_file, dataroot)
 and include this file; every argument here can also be given on their command line. replay_node exits

@@ -1,4 +1,5 @@
-"""Class names, colour maps and label maps of the two benchmarks (design §4: Occ3D-nuScenes, SemanticKITTI SSC).
+"""Class names, colour maps and label maps of the two benchmarks (docs/architecture.md "Data": Occ3D-nuScenes,
+SemanticKITTI SSC).
 
 Occ3D-nuScenes: 17 semantic classes (the nuScenes-lidarseg challenge classes, index 0 = ``others``) plus
 ``free`` = 17; colours are the nuScenes-lidarseg coarse palette (``LidarsegClassMapper.get_coarse2color`` of
@@ -7,6 +8,10 @@ and the raw-id -> learning-id map are those of ``semantic-kitti.yaml`` (semantic
 BGR, here RGB).
 """
 from __future__ import annotations
+
+import colorsys
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -89,8 +94,36 @@ def kitti_ssc_lut(max_raw_id: int = 65535) -> np.ndarray:
 
 def class_names_for(num_classes: int) -> tuple[str, ...]:
     """Class names of the benchmark with this many classes (18: Occ3D, 20: SemanticKITTI)."""
+    return class_table(num_classes).names
+
+
+@dataclass(frozen=True)
+class ClassTable:
+    """The label set of a grid: names, RGB colours (C, 3) uint8 and the free (empty) label."""
+
+    names: tuple[str, ...]
+    colors: np.ndarray
+    free_label: int
+
+
+def _hue_colors(n: int) -> np.ndarray:
+    """Evenly spaced hues (for a custom label set), RGB uint8 (n, 3)."""
+    rgb = [colorsys.hsv_to_rgb(i / max(n, 1), 0.78, 0.9) for i in range(n)]
+    return np.round(np.asarray(rgb, dtype=np.float64).reshape(n, 3) * 255).astype(np.uint8)
+
+
+def class_table(num_classes: int, names: Sequence[str] | None = None, free_label: int | None = None) -> ClassTable:
+    """The one lookup of class names, colours and free label: Occ3D (18), SemanticKITTI (20), else generic.
+
+    ``names`` / ``free_label`` (e.g. from a config's ``dataset.class_names`` / ``free_label``) replace the
+    benchmark's; a custom class count gets ``class_<i>`` names, evenly spaced hues and the last label free.
+    """
     if num_classes == OCC3D_NUM_CLASSES:
-        return OCC3D_CLASS_NAMES
-    if num_classes == KITTI_NUM_CLASSES:
-        return KITTI_CLASS_NAMES
-    return tuple(f"class_{i}" for i in range(num_classes))
+        table = ClassTable(OCC3D_CLASS_NAMES, OCC3D_COLORS, OCC3D_FREE_LABEL)
+    elif num_classes == KITTI_NUM_CLASSES:
+        table = ClassTable(KITTI_CLASS_NAMES, KITTI_COLORS, KITTI_EMPTY_LABEL)
+    else:
+        table = ClassTable(tuple(f"class_{i}" for i in range(num_classes)), _hue_colors(num_classes),
+                           num_classes - 1)
+    return ClassTable(tuple(names) if names else table.names, table.colors,
+                      table.free_label if free_label is None else int(free_label))

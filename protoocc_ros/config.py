@@ -1,4 +1,4 @@
-"""One validated YAML schema (dataclasses) shared by the node, training and evaluation (design §2 "Configs").
+"""One validated YAML schema (dataclasses) shared by the node, training and evaluation (docs/architecture.md "Configs").
 
 A config file is a YAML mapping with the sections ``dataset``, ``model``, ``loss``, ``train`` and
 ``eval`` (plus an optional ``name``). A file may start with ``base: other.yaml`` (path relative to the
@@ -17,17 +17,16 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+from protoocc_ros.layouts import NUSCENES_CAMERAS, OCC3D
+from protoocc_ros.package_files import package_folders, share_dirs
 
-NUSCENES_CAMERAS = [
-    "CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT",
-]
 # Output stride of ResNet / small-CNN stages layer1..layer4 (stage index 0..3).
 STAGE_STRIDES = (4, 8, 16, 32)
 # Voxel augmentations of the multi-perspective decoder (paper Sec. 3.3.1); a perspective is a
@@ -55,9 +54,9 @@ class DatasetConfig:
     val_split: list[str] | str = "val"
     cameras: list[str] = field(default_factory=lambda: list(NUSCENES_CAMERAS))
     image_size: list[int] = field(default_factory=lambda: [432, 800])  # [H, W] network input
-    point_cloud_range: list[float] = field(default_factory=lambda: [-40.0, -40.0, -1.0, 40.0, 40.0, 5.4])
-    voxel_size: float = 0.4  # metres
-    grid_size: list[int] = field(default_factory=lambda: [200, 200, 16])  # [X, Y, Z]
+    point_cloud_range: list[float] = field(default_factory=lambda: list(OCC3D.point_cloud_range))
+    voxel_size: float = OCC3D.voxel_size  # metres
+    grid_size: list[int] = field(default_factory=lambda: list(OCC3D.grid_size))  # [X, Y, Z]
     num_classes: int = 18  # Occ3D: 17 semantic + free; KITTI: 20 with 0 = empty
     class_names: list[str] | None = None
     free_label: int = 17
@@ -193,15 +192,6 @@ class EvalConfig:
     output_dir: str = "outputs/eval"
 
 
-@dataclass(frozen=True)
-class GridSpec:
-    """The label grid: range [x_min, y_min, z_min, x_max, y_max, z_max] (m), voxel size (m), shape."""
-
-    point_cloud_range: tuple[float, float, float, float, float, float]
-    voxel_size: float
-    grid_size: tuple[int, int, int]
-
-
 @dataclass
 class ProtoOccConfig:
     name: str = ""
@@ -210,11 +200,6 @@ class ProtoOccConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-
-    @property
-    def grid(self) -> GridSpec:
-        d = self.dataset
-        return GridSpec(tuple(d.point_cloud_range), d.voxel_size, tuple(d.grid_size))  # type: ignore[arg-type]
 
     @property
     def num_cameras(self) -> int:
@@ -270,7 +255,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a mapping (section), got {value!r}")
-        return _build(tp, value, key)
+        return _build(typing.cast(type, tp), value, key)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(tp)
         if value is None:
@@ -351,14 +336,18 @@ def config_to_dict(cfg: ProtoOccConfig) -> dict[str, Any]:
 # YAML loading, `base:` inheritance and command-line overrides
 # --------------------------------------------------------------------------------------------
 def resolve_config_path(path_or_name: str | Path) -> Path:
-    """A path, or a bare name of a file in the package's config/ folder ("demo" -> config/demo.yaml)."""
-    p = Path(path_or_name)
+    """A path, or a bare name of a shipped config ("demo" -> config/demo.yaml of the checkout or install)."""
+    p = Path(path_or_name).expanduser()
     if p.is_file():
         return p
-    for candidate in (CONFIG_DIR / p, CONFIG_DIR / f"{p}.yaml"):
-        if candidate.is_file():
-            return candidate
-    raise ConfigError(f"{path_or_name}: config file not found (looked here and in {CONFIG_DIR})")
+    if p.exists():
+        raise ConfigError(f"{path_or_name}: is a directory, not a config file")
+    for folder in package_folders("config"):
+        for candidate in (folder / p, folder / f"{p}.yaml"):
+            if candidate.is_file():
+                return candidate
+    looked = [str(root / "config") for root in share_dirs()]
+    raise ConfigError(f"{path_or_name}: config file not found (looked here and in {looked})")
 
 
 def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -386,7 +375,7 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         return data
     if not isinstance(base, str):
         raise ConfigError(f"{path}: base: expected a file name, got {base!r}")
-    return _deep_merge(_read_yaml(path.parent / base, seen + (path,)), data)
+    return _deep_merge(_read_yaml(path.parent / base, (*seen, path)), data)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:

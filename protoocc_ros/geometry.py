@@ -5,7 +5,7 @@ Quaternions are (w, x, y, z) as in nuScenes; transforms are 4x4 homogeneous matr
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -36,15 +36,24 @@ def matrix_to_quaternion(R: np.ndarray) -> np.ndarray:
     else:
         s = 2.0 * np.sqrt(1.0 + R[2, 2] - R[0, 0] - R[1, 1])
         q = [(R[1, 0] - R[0, 1]) / s, (R[0, 2] + R[2, 0]) / s, (R[1, 2] + R[2, 1]) / s, 0.25 * s]
-    q = np.asarray(q)
-    q /= np.linalg.norm(q)
-    return -q if q[0] < 0 else q
+    unit = np.asarray(q) / np.linalg.norm(q)
+    return -unit if unit[0] < 0 else unit
 
 
 def yaw_matrix(yaw: float) -> np.ndarray:
     """Rotation (3, 3) by ``yaw`` radians about +z."""
     c, s = np.cos(yaw), np.sin(yaw)
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+# Columns: the optical x (right), y (down), z (forward) axes of a camera looking along ego +x, in the ego
+# frame (x forward, y left, z up): the optical-frame convention of REP 103 / sensor_msgs/CameraInfo.
+OPTICAL_AXES = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+
+
+def optical_rotation(yaw: float) -> np.ndarray:
+    """Optical frame -> ego rotation (3, 3) of a level camera looking along ego yaw ``yaw`` (radians)."""
+    return yaw_matrix(yaw) @ OPTICAL_AXES
 
 
 def make_transform(R: np.ndarray | None = None, t: Sequence[float] | None = None) -> np.ndarray:
@@ -80,7 +89,8 @@ def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
 def grid_shape(point_cloud_range: Sequence[float], voxel_size: float) -> tuple[int, int, int]:
     """Grid shape (X, Y, Z) of a range [x_min, y_min, z_min, x_max, y_max, z_max] at ``voxel_size`` metres."""
     r = np.asarray(point_cloud_range, dtype=np.float64)
-    return tuple(int(round(v)) for v in (r[3:] - r[:3]) / voxel_size)  # type: ignore[return-value]
+    x, y, z = (int(round(v)) for v in (r[3:] - r[:3]) / voxel_size)  # noqa: RUF046 - numpy floats
+    return x, y, z
 
 
 def voxel_centers(point_cloud_range: Sequence[float], voxel_size: float) -> np.ndarray:

@@ -7,4 +7,6 @@ bash "$ROOT/scripts/setup_env.sh"
 # shellcheck disable=SC1091
 source "$ROOT/.venv/protoocc_env.sh"
 cd "$ROOT"
+# Lint (ruff) and type check (mypy) of the package, with the settings of pyproject.toml; then the tests.
+ruff check protoocc_ros
 exec python -m pytest -q "$@"

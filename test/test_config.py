@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from protoocc_ros.config import (
-    CONFIG_DIR, ConfigError, ProtoOccConfig, config_from_dict, config_to_dict, expected_num_prototypes,
-    load_config, upsample_factors,
+    ConfigError, ProtoOccConfig, config_from_dict, config_to_dict, expected_num_prototypes,
+    load_config, resolve_config_path, upsample_factors,
 )
 
 SHIPPED = ["occ3d_base", "occ3d_small", "occ3d_tiny", "kitti_base", "kitti_small", "demo", "demo_baseline"]
@@ -17,7 +17,7 @@ SHIPPED = ["occ3d_base", "occ3d_small", "occ3d_tiny", "kitti_base", "kitti_small
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_config_loads_and_roundtrips(name: str) -> None:
-    cfg = load_config(CONFIG_DIR / f"{name}.yaml")
+    cfg = load_config(resolve_config_path(name))
     assert cfg.name == name
     data = json.loads(json.dumps(config_to_dict(cfg)))  # checkpoints store it as JSON
     assert config_from_dict(data) == cfg
@@ -88,14 +88,14 @@ def test_invalid_values_are_rejected_naming_the_key(override: str, key: str) -> 
 
 def test_unknown_key_in_file_is_rejected(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump({"base": str(CONFIG_DIR / "demo.yaml"), "model": {"decoder": {"chanels": 8}}}))
+    path.write_text(yaml.safe_dump({"base": str(resolve_config_path("demo")), "model": {"decoder": {"chanels": 8}}}))
     with pytest.raises(ConfigError, match=r"^model\.decoder\.chanels: unknown key"):
         load_config(path)
 
 
 def test_transpose_needs_a_square_query(tmp_path: Path) -> None:
     path = tmp_path / "rect.yaml"
-    path.write_text(yaml.safe_dump({"base": str(CONFIG_DIR / "demo.yaml"), "model": {"query_size": [50, 25, 4]}}))
+    path.write_text(yaml.safe_dump({"base": str(resolve_config_path("demo")), "model": {"query_size": [50, 25, 4]}}))
     with pytest.raises(ConfigError, match=r"^model\.decoder\.augmentations\[0\]: transpose"):
         load_config(path, overrides=["model.decoder.augmentations=[dropout+transpose]"])
     assert load_config(path).model.query_size == [50, 25, 4]  # flips only: fine
@@ -108,9 +108,9 @@ def test_base_cycle_is_reported(tmp_path: Path) -> None:
         load_config(tmp_path / "a.yaml")
 
 
-def test_defaults_validate_and_grid_property() -> None:
+def test_defaults_validate_and_are_the_occ3d_grid() -> None:
     cfg = config_from_dict({})
     assert isinstance(cfg, ProtoOccConfig)
-    assert cfg.grid.grid_size == (200, 200, 16) and cfg.grid.voxel_size == pytest.approx(0.4)
+    assert cfg.dataset.grid_size == [200, 200, 16] and cfg.dataset.voxel_size == pytest.approx(0.4)
     with pytest.raises(ConfigError, match=r"^model: expected a mapping"):
         config_from_dict({"model": 3})

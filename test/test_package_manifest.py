@@ -4,6 +4,8 @@ from __future__ import annotations
 import ast
 import configparser
 import importlib
+import re
+import sys
 from pathlib import Path
 
 from catkin_pkg.package import parse_package
@@ -86,11 +88,20 @@ def test_console_script_entry_points_import() -> None:
         assert callable(getattr(module, func_name)), f"{name}: {target} is not callable"
 
 
+def cmake_nodes() -> list[str]:
+    """The node executables CMakeLists.txt generates into lib/protoocc_ros (set(PROTOOCC_NODES ...))."""
+    found = re.search(r"set\(PROTOOCC_NODES([^)]*)\)", (ROOT / "CMakeLists.txt").read_text())
+    assert found, "CMakeLists.txt: no set(PROTOOCC_NODES ...)"
+    return found.group(1).split()
+
+
 def test_cmake_installs_node_executables_that_import() -> None:
-    cmake = (ROOT / "CMakeLists.txt").read_text()
-    for script in sorted((ROOT / "scripts" / "nodes").iterdir()):
-        assert f"scripts/nodes/{script.name}" in cmake
-        tree = ast.parse(script.read_text())
+    template = (ROOT / "cmake" / "node_executable.py.in").read_text()
+    nodes = cmake_nodes()
+    assert set(nodes) == {"occupancy_node", "replay_node", "evaluation_node"}
+    for node in nodes:
+        tree = ast.parse(template.replace("@NODE@", node).replace("@PROTOOCC_PYTHON@", sys.executable))
         module = next(n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom))
-        assert module == f"protoocc_ros.ros.{script.name}"
+        assert module == f"protoocc_ros.ros.{node}"
         assert callable(importlib.import_module(module).main), f"{module}.main"
+        assert _console_scripts()[node] == f"{module}:main"  # the same entry point for pip installs

@@ -1,4 +1,5 @@
-"""Datasets in their real on-disk formats (design §4): Occ3D-nuScenes, SemanticKITTI SSC, the synthetic sample.
+"""Datasets in their real on-disk formats (docs/architecture.md "Data"): Occ3D-nuScenes, SemanticKITTI SSC, the
+synthetic sample.
 
 ``build_dataset(cfg, split)`` is the config-driven factory; the loaders themselves live in
 ``occ3d_nuscenes.py`` and ``semantic_kitti.py``, the shared image preprocessing in ``preprocessing.py``.

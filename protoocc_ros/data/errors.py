@@ -1,4 +1,4 @@
-"""The data area's single error type (design §4): raised for any bad dataset file, array or image."""
+"""The data area's single error type (docs/architecture.md "Data"): raised for any bad dataset file, array or image."""
 from __future__ import annotations
 
 

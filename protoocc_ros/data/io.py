@@ -1,4 +1,5 @@
-"""File readers shared by the dataset loaders; every failure is a DatasetError naming the file (design §4)."""
+"""File readers shared by the dataset loaders; every failure is a DatasetError naming the file (docs/architecture.md
+"Data")."""
 from __future__ import annotations
 
 import json

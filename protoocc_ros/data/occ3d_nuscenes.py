@@ -1,4 +1,5 @@
-"""Occ3D-nuScenes loader (design §4): nuScenes tables via nuscenes-devkit + ``gts/<scene>/<token>/labels.npz``.
+"""Occ3D-nuScenes loader (docs/architecture.md "Data"): nuScenes tables via nuscenes-devkit +
+``gts/<scene>/<token>/labels.npz``.
 
 Each item is one keyframe: the N camera images (resized + normalised by ``preprocess_camera_set``),
 ``lidar2img`` mapping points of the keyframe's ego frame (the LIDAR_TOP ego pose, as Occ3D) to pixels --
@@ -7,9 +8,9 @@ the timestamp, the scene and position in it (memory reset at scene boundaries) a
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -20,10 +21,20 @@ from protoocc_ros.data.io import check_array, check_labels, load_npz, read_json,
 from protoocc_ros.data.preprocessing import preprocess_camera_set
 from protoocc_ros.data.sequences import SceneDataset
 from protoocc_ros.geometry import grid_shape, invert_transform, transform_from_pose
+from protoocc_ros.layouts import NUSCENES_CAMERAS, OCC3D, OCC3D_RANGE
 
-NUSCENES_CAMERAS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
-OCC3D_RANGE = (-40.0, -40.0, -1.0, 40.0, 40.0, 5.4)
 REFERENCE_CHANNEL = "LIDAR_TOP"
+
+
+NUSCENES_VERSIONS = ("v1.0-trainval", "v1.0-mini", "v1.0-test")
+
+
+def nuscenes_version(root: str | Path) -> str:
+    """The nuScenes table directory present in ``root`` (v1.0-trainval, v1.0-mini or v1.0-test)."""
+    for version in NUSCENES_VERSIONS:
+        if (Path(root) / version).is_dir():
+            return version
+    raise DatasetError(f"{root}: no nuScenes table directory ({', '.join(NUSCENES_VERSIONS)})")
 
 
 @dataclass
@@ -80,7 +91,7 @@ class Occ3DNuScenesDataset(SceneDataset):
     def __init__(self, dataroot: str | Path, version: str = "v1.0-trainval", split: str | None = None,
                  scenes: Sequence[str] | None = None, cameras: Sequence[str] = NUSCENES_CAMERAS,
                  image_size: tuple[int, int] | None = None, point_cloud_range: Sequence[float] = OCC3D_RANGE,
-                 voxel_size: float = 0.4, grid_size: Sequence[int] | None = None,
+                 voxel_size: float = OCC3D.voxel_size, grid_size: Sequence[int] | None = None,
                  num_classes: int = OCC3D_NUM_CLASSES, gts_dir: str = "gts", load_gt: bool = True) -> None:
         """``scenes`` (explicit names) wins over ``split``; neither = every scene of the dataroot.
         ``image_size`` (H, W) of the network input; None keeps the stored size."""

@@ -1,4 +1,5 @@
-"""The single camera-image preprocessing shared by datasets, the node and evaluation (design §1 "preprocess").
+"""The single camera-image preprocessing shared by datasets, the node and evaluation (docs/architecture.md
+"Conventions").
 
 Resize every image to ``image_size`` (H, W), normalise with ImageNet mean/std and build
 ``lidar2img = diag(sx, sy, 1, 1) @ K4 @ inv(cam2ego)`` so that ego-frame points map to pixels of the resized
@@ -6,8 +7,8 @@ image (docs/architecture.md, Conventions).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -79,7 +80,7 @@ def preprocess_camera_set(images: Sequence[np.ndarray], intrinsics: Sequence[np.
         if (h, w) == (H, W):
             raw[i] = img
         else:
-            interp = cv2.INTER_AREA if (H < h and W < w) else cv2.INTER_LINEAR
+            interp = cv2.INTER_AREA if (h > H and w > W) else cv2.INTER_LINEAR
             raw[i] = cv2.resize(np.ascontiguousarray(img), (W, H), interpolation=interp)
         l2i[i] = lidar2img_from(K, T, (W / w, H / h))
     return PreprocessedSet(images=normalize_images(raw), lidar2img=torch.from_numpy(l2i), raw=raw)

@@ -1,4 +1,4 @@
-"""SemanticKITTI semantic scene completion loader (design §4), in the official on-disk layout.
+"""SemanticKITTI semantic scene completion loader (docs/architecture.md "Data"), in the official on-disk layout.
 
 ``sequences/NN/image_2/NNNNNN.png``, ``calib.txt`` (P2, Tr), ``poses.txt`` (cam0 poses), ``times.txt`` and
 ``voxels/NNNNNN.label`` (uint16 raw ids, 256 x 256 x 32 indexed [x, y, z] in the velodyne frame) with
@@ -8,9 +8,9 @@ become 255). The ego frame is the velodyne frame; ``cam2ego = inv(Tr) @ T(-t2)``
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -21,8 +21,8 @@ from protoocc_ros.data.io import read_rgb, require_file
 from protoocc_ros.data.preprocessing import preprocess_camera_set
 from protoocc_ros.data.sequences import SceneDataset
 from protoocc_ros.geometry import grid_shape, invert_transform, make_transform
+from protoocc_ros.layouts import KITTI, KITTI_RANGE
 
-KITTI_RANGE = (0.0, -25.6, -2.0, 51.2, 25.6, 4.4)
 KITTI_SPLITS = {"train": ["00", "01", "02", "03", "04", "05", "06", "07", "09", "10"], "val": ["08"],
                 "test": [f"{i:02d}" for i in range(11, 22)]}
 _LUT = kitti_ssc_lut()
@@ -86,7 +86,7 @@ class SemanticKittiDataset(SceneDataset):
 
     def __init__(self, dataroot: str | Path, split: str | None = None, sequences: Sequence[str] | None = None,
                  image_size: tuple[int, int] | None = None, point_cloud_range: Sequence[float] = KITTI_RANGE,
-                 voxel_size: float = 0.2, grid_size: Sequence[int] | None = None, load_gt: bool = True,
+                 voxel_size: float = KITTI.voxel_size, grid_size: Sequence[int] | None = None, load_gt: bool = True,
                  camera: str = "image_2") -> None:
         """``sequences`` (e.g. ["00", "08"]) wins over ``split`` (train / val / test of SemanticKITTI);
         neither = every sequence present. ``image_size`` (H, W) of the network input; None = stored size."""

@@ -1,4 +1,4 @@
-"""ONNX export of the ProtoOcc inference graph (issue 9, design §6 deployment): single frame, fixed rig and image size.
+"""ONNX export of the ProtoOcc inference graph (docs/architecture.md "Export"): single frame, fixed rig and image size.
 
     graph = SingleFrameGraph(model)                       # (images, lidar2img) -> logits
     export_onnx(model, images, lidar2img, "protoocc.onnx")
@@ -20,9 +20,10 @@ initialises the prototypes is traced as two products with constant pooling matri
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -95,7 +96,7 @@ def _exportable_ops() -> Iterator[None]:
     import torch.nn.functional as F
 
     original = F.adaptive_avg_pool2d
-    F.adaptive_avg_pool2d = _adaptive_avg_pool2d_matmul
+    F.adaptive_avg_pool2d = _adaptive_avg_pool2d_matmul  # type: ignore[assignment]
     try:
         yield
     finally:
@@ -121,7 +122,7 @@ def export_onnx(model: nn.Module, images: Tensor, lidar2img: Tensor, path: str |
             example = (images.to(device), lidar2img.to(device, torch.float32))
             torch.onnx.export(graph, example, str(path), dynamo=False, opset_version=opset,
                               input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES), do_constant_folding=True)
-    except Exception as exc:  # noqa: BLE001 - any exporter failure is reported with the file it was for
+    except Exception as exc:
         raise ExportError(f"{path}: ONNX export (opset {opset}) failed: {type(exc).__name__}: {exc}") from exc
     finally:
         torch.onnx.unregister_custom_op_symbolic("aten::argsort", opset)
@@ -143,7 +144,7 @@ def onnx_session(path: str | Path, threads: int | None = None) -> Any:
         opts.inter_op_num_threads = 1
     try:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ExportError(f"{path}: ONNX Runtime cannot load the graph: {type(exc).__name__}: {exc}") from exc
 
 

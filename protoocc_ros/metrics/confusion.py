@@ -116,7 +116,7 @@ class ConfusionMetric:
     def compute(self) -> dict:
         raise NotImplementedError
 
-    def merge(self, other: "ConfusionMetric") -> "ConfusionMetric":
+    def merge(self, other: ConfusionMetric) -> ConfusionMetric:
         """Add another metric's counts (e.g. from another process) into this one; returns self."""
         if type(other) is not type(self) or other.config() != self.config():
             raise MetricError(f"cannot merge {type(other).__name__}{other.config()} into "
@@ -131,7 +131,7 @@ class ConfusionMetric:
                       "num_frames": self.num_frames, "confusion_matrix": self.hist.tolist()})
 
     @classmethod
-    def from_json(cls, text: str) -> "ConfusionMetric":
+    def from_json(cls, text: str) -> ConfusionMetric:
         """Rebuild a metric (settings + confusion matrix) from ``to_json`` output."""
         data = json.loads(text)
         if data.get("metric") != cls.__name__:

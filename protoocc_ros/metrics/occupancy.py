@@ -1,4 +1,4 @@
-"""Occ3D-nuScenes semantic occupancy mIoU (design §4), identical to the official ``Metric_mIoU``.
+"""Occ3D-nuScenes semantic occupancy mIoU (docs/architecture.md "Data"), identical to the official ``Metric_mIoU``.
 
 Official definition (CVPR2023-3D-Occupancy-Prediction, projects/mmdet3d_plugin/datasets/occ_metrics.py):
 per frame, keep the voxels with ``mask_camera`` (or ``mask_lidar``), add ``bincount(n * gt + pred)`` to an

@@ -1,4 +1,4 @@
-"""SemanticKITTI semantic scene completion metrics (design §4), identical to semantic-kitti-api.
+"""SemanticKITTI semantic scene completion metrics (docs/architecture.md "Data"), identical to semantic-kitti-api.
 
 Official definition (semantic-kitti-api evaluate_completion.py + auxiliary/np_ioueval.py): voxels whose ground
 truth is 255 (invalid or unlabeled) are dropped, ``conf[pred, gt]`` is accumulated over all frames (rows =

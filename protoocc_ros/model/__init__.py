@@ -4,7 +4,10 @@ from __future__ import annotations
 from protoocc_ros.config import ProtoOccConfig
 from protoocc_ros.model.errors import ModelError
 from protoocc_ros.model.protoocc import (
-    ProtoOcc, ProtoOccOutput, count_parameters_by_stage, count_prototype_parameters,
+    ProtoOcc,
+    ProtoOccOutput,
+    count_parameters_by_stage,
+    count_prototype_parameters,
 )
 from protoocc_ros.model.temporal_memory import TemporalMemory
 

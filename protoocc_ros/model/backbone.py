@@ -8,6 +8,7 @@ Every backbone returns the feature maps of the stages in ``out_indices`` (stage 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -111,7 +112,8 @@ class _StagedBackbone(nn.Module):
 class ResNet(_StagedBackbone):
     """ResNet-18/50 (He et al. 2016) with torchvision module names (conv1, bn1, layer1..4)."""
 
-    configs = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet50": (Bottleneck, [3, 4, 6, 3])}
+    configs: ClassVar[dict[str, tuple[type[BasicBlock] | type[Bottleneck], list[int]]]] = {
+        "resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet50": (Bottleneck, [3, 4, 6, 3])}
 
     def __init__(self, depth: str, out_indices: list[int], frozen_stages: int = -1, norm_eval: bool = False) -> None:
         super().__init__(out_indices, frozen_stages, norm_eval)

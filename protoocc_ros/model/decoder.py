@@ -66,9 +66,9 @@ class MultiPerspectiveDecoder(nn.Module):
     def __init__(self, embed_dims: int, num_classes: int, factors: tuple[int, int, int], cfg: DecoderConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        kp = [upsample_kernel(f, cfg.overlap) for f in factors]
-        self.upsample = nn.ConvTranspose3d(embed_dims, cfg.channels, kernel_size=tuple(k for k, _ in kp),
-                                           stride=tuple(factors), padding=tuple(p for _, p in kp))
+        (kx, px), (ky, py), (kz, pz) = (upsample_kernel(f, cfg.overlap) for f in factors)
+        self.upsample = nn.ConvTranspose3d(embed_dims, cfg.channels, kernel_size=(kx, ky, kz),
+                                           stride=factors, padding=(px, py, pz))
         self.norm = nn.BatchNorm3d(cfg.channels)
         hidden = [m for _ in range(cfg.classifier_layers - 1)
                   for m in (nn.Linear(cfg.channels, cfg.channels), nn.ReLU(inplace=True))]

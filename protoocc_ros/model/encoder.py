@@ -34,7 +34,7 @@ class EncoderLayer(nn.Module):
     def forward(self, query: Tensor, query_pos: Tensor, prev: Tensor, ref: Tensor, size: tuple[int, int, int],
                 feats: list[Tensor], cams: CameraQueries, p_img: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
         """query, query_pos, prev (B, Q, d); feats per level (B*N, d, H_l, W_l); p_img (B*N, M, d) or None."""
-        if self.temporal_attn is not None:
+        if self.temporal_attn is not None and self.norm_temporal is not None:
             query = self.norm_temporal(self.temporal_attn(query, query_pos, prev, ref, size))
         transform = None
         if self.prototype_mapping is not None and p_img is not None:

@@ -18,7 +18,8 @@ class FPN(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def forward(self, feats: list[Tensor]) -> list[Tensor]:
         lat = [conv(f) for conv, f in zip(self.lateral, feats)]  # each (B, d, H_i, W_i)

@@ -70,11 +70,10 @@ def consistency_loss(perspective_probs: list[Tensor], tau: float) -> Tensor:
     GRAND); L_cons = mean over voxels and perspectives of ||V̄' - V⁽ᵖ⁾||².
     """
     with torch.no_grad():
-        mean = sum(p.float() for p in perspective_probs) / len(perspective_probs)
+        mean = torch.stack([p.float() for p in perspective_probs]).mean(0)
         sharp = mean.clamp(min=1e-12).pow(1.0 / tau)
         sharp = sharp / sharp.sum(-1, keepdim=True)
-    total = sum(torch.square(p.float() - sharp).sum(-1).mean() for p in perspective_probs)
-    return total / len(perspective_probs)
+    return torch.stack([torch.square(p.float() - sharp).sum(-1).mean() for p in perspective_probs]).mean()
 
 
 def resize_labels(masks: Tensor, size: tuple[int, int]) -> Tensor:
@@ -95,7 +94,7 @@ def prototype_contrastive_loss(pixel_features: Tensor, coverage: Tensor, pseudo_
     ℓ = -log(exp(<M_s*, X>/τ) / Σ_s exp(<M_s, X>/τ)) with s* its own mask and <,> the cosine.
     Averaged (not summed) over cells so λ3 does not depend on the image size.
     """
-    s_img, d, h, w = pixel_features.shape
+    s_img, _d, h, w = pixel_features.shape
     labels = resize_labels(pseudo_masks.long(), (h, w)).reshape(s_img, h * w)  # (S_img, D)
     x = pixel_features.float().flatten(2).transpose(1, 2)  # (S_img, D, d)
     keep = coverage.reshape(s_img, h * w) > 0

@@ -23,7 +23,11 @@ from protoocc_ros.model.encoder import EncoderLayer
 from protoocc_ros.model.errors import ModelError
 from protoocc_ros.model.fpn import FPN
 from protoocc_ros.model.losses import (
-    consistency_loss, flatten_voxels, ignore_outside_mask, prototype_contrastive_loss, semantic_losses,
+    consistency_loss,
+    flatten_voxels,
+    ignore_outside_mask,
+    prototype_contrastive_loss,
+    semantic_losses,
 )
 from protoocc_ros.model.prototypes import PrototypeClustering, PrototypePixelFeatures, attention_map
 from protoocc_ros.model.spatial_cross_attention import gather_hit_queries, project_points
@@ -59,6 +63,7 @@ class ProtoOcc(nn.Module):
                                if proto.optimization else None)
         self.decoder = MultiPerspectiveDecoder(m.embed_dims, ds.num_classes, upsample_factors(cfg), m.decoder)
         weights = cfg.loss.class_weights
+        self.class_weights: Tensor | None
         self.register_buffer("class_weights", None if weights is None else torch.tensor(weights), persistent=False)
 
     @classmethod
@@ -89,6 +94,7 @@ class ProtoOcc(nn.Module):
         if not (m.temporal.enabled and bool(keep.any())):
             return query, reasons
         dev = query.device
+        assert memory.features is not None and memory.ego2global is not None  # no reset reason: a memory exists
         warped, valid = warp_features(memory.features.to(dev, query.dtype), memory.ego2global.to(dev),
                                       ego2global.to(dev), self.cfg.dataset.point_cloud_range)
         warped = warped.flatten(2).transpose(1, 2)  # (B, Q, d)
@@ -99,7 +105,7 @@ class ProtoOcc(nn.Module):
                 memory: TemporalMemory | None = None) -> ProtoOccOutput:
         self._check_inputs(images, lidar2img, ego2global, timestamp)
         m = self.cfg.model
-        b, n, _, img_h, img_w = images.shape
+        b, _n, _, img_h, img_w = images.shape
         h, w, z = m.query_size
         feats = self.neck(self.backbone(images.flatten(0, 1)))  # T levels of (B*N, d, H_l, W_l)
         query, pos = self.voxel_query(b)  # (B, Q, d) each
@@ -109,7 +115,7 @@ class ProtoOcc(nn.Module):
         level = m.prototypes.feature_level
         p_img = self.prototype_clustering(feats[level]) if self.prototype_clustering is not None else None
         prev, reasons = self._previous_volume(query, memory, ego2global, timestamp)
-        x, aux = query, {}  # aux: attention and prototype tensors of the last prototype layer (Eq. 2)
+        x, aux = query, dict[str, Tensor]()  # aux: attention and prototype tensors of the last prototype layer (Eq. 2)
         for layer in self.encoder:
             x, layer_aux = layer(x, pos, prev, vq.centres_normalized, (h, w, z), feats, cams, p_img)
             aux = layer_aux if "affinity" in layer_aux else aux
@@ -142,9 +148,9 @@ class ProtoOcc(nn.Module):
         labels = labels.index_select(0, index)
         per_view = [semantic_losses(flatten_voxels(lg), index, labels, len(perspectives) > 1, self.class_weights)
                     for lg in perspectives]
-        ce = sum(v[0] for v in per_view)
-        lovasz = sum(v[1] for v in per_view)
-        probs = [v[2] for v in per_view]
+        ce = torch.stack([v[0] for v in per_view]).sum()
+        lovasz = torch.stack([v[1] for v in per_view]).sum()
+        probs = [v[2] for v in per_view if v[2] is not None]
         total = lc.lambda_ce * ce + lc.lambda_lovasz * lovasz
         terms = {"ce": float(ce.detach()), "lovasz": float(lovasz.detach())}
         if len(perspectives) > 1:

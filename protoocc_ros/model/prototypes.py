@@ -25,7 +25,8 @@ class PrototypeClustering(nn.Module):
 
     def __init__(self, grid: tuple[int, int], iterations: int, temperature: float) -> None:
         super().__init__()
-        self.grid, self.iterations, self.temperature = tuple(grid), iterations, temperature
+        self.grid: tuple[int, int] = (int(grid[0]), int(grid[1]))
+        self.iterations, self.temperature = iterations, temperature
 
     def forward(self, feat: Tensor) -> Tensor:
         """feat (S, d, h_f, w_f) -> P_img (S, M, d)."""
@@ -75,7 +76,7 @@ class PrototypeMapping(nn.Module):
         q_unit = F.normalize(q, dim=-1) * valid[..., None].to(q.dtype)  # padding slots -> 0
         affinity = F.normalize(p_hat, dim=-1) @ q_unit.transpose(1, 2)  # A, cosine: (S, M, K)
         pad = valid[:, None, :]  # (S, 1, K)
-        logits = affinity if self.alpha is None else self.alpha * affinity + self.beta
+        logits = affinity if self.alpha is None or self.beta is None else self.alpha * affinity + self.beta
         sig = torch.sigmoid(logits) * pad.to(affinity.dtype)  # σ(A), 0 on padding
         if self.per_prototype_norm:
             r = 1.0 + sig.sum(-1, keepdim=True)  # (S, M, 1)
@@ -97,7 +98,7 @@ def attention_map(locations: Tensor, weights: Tensor, valid: Tensor, feat_size: 
     each sample adds weight / heads to the cell containing it (nearest cell: the locations carry no
     gradient, the weights do unless ``detach``). Transposed so that ``G @ Z`` gives per-cell features.
     """
-    s, k, heads, p, _ = locations.shape
+    s, k, heads, _p, _ = locations.shape
     hf, wf = feat_size
     loc = locations.detach()
     col = (loc[..., 0] * wf).floor().long()

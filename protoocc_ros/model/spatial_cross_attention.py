@@ -72,7 +72,7 @@ def deformable_sample(values: list[Tensor], locations: Tensor, weights: Tensor) 
     (x / W_l, y / H_l) with pixel centres at (i + 0.5) / size; weights (S, K, heads, L, P).
     Bilinear sampling, zeros outside the map. Returns (S, K, heads * d_head).
     """
-    s, k, heads, levels, points, _ = locations.shape
+    s, k, heads, _levels, _points, _ = locations.shape
     d_head = values[0].shape[2]
     grids = 2.0 * locations - 1.0
     out = locations.new_zeros(s * heads, d_head, k)
@@ -135,7 +135,7 @@ class MSDeformableAttention3D(nn.Module):
                 valid: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """query (S, K, d), ref (S, K, Z_a, 2), values from project_values, valid (S, K) ->
         (output (S, K, d), locations, weights); padding slots get zero weights."""
-        shapes = [tuple(v.shape[-2:]) for v in values]
+        shapes = [(int(v.shape[-2]), int(v.shape[-1])) for v in values]
         loc, weights = self.sampling(query, ref, shapes)
         if valid is not None:
             weights = weights * valid[:, :, None, None, None].to(weights.dtype)

@@ -66,7 +66,9 @@ class TemporalMemory:
         return TemporalMemory(feats, self.ego2global, self.timestamp, list(self.reset_reason))
 
     def to(self, device: torch.device | str) -> TemporalMemory:
-        move = (lambda t: None if t is None else t.to(device))
+        def move(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.to(device)
+
         return TemporalMemory(move(self.features), move(self.ego2global), move(self.timestamp), list(self.reset_reason))
 
 
@@ -78,7 +80,7 @@ def warp_features(features: Tensor, prev_ego2global: Tensor, cur_ego2global: Ten
     ego -> world. A current voxel centre p is looked up at inv(prev) @ cur @ p (trilinear, zeros
     outside). Returns (warped (B, d, h, w, z), valid (B, 1, h, w, z) bool: the centre fell inside).
     """
-    b, _, h, w, z = features.shape
+    _b, _, h, w, z = features.shape
     dev = features.device
     rel = torch.linalg.solve(prev_ego2global.double(), cur_ego2global.double()).to(dev)  # (B, 4, 4) cur -> prev
     lo = torch.tensor(point_cloud_range[:3], dtype=torch.float64, device=dev)

@@ -34,6 +34,9 @@ class VoxelQuery(nn.Module):
         self.z_embed = nn.Embedding(z, embed_dims)
         pcr = list(point_cloud_range)
         centres = voxel_centres(pcr, list(query_size))  # (Q, 3) metres
+        self.centres: Tensor
+        self.pillar_points: Tensor
+        self.centres_normalized: Tensor
         self.register_buffer("centres", centres, persistent=False)
         # Pillar of `num_points_in_pillar` heights spread evenly inside each query voxel's z extent.
         dz = (pcr[5] - pcr[2]) / z

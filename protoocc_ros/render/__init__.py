@@ -1,11 +1,12 @@
-"""PNG renders (design §4): camera mosaics, bird's-eye views of grids, prediction vs ground truth, IoU bars."""
+"""PNG renders (docs/architecture.md "Data"): camera mosaics, bird's-eye views of grids, prediction vs ground truth,
+IoU bars."""
 from __future__ import annotations
 
-from protoocc_ros.render.bev import bev_image, palette_for
+from protoocc_ros.render.bev import bev_image
 from protoocc_ros.render.errors import RenderError
 from protoocc_ros.render.figures import render_bev, render_camera_mosaic, render_comparison, render_iou_bars
 from protoocc_ros.render.mosaic import camera_mosaic, save_png
 from protoocc_ros.render.voxels3d import render_voxels_3d
 
-__all__ = ["RenderError", "bev_image", "camera_mosaic", "palette_for", "render_bev", "render_camera_mosaic",
+__all__ = ["RenderError", "bev_image", "camera_mosaic", "render_bev", "render_camera_mosaic",
            "render_comparison", "render_iou_bars", "render_voxels_3d", "save_png"]

@@ -7,22 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from protoocc_ros.classes import (IGNORE_LABEL, KITTI_CLASS_NAMES, KITTI_COLORS, KITTI_EMPTY_LABEL, KITTI_NUM_CLASSES,
-                                  OCC3D_CLASS_NAMES, OCC3D_COLORS, OCC3D_FREE_LABEL, OCC3D_NUM_CLASSES)
+from protoocc_ros.classes import IGNORE_LABEL, OCC3D_COLORS, OCC3D_FREE_LABEL
 from protoocc_ros.render.errors import RenderError
 
 FREE_COLOR = np.array([255, 255, 255], dtype=np.uint8)
 UNKNOWN_COLOR = np.array([200, 200, 200], dtype=np.uint8)
-
-
-def palette_for(num_classes: int) -> tuple[tuple[str, ...], np.ndarray, int]:
-    """(class names, RGB colours, free/empty label) of the benchmark with ``num_classes`` classes."""
-    if num_classes == OCC3D_NUM_CLASSES:
-        return OCC3D_CLASS_NAMES, OCC3D_COLORS, OCC3D_FREE_LABEL
-    if num_classes == KITTI_NUM_CLASSES:
-        return KITTI_CLASS_NAMES, KITTI_COLORS, KITTI_EMPTY_LABEL
-    raise RenderError(f"no palette for {num_classes} classes; expected {OCC3D_NUM_CLASSES} (Occ3D) or "
-                      f"{KITTI_NUM_CLASSES} (SemanticKITTI)")
 
 
 def as_grid(semantics: np.ndarray, name: str = "semantics") -> np.ndarray:
@@ -41,7 +30,7 @@ def bev_image(semantics: np.ndarray, colors: np.ndarray = OCC3D_COLORS, free_lab
               mask: np.ndarray | None = None, ignore_label: int = IGNORE_LABEL) -> np.ndarray:
     """uint8 (X, Y, 3) RGB top view. Voxels outside ``mask`` and ``ignore_label`` voxels count as unknown."""
     sem = as_grid(semantics)
-    X, Y, Z = sem.shape
+    _X, _Y, Z = sem.shape
     known = sem != ignore_label
     if mask is not None:
         m = np.asarray(mask.detach().cpu().numpy() if hasattr(mask, "detach") else mask).astype(bool)

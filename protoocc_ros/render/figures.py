@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from protoocc_ros.classes import IGNORE_LABEL
-from protoocc_ros.render.bev import as_grid, bev_image, palette_for
+from protoocc_ros.classes import IGNORE_LABEL, class_table
+from protoocc_ros.render.bev import as_grid, bev_image
 from protoocc_ros.render.errors import RenderError
 from protoocc_ros.render.mosaic import camera_mosaic, save_png
 
@@ -26,18 +26,24 @@ def _save(fig: Figure, path: str | Path) -> Path:
 
 def _legend(fig: Figure, grids: Sequence[np.ndarray], names: Sequence[str], colors: np.ndarray, free: int) -> None:
     present = sorted({int(c) for g in grids for c in np.unique(g) if c != free and 0 <= c < len(names)})
-    handles = [Patch(color=np.asarray(colors[c]) / 255.0, label=f"{c} {names[c]}") for c in present]
+    rgb = [(float(r) / 255.0, float(g) / 255.0, float(b) / 255.0) for r, g, b in colors]
+    handles = [Patch(color=rgb[c], label=f"{c} {names[c]}") for c in present]
     if handles:
         fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
+
+
+def _palette(num_classes: int) -> tuple[tuple[str, ...], np.ndarray, int]:
+    table = class_table(num_classes)
+    return table.names, table.colors, table.free_label
 
 
 def render_bev(path: str | Path, semantics: np.ndarray, mask: np.ndarray | None = None, num_classes: int = 18,
                title: str | None = None) -> Path:
     """BEV of one grid with the class colour legend (Occ3D palette for 18 classes, SemanticKITTI for 20)."""
-    names, colors, free = palette_for(num_classes)
+    names, colors, free = _palette(num_classes)
     sem = as_grid(semantics)
     fig = Figure(figsize=(7.5, 6))
-    ax = fig.add_axes([0.02, 0.05, 0.7, 0.88])
+    ax = fig.add_axes((0.02, 0.05, 0.7, 0.88))
     ax.imshow(bev_image(sem, colors, free, mask), interpolation="nearest")
     ax.set_axis_off()
     ax.set_title(title or "bird's-eye view (forward = up)")
@@ -48,7 +54,7 @@ def render_bev(path: str | Path, semantics: np.ndarray, mask: np.ndarray | None 
 def render_comparison(path: str | Path, pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None,
                       num_classes: int = 18, title: str | None = None) -> Path:
     """Prediction | ground truth | error map (red = wrong top class, green = right), side by side in BEV."""
-    names, colors, free = palette_for(num_classes)
+    names, colors, free = _palette(num_classes)
     p, g = as_grid(pred, "pred"), as_grid(gt, "gt")
     if p.shape != g.shape:
         raise RenderError(f"pred has shape {p.shape} but gt has shape {g.shape}; expected equal shapes")
@@ -56,12 +62,12 @@ def render_comparison(path: str | Path, pred: np.ndarray, gt: np.ndarray, mask: 
     valid = g != IGNORE_LABEL if mask is None else (np.asarray(mask).astype(bool) & (g != IGNORE_LABEL))
     agree = np.where(valid, p == g, True).all(axis=2)[::-1, ::-1]
     seen = valid.any(axis=2)[::-1, ::-1]
-    err = np.full(agree.shape + (3,), 200, dtype=np.uint8)
+    err = np.full((*agree.shape, 3), 200, dtype=np.uint8)
     err[seen & agree] = (60, 170, 60)
     err[seen & ~agree] = (220, 40, 40)
     fig = Figure(figsize=(15, 5.4))
     for i, (img, sub) in enumerate(((pb, "prediction"), (gb, "ground truth"), (err, "column errors"))):
-        ax = fig.add_axes([0.01 + i * 0.28, 0.05, 0.27, 0.85])
+        ax = fig.add_axes((0.01 + i * 0.28, 0.05, 0.27, 0.85))
         ax.imshow(img, interpolation="nearest")
         ax.set_axis_off()
         ax.set_title(sub)

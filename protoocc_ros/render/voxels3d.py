@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from protoocc_ros.render.errors import RenderError  # noqa: E402
+from protoocc_ros.render.errors import RenderError
 
 
 def render_voxels_3d(path: str | Path, centers: np.ndarray, colors: np.ndarray, title: str = "",
@@ -30,7 +31,7 @@ def render_voxels_3d(path: str | Path, centers: np.ndarray, colors: np.ndarray, 
     order = np.argsort(centers[:, 2])  # draw low voxels first so the tops stay visible
     centers, colors = centers[order], colors[order]
     fig = plt.figure(figsize=(10, 7), dpi=110)
-    ax = fig.add_subplot(projection="3d")
+    ax: Any = fig.add_subplot(projection="3d")  # mpl_toolkits Axes3D (untyped)
     ax.scatter(centers[:, 0], centers[:, 1], centers[:, 2], c=colors / 255.0, marker="s", s=3, depthshade=False,
                linewidths=0)
     ax.scatter([0], [0], [0], c="black", marker="^", s=60)

@@ -1,4 +1,4 @@
-"""ROS 2 layer of protoocc_ros (design §5–6): nodes plus small replacements for cv_bridge,
+"""ROS 2 layer of protoocc_ros (docs/architecture.md "ROS interfaces"): nodes plus small replacements for cv_bridge,
 message_filters, tf2_ros and sensor_msgs_py, which have no wheel on the package index.
 
 Modules here import rclpy / message packages; nothing outside ``protoocc_ros.ros`` does.

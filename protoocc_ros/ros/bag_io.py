@@ -1,16 +1,20 @@
-"""rosbag2 read/write with `rosbags` (design §6: replaces rosbag2_py; sqlite3 and mcap storage, CDR payloads)."""
+"""rosbag2 read/write with `rosbags` (docs/architecture.md "ROS replacements": replaces rosbag2_py; sqlite3 and mcap
+storage, CDR payloads)."""
 from __future__ import annotations
 
 import importlib
 import queue
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+from protoocc_ros.package_files import find_package_file, package_file_candidates
 
 # rosbag2 storage name -> rosbags storage plugin.
 STORAGES: dict[str, StoragePlugin] = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
@@ -33,21 +37,12 @@ class BagMessage:
 
 
 def grid_msg_definition() -> str:
-    """Text of msg/SemanticOccupancyGrid.msg (source tree first, then the installed share/ directory)."""
-    candidates = [Path(__file__).resolve().parents[2] / "msg" / _GRID_MSG_FILE]
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
-        try:
-            candidates.append(Path(get_package_share_directory("protoocc_ros")) / "msg" / _GRID_MSG_FILE)
-        except PackageNotFoundError:
-            pass
-    except ImportError:
-        pass
-    for path in candidates:
-        if path.is_file():
-            return path.read_text()
-    raise BagIOError(f"message definition {_GRID_MSG_FILE} not found; looked in {[str(p) for p in candidates]}")
+    """Text of msg/SemanticOccupancyGrid.msg (checkout, or the installed share/protoocc_ros/msg)."""
+    path = find_package_file("msg", _GRID_MSG_FILE)
+    if path is None:
+        looked = [str(p) for p in package_file_candidates("msg", _GRID_MSG_FILE)]
+        raise BagIOError(f"message definition {_GRID_MSG_FILE} not found; looked in {looked}")
+    return path.read_text()
 
 
 def project_typestore() -> Any:

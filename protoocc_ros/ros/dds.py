@@ -9,8 +9,8 @@ the benchmarks export it to the processes they start, unless the user already ch
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from protoocc_ros.package_files import find_package_file
 
@@ -44,9 +44,10 @@ def dds_profile_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
         if not path.is_file():
             raise FileNotFoundError(f"PROTOOCC_DDS_PROFILE={choice!r}: file not found (or 'none' to use none)")
     else:
-        path = profile_path()
-        if path is None:
+        found = profile_path()
+        if found is None:
             return {}
+        path = found
     name = ("FASTRTPS_DEFAULT_PROFILES_FILE" if env.get("ROS_DISTRO", "") in _FAST_DDS_2_DISTROS
             else "FASTDDS_DEFAULT_PROFILES_FILE")
     return {name: str(path)}

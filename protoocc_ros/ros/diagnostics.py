@@ -1,4 +1,5 @@
-"""/diagnostics of occupancy_node (design §5): input rates, per-stage latency, drops and memory resets by reason.
+"""/diagnostics of occupancy_node (docs/architecture.md "ROS interfaces"): input rates, per-stage latency, drops and
+memory resets by reason.
 
 Health levels (the numbers are in each status's key/values; limits in :class:`HealthLimits`, from the
 node's ``diagnostics.*`` parameters): OK; WARN when a camera's input rate is below the expected rate,
@@ -14,8 +15,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
@@ -222,7 +224,8 @@ class NodeDiagnostics:
                                 + f" < {lim.expected_rate_hz:g} Hz")
         values.update({f"missing_from_sets.{cam}": n for cam, n in sorted(missing.items())})
         if missing:
-            problems.append(f"cameras missing from sets in the last {lim.window_s:g} s: {dict(sorted(missing.items()))}")
+            problems.append(f"cameras missing from sets in the last {lim.window_s:g} s: "
+                            f"{dict(sorted(missing.items()))}")
         return self._status("inputs", _WARN if problems else _OK, "; ".join(problems) or "receiving", values)
 
     def _latency_status(self, latency: dict[str, float], recent: list[float]) -> DiagnosticStatus:

@@ -1,4 +1,5 @@
-"""evaluation_node (design §5): predictions vs ground truth by stamp -> running mIoU, JSON report + renders at exit.
+"""evaluation_node (docs/architecture.md "ROS interfaces"): predictions vs ground truth by stamp -> running mIoU,
+JSON report + renders at exit.
 
 Predictions (`prediction_topic`) and ground truth (`ground_truth_topic`, 255 = unknown outside mask_camera)
 are paired by identical header stamps and accumulated with protoocc_ros.metrics (Occ3D mIoU for 18-class
@@ -21,37 +22,25 @@ from pathlib import Path
 from typing import Any
 
 import rclpy
-from rclpy.clock import Clock as RosClock, ClockType
+from rclpy.clock import Clock as RosClock
+from rclpy.clock import ClockType
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from std_msgs.msg import String
 
-from protoocc_ros.classes import KITTI_NUM_CLASSES, class_names_for
-from protoocc_ros.metrics import MetricError, OccupancyMetric, SSCMetric
+from protoocc_ros.classes import KITTI_NUM_CLASSES, class_table
+from protoocc_ros.metrics import MetricError, OccupancyMetric, SSCMetric, build_metric
 from protoocc_ros.metrics.confusion import dumps
 from protoocc_ros.msg import SemanticOccupancyGrid
-from protoocc_ros.ros import msg_builders as mb
+from protoocc_ros.ros.evaluation_params import EvaluationNodeParams
 from protoocc_ros.ros.occupancy_msg import UNKNOWN_LABEL, OccupancyGrid, OccupancyMsgError, msg_to_grid
+from protoocc_ros.ros.params import ParamError, declare_params, read_params
 from protoocc_ros.ros.qos import latched_qos, reliable_qos
 from protoocc_ros.ros.spin import spin_until
-from protoocc_ros.ros.replay_node import declare_parameters
 
 NODE_NAME = "evaluation_node"
-METRICS = ("auto", "occ3d", "semantic_kitti")
 REPORT_NAME = "evaluation.json"
-
-PARAMETERS: dict[str, tuple[Any, str]] = {
-    "prediction_topic": (mb.PREDICTION_TOPIC, "SemanticOccupancyGrid predictions"),
-    "ground_truth_topic": (mb.GROUND_TRUTH_TOPIC, "SemanticOccupancyGrid ground truth (255 = unknown)"),
-    "done_topic": (mb.DONE_TOPIC, "replay_node's end-of-replay summary (std_msgs/String JSON)"),
-    "metric": ("auto", "auto (by number of classes) | occ3d | semantic_kitti"),
-    "output_dir": ("outputs/evaluation", "directory for evaluation.json and the PNG renders"),
-    "expected_frames": (0, "stop after this many prediction/ground-truth pairs; 0 = no limit"),
-    "exit_on_done": (True, "stop after the replay's /replay/done once its ground truth is all paired"),
-    "done_timeout_s": (10.0, "after /replay/done, stop at the latest after this many seconds"),
-    "render": (True, "write PNG renders with the report"),
-    "max_pending": (200, "unpaired messages kept per topic before the oldest is dropped"),
-}
+PARAMS = EvaluationNodeParams
 
 
 class EvaluationNodeError(Exception):
@@ -63,12 +52,11 @@ class EvaluationNode(Node):
 
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
-        self.p = declare_parameters(self, PARAMETERS)
-        if self.p["metric"] not in METRICS:
-            raise EvaluationNodeError(f"{NODE_NAME}: parameter metric={self.p['metric']!r}, expected one of {METRICS}")
-        if self.p["max_pending"] < 1 or self.p["expected_frames"] < 0:
-            raise EvaluationNodeError(f"{NODE_NAME}: max_pending={self.p['max_pending']} must be >= 1 and "
-                                      f"expected_frames={self.p['expected_frames']} >= 0")
+        try:
+            declare_params(self, EvaluationNodeParams)
+            self.p = read_params(self, EvaluationNodeParams)
+        except ParamError as exc:
+            raise EvaluationNodeError(f"{NODE_NAME}: {exc}") from None
         self.metric: OccupancyMetric | SSCMetric | None = None
         self._pending: dict[str, OrderedDict[int, OccupancyGrid]] = {"prediction": OrderedDict(),
                                                                       "ground_truth": OrderedDict()}
@@ -80,11 +68,11 @@ class EvaluationNode(Node):
         self.finished = False
         self.stop_reason = ""
         self._summary_pub = self.create_publisher(String, "~/summary", reliable_qos(10))
-        self.create_subscription(SemanticOccupancyGrid, self.p["prediction_topic"],
+        self.create_subscription(SemanticOccupancyGrid, self.p.prediction_topic,
                                  lambda m: self._on_grid("prediction", m), reliable_qos(50))
-        self.create_subscription(SemanticOccupancyGrid, self.p["ground_truth_topic"],
+        self.create_subscription(SemanticOccupancyGrid, self.p.ground_truth_topic,
                                  lambda m: self._on_grid("ground_truth", m), reliable_qos(50))
-        self.create_subscription(String, self.p["done_topic"], self._on_done, latched_qos())
+        self.create_subscription(String, self.p.done_topic, self._on_done, latched_qos())
         # steady clock: with use_sim_time a ROS-time timer would stop with the replay's /clock
         self.create_timer(0.2, self._check_done, clock=RosClock(clock_type=ClockType.STEADY_TIME))
 
@@ -94,7 +82,7 @@ class EvaluationNode(Node):
             grid = msg_to_grid(msg)
         except OccupancyMsgError as exc:
             self.counts["rejected"] += 1
-            self.get_logger().error(f"{self.p[kind + '_topic']}: {exc}")
+            self.get_logger().error(f"{self.p.topic(kind)}: {exc}")
             return
         self.counts[kind] += 1
         other = "ground_truth" if kind == "prediction" else "prediction"
@@ -102,7 +90,7 @@ class EvaluationNode(Node):
         if match is None:
             pending = self._pending[kind]
             pending[grid.stamp_ns] = grid
-            while len(pending) > self.p["max_pending"]:
+            while len(pending) > self.p.max_pending:
                 pending.popitem(last=False)
                 self.counts["dropped"] += 1
             return
@@ -130,19 +118,14 @@ class EvaluationNode(Node):
         self.frames.append({"stamp_ns": gt.stamp_ns, "miou": frame_metric.compute()["miou"]})
         self.last_pair = (pred, gt)
         self._summary_pub.publish(String(data=dumps(self.summary())))
-        if self.p["expected_frames"] and self.counts["paired"] >= self.p["expected_frames"]:
-            self._stop(f"expected_frames={self.p['expected_frames']} reached")
+        if self.p.expected_frames and self.counts["paired"] >= self.p.expected_frames:
+            self._stop(f"expected_frames={self.p.expected_frames} reached")
 
     def _make_metric(self, gt: OccupancyGrid) -> OccupancyMetric | SSCMetric:
         n = len(gt.class_names) or (KITTI_NUM_CLASSES if gt.free_label == 0 else gt.free_label + 1)
-        names = gt.class_names or list(class_names_for(n))
-        kind = self.p["metric"]
-        if kind == "auto":
-            kind = "semantic_kitti" if n == KITTI_NUM_CLASSES and gt.free_label == 0 else "occ3d"
-        if kind == "semantic_kitti":
-            return SSCMetric(num_classes=n, class_names=names)
         # 255 outside mask_camera is skipped by the metric: the camera mask is already applied by replay.
-        return OccupancyMetric(num_classes=n, free_label=gt.free_label, use_mask="none", class_names=names)
+        return build_metric(n, gt.free_label, kind=self.p.metric, use_mask="none",
+                            class_names=gt.class_names or None)
 
     # --- stopping ------------------------------------------------------------------------------------------
     def _on_done(self, msg: String) -> None:
@@ -154,14 +137,14 @@ class EvaluationNode(Node):
         self.get_logger().info(f"replay finished: {msg.data[:200]}")
 
     def _check_done(self) -> None:
-        if self.done_summary is None or not self.p["exit_on_done"] or self.finished:
+        if self.done_summary is None or not self.p.exit_on_done or self.finished:
             return
         announced = self.done_summary.get("frames")
         all_gt = isinstance(announced, int) and self.counts["ground_truth"] >= announced
         if all_gt and not self._pending["ground_truth"]:
             self._stop("all ground truth of the replay paired")
-        elif time.monotonic() - self._done_at > self.p["done_timeout_s"]:
-            self._stop(f"done_timeout_s={self.p['done_timeout_s']} after /replay/done")
+        elif time.monotonic() - self._done_at > self.p.done_timeout_s:
+            self._stop(f"done_timeout_s={self.p.done_timeout_s} after /replay/done")
 
     def _stop(self, reason: str) -> None:
         if not self.finished:
@@ -185,17 +168,17 @@ class EvaluationNode(Node):
             "replay": self.done_summary,
             "frames": self.frames,
             "confusion_matrix": self.metric.hist.tolist() if self.metric is not None else None,
-            "topics": {"prediction": self.p["prediction_topic"], "ground_truth": self.p["ground_truth_topic"]},
+            "topics": {"prediction": self.p.prediction_topic, "ground_truth": self.p.ground_truth_topic},
         }
 
     def write_outputs(self) -> list[Path]:
         """Write evaluation.json (+ renders); returns the written paths."""
-        out = Path(self.p["output_dir"])
+        out = Path(self.p.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         report_path = out / REPORT_NAME
         report_path.write_text(dumps(self.report()))
         written = [report_path]
-        if self.p["render"] and self.metric is not None and self.last_pair is not None:
+        if self.p.render and self.metric is not None and self.last_pair is not None:
             written += write_renders(out, self.metric, *self.last_pair)
         return written
 
@@ -203,12 +186,13 @@ class EvaluationNode(Node):
 def write_renders(out: Path, metric: OccupancyMetric | SSCMetric, pred: OccupancyGrid,
                   gt: OccupancyGrid) -> list[Path]:
     """BEV prediction vs ground truth of one pair (unknown ground truth greyed out) and the per-class IoU bars."""
-    from protoocc_ros.render import palette_for, render_comparison, render_iou_bars
+    from protoocc_ros.render import render_comparison, render_iou_bars
 
     n = metric.num_classes
     stamp_s = gt.stamp_ns / 1e9
     results = metric.compute()
-    names, colors, _ = palette_for(n)
+    table = class_table(n)
+    names, colors = table.names, table.colors
     ious = results["per_class_iou"]
     bars_colors = [colors[names.index(c)] if c in names else (128, 128, 128) for c in ious]
     return [

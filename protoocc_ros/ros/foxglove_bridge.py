@@ -1,4 +1,4 @@
-"""Foxglove live view of occupancy_node (design §5 outputs, viewable in a browser without a ROS desktop).
+"""Foxglove live view of occupancy_node (docs/operating.md "Foxglove"; a browser view without a ROS desktop).
 
 A foxglove-sdk WebSocket server (``foxglove.start_server``; the SDK 0.30 speaks the subprotocol
 ``foxglove.sdk.v1``, the successor of ``foxglove.websocket.v1``) with protobuf channels:
@@ -9,24 +9,14 @@ A foxglove-sdk WebSocket server (``foxglove.start_server``; the SDK 0.30 speaks 
   ``/tf``                       foxglove.FrameTransforms: odom -> base_link and base_link -> optical frames
 
 all stamped with the camera-set stamp. A channel is encoded only while a client subscribes to it.
-``build_layout`` gives the matching Foxglove layout (config/foxglove_layout.json). ``FoxgloveClient``
-speaks the protocol from the other side (advertise, subscribe, protobuf-decoded message data) and
-``render_snapshot`` draws what a client received, for a view without the Foxglove app:
-
-    python -m protoocc_ros.ros.foxglove_bridge snapshot --port 8765 --out view.png
-    python -m protoocc_ros.ros.foxglove_bridge layout --out config/foxglove_layout.json
+The tooling around it (layout file, a protocol client, a snapshot PNG) is protoocc_ros.tools.foxglove_view.
 """
 from __future__ import annotations
 
-import argparse
-import base64
-import json
-import struct
-import sys
 import threading
 from collections import Counter
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -34,8 +24,8 @@ import numpy as np
 from protoocc_ros.geometry import matrix_to_quaternion
 from protoocc_ros.ros.occupancy_msg import occupied_voxels
 
-__all__ = ["FoxgloveBridgeError", "FoxgloveBridge", "FoxgloveClient", "scene_update", "build_layout", "layout_json",
-           "message_class", "render_snapshot", "SCENE_TOPIC", "TF_TOPIC", "SUBPROTOCOLS", "image_topic", "main"]
+__all__ = ["FoxgloveBridgeError", "FoxgloveBridge", "scene_update", "compressed_image", "frame_transforms",
+           "SCENE_TOPIC", "TF_TOPIC", "SUBPROTOCOLS", "image_topic"]
 
 SCENE_TOPIC = "/occupancy_node/scene"
 TF_TOPIC = "/tf"
@@ -61,8 +51,18 @@ def scene_update(labels: np.ndarray, point_cloud_range: Sequence[float], voxel_s
                  class_names: Sequence[str], free_label: int, frame_id: str, stamp_ns: int) -> Any:
     """foxglove.SceneUpdate of the occupied voxels of ``labels`` (X, Y, Z) uint8: delete all, then one entity per
     class present with a cube (edge ``voxel_size``, class colour from ``colors`` (C, 3) uint8) at each voxel centre."""
-    from foxglove.messages import (Color, CubePrimitive, KeyValuePair, Pose, Quaternion, SceneEntity,
-                                   SceneEntityDeletion, SceneEntityDeletionType, SceneUpdate, Vector3)
+    from foxglove.messages import (
+        Color,
+        CubePrimitive,
+        KeyValuePair,
+        Pose,
+        Quaternion,
+        SceneEntity,
+        SceneEntityDeletion,
+        SceneEntityDeletionType,
+        SceneUpdate,
+        Vector3,
+    )
 
     points = occupied_voxels(labels, point_cloud_range, voxel_size, free_label)  # (N,) x, y, z, label
     stamp = _timestamp(stamp_ns)
@@ -119,8 +119,8 @@ class FoxgloveBridge:
         self._context = foxglove.Context()  # private: channels of this node only
         try:
             self.server = foxglove.start_server(name=name, host=host, port=port, context=self._context,
-                                                server_listener=self.subscriptions)
-        except Exception as exc:  # noqa: BLE001 - the SDK raises its own error types
+                                                server_listener=self.subscriptions)  # type: ignore[arg-type]
+        except Exception as exc:
             raise FoxgloveBridgeError(f"Foxglove server on {host}:{port} cannot start: {exc}") from None
         self.scene = SceneUpdateChannel(self.scene_topic, context=self._context)
         self.images = {cam: CompressedImageChannel(topic, context=self._context)
@@ -132,8 +132,9 @@ class FoxgloveBridge:
         return int(self.server.port)
 
     def publish(self, stamp_ns: int, labels: np.ndarray, point_cloud_range: Sequence[float], voxel_size: float,
-                base_frame: str, images: dict[str, np.ndarray] | None = None, camera_frames: dict[str, str] | None = None,
-                transforms: Sequence[tuple[str, str, np.ndarray]] = (), image_max_width: int = 0) -> bool:
+                base_frame: str, images: dict[str, np.ndarray] | None = None,
+                camera_frames: dict[str, str] | None = None, transforms: Sequence[tuple[str, str, np.ndarray]] = (),
+                image_max_width: int = 0) -> bool:
         """Send the set to subscribed clients; returns whether anything was encoded.
 
         labels: (X, Y, Z) uint8 as shown (free where below the score threshold); images: camera -> RGB uint8
@@ -182,177 +183,3 @@ def frame_transforms(transforms: Sequence[tuple[str, str, np.ndarray]], stamp_ns
         out.append(FrameTransform(timestamp=_timestamp(stamp_ns), parent_frame_id=parent, child_frame_id=child,
                                   translation=Vector3(x=tx, y=ty, z=tz), rotation=Quaternion(x=x, y=y, z=z, w=w)))
     return FrameTransforms(transforms=out)
-
-
-def build_layout(cameras: Sequence[str], prefix: str = "/occupancy_node", base_frame: str = "base_link") -> Any:
-    """Foxglove layout: 3D panel (scene + transforms, following ``base_frame``) beside the camera images."""
-    import foxglove.layouts as fl
-
-    three_d = fl.ThreeDeePanel(title="occupancy", config=fl.ThreeDeeConfig(
-        follow_tf=base_frame, follow_mode="follow-pose",
-        topics={f"{prefix}/scene": fl.BaseRendererSceneUpdateTopicSettings(visible=True)}))
-    panels = [fl.ImagePanel(title=cam, config=fl.ImageConfig(image_mode=fl.ImageModeConfig(
-        image_topic=image_topic(cam, prefix)))) for cam in cameras]
-    rows = [fl.SplitItem(content=fl.SplitContainer(direction="row", items=[fl.SplitItem(content=p)
-                                                                          for p in panels[i:i + 2]]))
-            for i in range(0, len(panels), 2)]
-    return fl.Layout(content=fl.SplitContainer(direction="row", items=[
-        fl.SplitItem(proportion=3, content=three_d),
-        fl.SplitItem(proportion=2, content=fl.SplitContainer(direction="column", items=rows)),
-    ]))
-
-
-def layout_json(cameras: Sequence[str], prefix: str = "/occupancy_node", base_frame: str = "base_link") -> str:
-    """build_layout as indented JSON (the text of config/foxglove_layout.json)."""
-    return json.dumps(json.loads(build_layout(cameras, prefix, base_frame).to_json()), indent=2) + "\n"
-
-
-# -- the client side ------------------------------------------------------------------------------------
-def message_class(schema_name: str, file_descriptor_set: bytes) -> Any:
-    """Protobuf message class of ``schema_name`` from a serialised FileDescriptorSet (what advertise carries)."""
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-    files = descriptor_pb2.FileDescriptorSet.FromString(file_descriptor_set)
-    pool = descriptor_pool.DescriptorPool()
-    for proto in files.file:
-        pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(schema_name))
-
-
-class FoxgloveClient:
-    """Minimal client of the Foxglove WebSocket protocol: serverInfo, advertise, subscribe, message data
-    (opcode 1: uint32 subscription id, uint64 log time, payload) decoded with the advertised protobuf schemas."""
-
-    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
-        from websockets.sync.client import connect
-
-        self.ws = connect(url, subprotocols=SUBPROTOCOLS, proxy=None, max_size=None, open_timeout=timeout_s)
-        self.channels: dict[str, dict[str, Any]] = {}  # topic -> advertised channel
-        self._by_subscription: dict[int, dict[str, Any]] = {}
-        self._classes: dict[str, Any] = {}
-
-    def read_advertised(self, topics: set[str], timeout_s: float = 10.0) -> None:
-        """Read control messages until every topic in ``topics`` is advertised."""
-        while not topics <= set(self.channels):
-            message = json.loads(self.ws.recv(timeout=timeout_s))
-            if message["op"] == "advertise":
-                self.channels.update({c["topic"]: c for c in message["channels"]})
-
-    def subscribe(self, topics: Sequence[str]) -> None:
-        start = len(self._by_subscription)
-        subs = {start + i: self.channels[t] for i, t in enumerate(topics)}
-        self._by_subscription.update(subs)
-        self.ws.send(json.dumps({"op": "subscribe",
-                                 "subscriptions": [{"id": i, "channelId": c["id"]} for i, c in subs.items()]}))
-
-    def receive(self, until: Callable[[dict[str, dict[int, Any]]], bool],
-                timeout_s: float = 10.0) -> dict[str, dict[int, Any]]:
-        """Decoded messages per topic and log time (ns) until ``until(received)`` holds."""
-        received: dict[str, dict[int, Any]] = {}
-        while not until(received):
-            frame = self.ws.recv(timeout=timeout_s)
-            if isinstance(frame, str):
-                continue  # status / advertise updates
-            opcode, sub_id, log_time = struct.unpack_from("<BIQ", frame)
-            if opcode != 1:
-                continue  # time, service responses, ...
-            channel = self._by_subscription[sub_id]
-            cls = self._classes.setdefault(channel["topic"], message_class(
-                channel["schemaName"], base64.b64decode(channel["schema"])))
-            received.setdefault(channel["topic"], {})[log_time] = cls.FromString(frame[13:])
-        return received
-
-    def close(self) -> None:
-        self.ws.close()
-
-
-def render_snapshot(scene: Any, images: dict[str, Any], path: Path, title: str = "") -> None:
-    """PNG of what a Foxglove client received: the SceneUpdate cubes in 3D (matplotlib) beside the camera images.
-
-    scene: a decoded foxglove.SceneUpdate; images: camera -> decoded foxglove.CompressedImage.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig = plt.figure(figsize=(16, 8), dpi=100)
-    ax = fig.add_axes([0.0, 0.0, 0.58, 0.95], projection="3d")
-    for entity in scene.entities:
-        xyz = np.array([(c.pose.position.x, c.pose.position.y, c.pose.position.z) for c in entity.cubes])  # (N, 3)
-        if not len(xyz):
-            continue
-        c = entity.cubes[0].color
-        ax.scatter(xyz[:, 0], xyz[:, 1], xyz[:, 2], marker="s", s=6, color=(c.r, c.g, c.b), depthshade=False,
-                   label=f"{entity.id} ({len(xyz)})")
-    ax.set(xlabel="x (m, forward)", ylabel="y (m, left)", zlabel="z (m)")
-    ax.set_box_aspect((1.0, 1.0, 0.25))
-    ax.view_init(elev=35, azim=-150)
-    ax.legend(loc="upper left", fontsize=7, markerscale=2, ncol=2, title="SceneUpdate entities (cubes)")
-    names = list(images)
-    cols = 2
-    rows = max(1, -(-len(names) // cols))
-    for i, cam in enumerate(names):
-        rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(images[cam].data, np.uint8), cv2.IMREAD_COLOR),
-                           cv2.COLOR_BGR2RGB)
-        sub = fig.add_axes([0.6 + 0.2 * (i % cols), 0.95 - (i // cols + 1) * 0.95 / rows, 0.19, 0.95 / rows - 0.02])
-        sub.imshow(rgb)
-        sub.set_title(cam, fontsize=8)
-        sub.axis("off")
-    fig.suptitle(title, fontsize=10)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def _snapshot(args: argparse.Namespace) -> int:
-    client = FoxgloveClient(f"ws://{args.host}:{args.port}")
-    scene = f"{args.prefix}/scene"
-    client.read_advertised({scene})
-    images = sorted((t for t in client.channels if t.startswith(f"{args.prefix}/images/")),
-                    key=lambda t: client.channels[t]["id"])  # the node's camera order
-    client.subscribe([scene, *images])
-    seen: list[int] = []
-
-    def enough(received: dict[str, dict[int, Any]]) -> bool:  # the n-th scene and the images of its set
-        seen[:] = sorted(received.get(scene, {}))
-        return len(seen) >= args.nth and all(seen[args.nth - 1] in received.get(t, {}) for t in images)
-
-    received = client.receive(enough, timeout_s=args.timeout)
-    client.close()
-    stamp = seen[args.nth - 1]
-    update = received[scene][stamp]
-    n_cubes = sum(len(e.cubes) for e in update.entities)
-    render_snapshot(update, {t.rsplit("/", 1)[-1]: received[t][stamp] for t in images}, Path(args.out),
-                    f"{args.title} — {scene} at {stamp / 1e9:.3f} s: {n_cubes} cubes in {len(update.entities)} "
-                    f"class entities; images from {args.prefix}/images/*")
-    print(f"{args.out}: scene at {stamp} ns, {n_cubes} cubes, {len(images)} images")
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m protoocc_ros.ros.foxglove_bridge",
-                                     description="Foxglove live view helpers: layout file, snapshot PNG of a stream")
-    sub = parser.add_subparsers(dest="command", required=True)
-    layout = sub.add_parser("layout", help="write the Foxglove layout for a camera rig")
-    layout.add_argument("--cameras", nargs="+", default=None, help="camera names (default: the 6 nuScenes cameras)")
-    layout.add_argument("--out", required=True)
-    snap = sub.add_parser("snapshot", help="connect to a running node's server, render one scene + images")
-    snap.add_argument("--host", default="127.0.0.1")
-    snap.add_argument("--port", type=int, default=8765)
-    snap.add_argument("--prefix", default="/occupancy_node", help="the node's name (channel prefix)")
-    snap.add_argument("--nth", type=int, default=1, help="render the n-th scene received")
-    snap.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for each message")
-    snap.add_argument("--title", default="Foxglove stream of occupancy_node")
-    snap.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    if args.command == "layout":
-        from protoocc_ros.config import NUSCENES_CAMERAS
-
-        Path(args.out).write_text(layout_json(args.cameras or NUSCENES_CAMERAS))
-        return 0
-    return _snapshot(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,5 @@
-"""cv_bridge replacement (design §6): sensor_msgs Image / CompressedImage <-> numpy RGB uint8.
+"""cv_bridge replacement (docs/architecture.md "ROS replacements"): sensor_msgs Image / CompressedImage <-> numpy
+RGB uint8.
 
 Supported raw encodings: rgb8, bgr8, mono8, bgra8, rgba8; compressed: jpeg, png (OpenCV).
 Anything else, a size/step mismatch or undecodable bytes raise ImageConversionError naming the

@@ -1,4 +1,5 @@
-"""Inference off the subscription callbacks (design §5): a worker thread with a bounded queue.
+"""Inference off the subscription callbacks (docs/architecture.md "ROS interfaces"): a worker thread with a bounded
+queue.
 
 ``submit`` never blocks; when the queue is full the oldest waiting item is dropped (and counted),
 so the model always works on the newest camera set and callbacks keep running at input rate.
@@ -11,7 +12,8 @@ import sys
 import threading
 import traceback
 from collections import deque
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 __all__ = ["InferenceWorker"]
 
@@ -93,7 +95,7 @@ class InferenceWorker(Generic[T]):
             return
         try:
             self.on_error(item, exc)
-        except Exception:  # noqa: BLE001 - the error handler failed too: say so, keep the worker alive
+        except Exception:
             traceback.print_exc(file=sys.stderr)
 
     def _run(self) -> None:
@@ -106,7 +108,7 @@ class InferenceWorker(Generic[T]):
                 self._busy = True
             try:
                 self.process(item)
-            except Exception as exc:  # noqa: BLE001 - a bad set must not kill the worker
+            except Exception as exc:
                 self.errors += 1
                 self._report(item, exc)
             finally:

@@ -1,19 +1,27 @@
-"""Managed-node plumbing for occupancy_node (design §5; ROS 2 lifecycle, as nav2 / Autoware nodes are run).
+"""Managed-node plumbing (ROS 2 lifecycle, as nav2 / Autoware nodes are run; docs/operating.md "Lifecycle").
 
 ``run_transition`` runs one transition body and turns any exception into FAILURE with the reason
-logged (rclpy would turn it into an unexplained ERROR). ``LifecycleClient`` drives a node from
-another node through the standard services ``<node>/change_state`` and ``<node>/get_state`` — what
-``ros2 lifecycle set`` / ``get`` call — for tests, tools and scripts.
+logged (rclpy would turn it into an unexplained ERROR). :class:`ManagedNode` maps the lifecycle callbacks
+onto four bodies (``configure_body``, ``activate_body``, ``deactivate_body``, ``release_body``) and records
+state and failure reasons; :func:`run_managed_node` is the ``main()`` of such a node (autostart, exit code).
+``LifecycleClient`` drives a node from another node through the standard services ``<node>/change_state``
+and ``<node>/get_state`` — what ``ros2 lifecycle set`` / ``get`` call — for tests, tools and scripts.
 """
 from __future__ import annotations
 
+import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import rclpy
 from lifecycle_msgs.srv import ChangeState, GetState
-from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
-__all__ = ["LifecycleError", "LifecycleClient", "TRANSITIONS", "run_transition"]
+from protoocc_ros.ros.spin import spin_until
+
+__all__ = ["LifecycleError", "LifecycleClient", "ManagedNode", "TRANSITIONS", "run_managed_node", "run_transition"]
 
 # Labels of `ros2 lifecycle set <node> <label>` (sent by label: the node picks the shutdown of its state).
 TRANSITIONS = ("configure", "cleanup", "activate", "deactivate", "shutdown")
@@ -33,13 +41,107 @@ def run_transition(logger: Any, name: str, body: Callable[[], None],
     """
     try:
         body()
-    except Exception as exc:  # noqa: BLE001 - every failure of a transition is reported, never raised
+    except Exception as exc:
         reason = str(exc) if isinstance(exc, explained) else f"{type(exc).__name__}: {exc}"
         logger.error(f"{name} failed: {reason}")
         if on_failure is not None:
             on_failure(reason)
         return TransitionCallbackReturn.FAILURE
     return TransitionCallbackReturn.SUCCESS
+
+
+class ManagedNode(LifecycleNode):
+    """A lifecycle node whose transitions run ``*_body`` methods; failures are logged and kept in ``last_error``.
+
+    ``explained`` errors (raised on purpose, naming what and why) are reported by their message alone.
+    ``on_state(state)`` / ``on_transition_error(text)`` let a subclass report them (e.g. in /diagnostics).
+    """
+
+    explained: tuple[type[BaseException], ...] = ()
+
+    def __init__(self, name: str, **node_kwargs: Any) -> None:
+        super().__init__(name, **node_kwargs)
+        self.last_error = ""  # reason of the last failed transition
+        self.finalized = False
+        self.autostart = True
+
+    def configure_body(self) -> None: ...
+    def activate_body(self) -> None: ...
+    def deactivate_body(self) -> None: ...
+    def release_body(self) -> None: ...
+    def on_state(self, state: str) -> None: ...
+    def on_transition_error(self, text: str) -> None: ...
+
+    def _transition(self, name: str, body: Callable[[], None], target: str,
+                    undo: Callable[[], None] | None = None) -> TransitionCallbackReturn:
+        def failed(reason: str) -> None:
+            self.last_error = reason
+            self.on_transition_error(f"{name}: {reason}")
+            if undo is not None:
+                undo()
+
+        result = run_transition(self.get_logger(), name, body, failed, explained=self.explained)
+        if result == TransitionCallbackReturn.SUCCESS:
+            self.last_error = ""
+            self.on_transition_error("")
+            self.on_state(target)
+        return result
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition("configure", self.configure_body, "inactive", undo=self.release_body)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = self._transition("activate", self.activate_body, "active", undo=self.deactivate_body)
+        return super().on_activate(state) if result == TransitionCallbackReturn.SUCCESS else result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = self._transition("deactivate", self.deactivate_body, "inactive")
+        return super().on_deactivate(state) if result == TransitionCallbackReturn.SUCCESS else result
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return self._transition("cleanup", self.release_body, "unconfigured")
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.finalized = True
+        return self._transition("shutdown", self.release_body, "finalized")
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._transition("error recovery", self.release_body, "unconfigured")
+        return TransitionCallbackReturn.SUCCESS
+
+    def start(self) -> str:
+        """Configure and activate (autostart); returns '' or the reason it failed."""
+        for transition in (self.trigger_configure, self.trigger_activate):
+            if transition() != TransitionCallbackReturn.SUCCESS:
+                return self.last_error or f"{transition.__name__} failed"
+        return ""
+
+
+def run_managed_node(factory: Callable[[], ManagedNode], name: str, start_error: type[BaseException],
+                     argv: Sequence[str] | None = None) -> int:
+    """``main()`` of a managed node: init, create, autostart, spin until the shutdown transition; exit code
+    2 with one FATAL line when it cannot start."""
+    rclpy.init(args=list(sys.argv if argv is None else argv))
+    node: ManagedNode | None = None
+    try:
+        try:
+            node = factory()
+            reason = node.start() if node.autostart else ""
+        except start_error as exc:
+            reason = str(exc)
+        if reason:
+            rclpy.logging.get_logger(name).fatal(f"cannot start: {reason}")
+            return 2
+        assert node is not None
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        spin_until(executor, lambda: node.finalized)  # the shutdown transition ends the process
+        return 0
+    finally:
+        if node is not None:
+            node.release_body()
+            node.destroy_node()
+        rclpy.try_shutdown()
 
 
 # Transition label -> state label it leads to on success.

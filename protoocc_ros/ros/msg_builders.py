@@ -1,7 +1,7 @@
-"""numpy arrays and poses -> ROS messages for replay (design §5; topics and frames of docs/architecture.md)."""
+"""numpy arrays and poses -> ROS messages for replay (docs/architecture.md "ROS topics and frames")."""
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -39,7 +39,7 @@ def camera_info_topic(camera: str) -> str:
 
 def seconds_to_ns(t_s: float) -> int:
     """Float seconds -> integer nanoseconds (rounded to the microsecond, the resolution of the datasets)."""
-    return int(round(float(t_s) * 1e6)) * 1000
+    return round(float(t_s) * 1e6) * 1000
 
 
 def time_msg(stamp_ns: int) -> Time:

@@ -1,4 +1,4 @@
-"""The one place that converts numpy grids <-> SemanticOccupancyGrid (design §5, docs/architecture.md).
+"""The one place that converts numpy grids <-> SemanticOccupancyGrid (docs/architecture.md "ROS topics and frames").
 
 Grid conventions: labels (X, Y, Z) uint8 indexed [x, y, z], row-major in the message
 (index = (ix * size_y + iy) * size_z + iz); origin = the outer corner of voxel (0, 0, 0) =
@@ -6,8 +6,8 @@ point_cloud_range[:3]; 255 = UNKNOWN_LABEL; confidence 0..1 is sent as uint8 0..
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from std_msgs.msg import Header

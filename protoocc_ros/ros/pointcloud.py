@@ -1,11 +1,12 @@
-"""sensor_msgs_py.point_cloud2 replacement (design §5 ``~/occupied_voxels``, §6): PointCloud2 <-> numpy structured arrays.
+"""sensor_msgs_py.point_cloud2 replacement (docs/architecture.md "ROS replacements"): PointCloud2 <-> numpy
+structured arrays.
 
 Same function names and meaning as sensor_msgs_py.point_cloud2 (create_cloud, read_points,
 dtype_from_fields), with the fields taken from a numpy structured dtype.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from sensor_msgs.msg import PointCloud2, PointField
@@ -39,7 +40,7 @@ def fields_from_dtype(dtype: np.dtype) -> list[PointField]:
         raise PointCloudError(f"expected a structured dtype with named fields, got {dtype}")
     fields = []
     for name in dtype.names:
-        sub, offset = dtype.fields[name][:2]
+        sub, offset = dtype.fields[name][:2]  # type: ignore[index]  # named dtype: fields is set
         base, count = (sub.subdtype[0], int(np.prod(sub.subdtype[1]))) if sub.subdtype else (sub, 1)
         code = f"{base.kind}{base.itemsize}"
         if code not in _TO_POINTFIELD:
@@ -69,7 +70,7 @@ def create_cloud(header: Header, points: np.ndarray) -> PointCloud2:
     """Unorganised cloud (height 1) from a structured array (N,)."""
     points = np.ascontiguousarray(np.asarray(points).reshape(-1))
     fields = fields_from_dtype(points.dtype)
-    is_dense = all(np.isfinite(points[n]).all() for n in points.dtype.names if points.dtype[n].kind == "f")
+    is_dense = all(np.isfinite(points[n]).all() for n in points.dtype.names or () if points.dtype[n].kind == "f")
     cloud = PointCloud2(header=header, height=1, width=len(points), fields=fields, is_bigendian=False,
                         point_step=points.dtype.itemsize, row_step=points.dtype.itemsize * len(points),
                         is_dense=bool(is_dense))
@@ -91,10 +92,11 @@ def read_points(cloud: PointCloud2, field_names: Sequence[str] | None = None, sk
     rows = np.frombuffer(cloud.data, dtype=np.uint8).reshape(cloud.height, cloud.row_step)
     packed = np.ascontiguousarray(rows[:, : cloud.width * cloud.point_step])
     points = packed.view(dtype).reshape(n)
-    names = list(field_names) if field_names is not None else list(dtype.names)
-    missing = [name for name in names if name not in dtype.names]
+    have = list(dtype.names or ())
+    names = list(field_names) if field_names is not None else have
+    missing = [name for name in names if name not in have]
     if missing:
-        raise PointCloudError(f"cloud has no field(s) {missing}; it has {list(dtype.names)}")
+        raise PointCloudError(f"cloud has no field(s) {missing}; it has {have}")
     out = np.empty(n, dtype=[(name, dtype[name].newbyteorder("=")) for name in names])
     for name in names:
         out[name] = points[name]

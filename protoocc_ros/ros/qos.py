@@ -1,4 +1,5 @@
-"""QoS profiles used by the nodes (design §5: sensor QoS on inputs, reliable on the grid output; tf2_ros QoS for TF)."""
+"""QoS profiles used by the nodes (docs/architecture.md "ROS interfaces": sensor QoS on inputs, reliable on the grid
+output; tf2_ros QoS for TF)."""
 from __future__ import annotations
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy

@@ -1,4 +1,5 @@
-"""replay_node (design §5): datasets and rosbag2 recordings -> camera, TF, /clock and ground-truth topics.
+"""replay_node (docs/architecture.md "ROS interfaces"): datasets and rosbag2 recordings -> camera, TF, /clock and
+ground-truth topics.
 
 Frames are paced at `rate` × real time (stamp differences, each gap capped at `max_frame_gap_s`; rate 0 =
 no pacing) and/or by the consumer: with `wait_for_topic` set, frame k+1 is published only after a message
@@ -19,85 +20,45 @@ consumers on lossy sensor QoS.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor, ParameterType
-from rclpy.clock import Clock as RosClock, ClockType
+from rclpy.clock import Clock as RosClock
+from rclpy.clock import ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import String
 
-from protoocc_ros.ros import bag_io, msg_builders as mb
+from protoocc_ros.ros import bag_io
+from protoocc_ros.ros import msg_builders as mb
+from protoocc_ros.ros.params import ParamError, declare_params, read_params
 from protoocc_ros.ros.qos import latched_qos, reliable_qos
+from protoocc_ros.ros.replay_params import ReplayNodeParams
 from protoocc_ros.ros.replay_sources import (
-    CLOCK_TOPIC, TF_STATIC_TOPIC, FrameBundle, ReplaySource, ReplaySourceError, header_stamp_ns, open_source,
+    CLOCK_TOPIC,
+    TF_STATIC_TOPIC,
+    FrameBundle,
+    ReplaySource,
+    ReplaySourceError,
+    header_stamp_ns,
+    open_source,
 )
 
 NODE_NAME = "replay_node"
-DEFAULT_RECORD_TOPICS = ["/occupancy_node/occupancy", "/occupancy_node/occupied_voxels",
-                         "/occupancy_node/markers", "/diagnostics"]
+PARAMS = ReplayNodeParams
 _LATCHED_TOPICS = (TF_STATIC_TOPIC, mb.DONE_TOPIC)
-
-# name -> (default, description). An empty-list default declares a string array.
-PARAMETERS: dict[str, tuple[Any, str]] = {
-    "dataroot": ("synthetic", "dataset root, rosbag2 path (directory, .mcap or .db3), or 'synthetic' for the "
-                              "embedded synthetic sample"),
-    "source_format": ("auto", "auto | occ3d_nuscenes | semantic_kitti | rosbag2"),
-    "version": ("auto", "nuScenes table version (v1.0-trainval, v1.0-mini, ...); auto = the one in dataroot"),
-    "split": ("val", "dataset split to replay (Occ3D-nuScenes: train/val/mini_*; SemanticKITTI: train/val/test)"),
-    "scenes": ([], "scene names / KITTI sequence ids to replay; empty = all of the split"),
-    "cameras": ([], "camera subset to publish; empty = all cameras of the dataset"),
-    "bag_topics": ([], "rosbag2: topics to republish; empty = all (except /clock and /replay/done)"),
-    "image_format": ("rgb8", "dataset images as Image rgb8 | bgr8, or CompressedImage jpeg | png"),
-    "publish_ground_truth": (True, "publish /ground_truth/occupancy (255 outside mask_camera)"),
-    "rate": (1.0, "real-time factor for pacing by stamps; 0 = no pacing (use wait_for_topic to follow a consumer)"),
-    "max_frame_gap_s": (1.0, "cap on the stamp gap paced between two frames (scene changes jump in time)"),
-    "wait_for_topic": ("", "after each frame wait for a message with the frame's header stamp on this topic"),
-    "wait_timeout_s": (10.0, "longest wait on wait_for_topic per frame, seconds"),
-    "resend_after_s": (0.0, "with wait_for_topic: publish the frame again (without ground truth) when no output "
-                            "came after this many seconds; 0 = never"),
-    "wait_for_subscribers": ([], "topics that must have a matched subscriber before the first frame"),
-    "wait_for_topic_subscriptions": (1, "before the first frame, wait until wait_for_topic has this many "
-                                        "subscriptions in the ROS graph, this node's own included (2 with an "
-                                        "evaluation_node: the consumer's first outputs must reach the evaluator too)"),
-    "startup_timeout_s": (30.0, "longest wait for wait_for_subscribers / the wait_for_topic publisher, seconds"),
-    "startup_settle_s": (0.5, "pause after the waits above: DDS matches the subscriber side a moment after the "
-                              "publisher side, and a volatile subscriber misses what is sent before"),
-    "loop": (False, "start over at the end instead of stopping"),
-    "max_frames": (0, "stop after this many frames in total; 0 = all"),
-    "exit_when_done": (True, "exit after the last frame (otherwise keep spinning until shut down)"),
-    "qos_depth": (10, "history depth of the publishers (reliable, transient local)"),
-    "ack_timeout_s": (10.0, "at the end, longest wait for reliable subscribers to acknowledge every message"),
-    "record_path": ("", "rosbag2 directory to record record_topics into; empty = no recording"),
-    "record_topics": (list(DEFAULT_RECORD_TOPICS), "topics to record"),
-    "record_storage": ("mcap", "mcap | sqlite3"),
-    "record_drain_s": (1.0, "after the last frame, keep recording this long, seconds"),
-}
 
 
 class ReplayNodeError(Exception):
     """Invalid replay parameters; the message names the parameter and value."""
-
-
-def declare_parameters(node: Node, table: dict[str, tuple[Any, str]]) -> dict[str, Any]:
-    """Declare every parameter of `table` with its description and return their values."""
-    values: dict[str, Any] = {}
-    for name, (default, description) in table.items():
-        if isinstance(default, list) and not default:
-            desc = ParameterDescriptor(description=description, type=ParameterType.PARAMETER_STRING_ARRAY)
-            param = node.declare_parameter(name, Parameter.Type.STRING_ARRAY, desc)
-            values[name] = list(param.value) if param.type_ != Parameter.Type.NOT_SET else []
-        else:
-            values[name] = node.declare_parameter(name, default, ParameterDescriptor(description=description)).value
-    return values
 
 
 class TopicTaps:
@@ -146,16 +107,19 @@ class ReplayNode(Node):
 
     def __init__(self, source: ReplaySource | None = None, **node_kwargs: Any) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
-        self.p = declare_parameters(self, PARAMETERS)
-        self._validate()
+        try:
+            declare_params(self, ReplayNodeParams)
+            self.p = read_params(self, ReplayNodeParams)
+        except ParamError as exc:
+            raise ReplayNodeError(f"{NODE_NAME}: {exc}") from None
         try:
             self.source = source or open_source(
-                self.p["dataroot"], self.p["source_format"], split=self.p["split"], scenes=self.p["scenes"],
-                cameras=self.p["cameras"], image_format=self.p["image_format"],
-                ground_truth=self.p["publish_ground_truth"], bag_topics=self.p["bag_topics"],
-                version=self.p["version"])
+                self.p.dataroot, self.p.source_format, split=self.p.split, scenes=self.p.scenes,
+                cameras=self.p.cameras, image_format=self.p.image_format,
+                ground_truth=self.p.publish_ground_truth, bag_topics=self.p.bag_topics,
+                version=self.p.version)
         except ReplaySourceError as exc:
-            raise ReplayNodeError(f"{NODE_NAME}: cannot open dataroot {self.p['dataroot']!r}: {exc}") from exc
+            raise ReplayNodeError(f"{NODE_NAME}: cannot open dataroot {self.p.dataroot!r}: {exc}") from exc
         self._topic_pubs: dict[str, Any] = {}
         self._clock_pub = self.create_publisher(Clock, CLOCK_TOPIC, self._qos(CLOCK_TOPIC))
         self._done_pub = self.create_publisher(String, mb.DONE_TOPIC, self._qos(mb.DONE_TOPIC))
@@ -164,32 +128,14 @@ class ReplayNode(Node):
         self._seen_stamps: set[int] = set()
         self._taps = TopicTaps(self, self._on_tap)
         self._bag: bag_io.BagRecorder | None = None
-        if self.p["wait_for_topic"]:
-            self._taps.add(self.p["wait_for_topic"])
-        if self.p["record_path"]:
-            self._bag = bag_io.BagRecorder(self.p["record_path"], self.p["record_storage"])
-            for topic in self.p["record_topics"]:
+        if self.p.wait_for_topic:
+            self._taps.add(self.p.wait_for_topic)
+        if self.p.record_path:
+            self._bag = bag_io.BagRecorder(self.p.record_path, self.p.record_storage)
+            for topic in self.p.record_topics:
                 self._taps.add(topic)
         self.stats: dict[str, Any] = {"frames": 0, "wait_timeouts": 0, "resends": 0, "first_stamp_ns": None,
                                       "last_stamp_ns": None}
-
-    def _validate(self) -> None:
-        p = self.p
-        checks = [
-            ("rate", p["rate"] >= 0, "a real-time factor >= 0"),
-            ("wait_timeout_s", p["wait_timeout_s"] > 0, "> 0"),
-            ("resend_after_s", p["resend_after_s"] >= 0, ">= 0 (0 = never)"),
-            ("max_frames", p["max_frames"] >= 0, ">= 0"),
-            ("qos_depth", p["qos_depth"] >= 1, ">= 1"),
-            ("wait_for_topic_subscriptions", p["wait_for_topic_subscriptions"] >= 1, ">= 1 (this node's own tap)"),
-            ("record_storage", p["record_storage"] in bag_io.STORAGES, f"one of {sorted(bag_io.STORAGES)}"),
-            ("image_format", p["image_format"] in ("rgb8", "bgr8", "jpeg", "png"), "rgb8, bgr8, jpeg or png"),
-            ("loop", not (p["loop"] and p["record_path"] and not p["max_frames"]),
-             "false when recording without max_frames (the recording would never be closed cleanly)"),
-        ]
-        for name, ok, expected in checks:
-            if not ok:
-                raise ReplayNodeError(f"{NODE_NAME}: parameter {name}={p[name]!r} invalid, expected {expected}")
 
     def _qos(self, topic: str) -> QoSProfile:
         """Reliable + transient local: a subscriber that asks for transient local gets the last qos_depth
@@ -197,8 +143,8 @@ class ReplayNode(Node):
         if topic in _LATCHED_TOPICS:
             return latched_qos(1)
         if topic == CLOCK_TOPIC:
-            return reliable_qos(self.p["qos_depth"])
-        return latched_qos(self.p["qos_depth"])
+            return reliable_qos(self.p.qos_depth)
+        return latched_qos(self.p.qos_depth)
 
     def _publisher(self, topic: str, msgtype: str) -> Any:
         pub = self._topic_pubs.get(topic)
@@ -210,9 +156,9 @@ class ReplayNode(Node):
     # --- callbacks (executor thread) -------------------------------------------------------------------
     def _on_tap(self, topic: str, msgtype: str, data: bytes) -> None:
         with self._cond:
-            if self._bag is not None and topic in self.p["record_topics"]:
+            if self._bag is not None and topic in self.p.record_topics:
                 self._bag.put(topic, msgtype, data, self.sim_time_ns)
-            if topic == self.p["wait_for_topic"]:
+            if topic == self.p.wait_for_topic:
                 try:
                     self._seen_stamps.add(header_stamp_ns(data))
                 except ReplaySourceError as exc:
@@ -241,7 +187,7 @@ class ReplayNode(Node):
         passed; every resend_after_s without it the bundle is published again (sensor-QoS consumers can lose
         a message of a set)."""
         start = time.monotonic()
-        deadline, resend = start + self.p["wait_timeout_s"], self.p["resend_after_s"]
+        deadline, resend = start + self.p.wait_timeout_s, self.p.resend_after_s
         next_resend = start + resend if resend > 0 else float("inf")
         with self._cond:
             self._seen_stamps &= {bundle.stamp_ns}    # late duplicates of earlier frames (resends, loops)
@@ -250,7 +196,7 @@ class ReplayNode(Node):
                 if now >= deadline:
                     self.stats["wait_timeouts"] += 1
                     self.get_logger().warning(f"no message stamped {bundle.stamp_ns} ns on "
-                                              f"{self.p['wait_for_topic']} within {self.p['wait_timeout_s']} s; "
+                                              f"{self.p.wait_for_topic} within {self.p.wait_timeout_s} s; "
                                               "going on")
                     return False
                 if now >= next_resend:
@@ -266,18 +212,18 @@ class ReplayNode(Node):
         """Create the first frame's publishers, then wait for wait_for_subscribers and the wait_for_topic publisher."""
         for out in first.messages:
             self._publisher(out.topic, out.msgtype)
-        deadline = time.monotonic() + self.p["startup_timeout_s"]
-        pending = list(self.p["wait_for_subscribers"]) + ([self.p["wait_for_topic"]] if self.p["wait_for_topic"] else [])
+        deadline = time.monotonic() + self.p.startup_timeout_s
+        pending = list(self.p.wait_for_subscribers) + ([self.p.wait_for_topic] if self.p.wait_for_topic else [])
         while pending and self.context.ok() and time.monotonic() < deadline:
             pending = [t for t in pending if not self._ready(t)]
             time.sleep(0.05)
         if pending:
-            self.get_logger().warning(f"still waiting for {pending} after {self.p['startup_timeout_s']} s; starting")
-        time.sleep(self.p["startup_settle_s"])
+            self.get_logger().warning(f"still waiting for {pending} after {self.p.startup_timeout_s} s; starting")
+        time.sleep(self.p.startup_settle_s)
 
     def _ready(self, topic: str) -> bool:
-        if topic == self.p["wait_for_topic"]:
-            return self._taps.matched(topic) and self.count_subscribers(topic) >= self.p["wait_for_topic_subscriptions"]
+        if topic == self.p.wait_for_topic:
+            return self._taps.matched(topic) and self.count_subscribers(topic) >= self.p.wait_for_topic_subscriptions
         pub = self._clock_pub if topic == CLOCK_TOPIC else self._topic_pubs.get(topic)
         return pub is not None and pub.get_subscription_count() > 0
 
@@ -287,7 +233,7 @@ class ReplayNode(Node):
             for bundle in self.source.frames():
                 empty = False
                 yield bundle
-            if not self.p["loop"] or empty:
+            if not self.p.loop or empty:
                 return
 
     def run(self) -> dict[str, Any]:
@@ -297,20 +243,20 @@ class ReplayNode(Node):
         if first is None:
             raise ReplayNodeError(f"{NODE_NAME}: source {self.source.describe()} has no frames")
         self.wait_until_ready(first)
-        rate, target, prev = self.p["rate"], time.monotonic(), first.stamp_ns
+        rate, target, prev = self.p.rate, time.monotonic(), first.stamp_ns
         t_start = time.monotonic()
         for bundle in _chain(first, bundles):
             if not self.context.ok():
                 break
             if rate > 0:
-                gap_s = min(max(bundle.stamp_ns - prev, 0) / 1e9, self.p["max_frame_gap_s"])
+                gap_s = min(max(bundle.stamp_ns - prev, 0) / 1e9, self.p.max_frame_gap_s)
                 target += gap_s / rate
                 time.sleep(max(0.0, target - time.monotonic()))
             prev = bundle.stamp_ns
             self.publish_bundle(bundle)
-            if self.p["wait_for_topic"]:
+            if self.p.wait_for_topic:
                 self.wait_for_output(bundle)
-            if self.p["max_frames"] and self.stats["frames"] >= self.p["max_frames"]:
+            if self.p.max_frames and self.stats["frames"] >= self.p.max_frames:
                 break
         self.stats["wall_s"] = round(time.monotonic() - t_start, 3)
         return self.finish()
@@ -318,12 +264,12 @@ class ReplayNode(Node):
     def wait_for_delivery(self) -> bool:
         """Wait (up to ack_timeout_s) until every reliable subscriber acknowledged everything published: a
         process that exits earlier takes undelivered messages with it."""
-        deadline = time.monotonic() + self.p["ack_timeout_s"]
+        deadline = time.monotonic() + self.p.ack_timeout_s
         for pub in [self._clock_pub, *self._topic_pubs.values()]:
             left = max(0.0, deadline - time.monotonic())
             if not pub.wait_for_all_acked(rclpy.duration.Duration(seconds=left)):
                 self.get_logger().warning(f"{pub.topic_name}: not every subscriber acknowledged within "
-                                          f"ack_timeout_s={self.p['ack_timeout_s']}")
+                                          f"ack_timeout_s={self.p.ack_timeout_s}")
                 return False
         return True
 
@@ -332,7 +278,7 @@ class ReplayNode(Node):
         if self.context.ok():
             self.stats["delivered"] = self.wait_for_delivery()
         if self._bag is not None:
-            time.sleep(self.p["record_drain_s"] if self.context.ok() else 0.0)
+            time.sleep(self.p.record_drain_s if self.context.ok() else 0.0)
             with self._cond:
                 bag, self._bag = self._bag, None
             bag.close()
@@ -369,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         spinner = threading.Thread(target=_spin, args=(executor,), daemon=True)
         spinner.start()
         node.run()
-        if not node.p["exit_when_done"]:
+        if not node.p.exit_when_done:
             while node.context.ok():
                 time.sleep(0.2)
         return 0
@@ -390,10 +336,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _spin(executor: SingleThreadedExecutor) -> None:
-    try:
+    with contextlib.suppress(ExternalShutdownException):
         executor.spin()
-    except ExternalShutdownException:
-        pass
 
 
 if __name__ == "__main__":

@@ -1,14 +1,18 @@
-"""Replay sources (design §5 replay_node): datasets and rosbag2 recordings -> per-frame message bundles."""
+"""Replay sources (docs/architecture.md "ROS interfaces" replay_node): datasets and rosbag2 recordings -> per-frame
+message bundles."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
-from protoocc_ros.ros import bag_io, msg_builders as mb
+from protoocc_ros.layouts import NUSCENES_CAMERAS
+from protoocc_ros.ros import bag_io
+from protoocc_ros.ros import msg_builders as mb
 
 CLOCK_TOPIC = "/clock"
 TF_TOPIC = "/tf"
@@ -159,33 +163,6 @@ SCENE_SPACING_NS = 100_000 * 1_000_000_000
 _RELATIVE_LIMIT_S = 1e8
 
 
-@dataclass(frozen=True)
-class GridLayout:
-    """How a dataset's ground truth is published (docs/architecture.md, Conventions)."""
-
-    point_cloud_range: tuple[float, ...]
-    voxel_size: float
-    class_names: tuple[str, ...]
-    free_label: int
-
-
-def _layouts() -> dict[str, GridLayout]:
-    from protoocc_ros.classes import KITTI_CLASS_NAMES, KITTI_EMPTY_LABEL, OCC3D_CLASS_NAMES, OCC3D_FREE_LABEL
-    from protoocc_ros.data.occ3d_nuscenes import OCC3D_RANGE
-    from protoocc_ros.data.semantic_kitti import KITTI_RANGE
-
-    return {"occ3d_nuscenes": GridLayout(OCC3D_RANGE, 0.4, OCC3D_CLASS_NAMES, OCC3D_FREE_LABEL),
-            "semantic_kitti": GridLayout(KITTI_RANGE, 0.2, KITTI_CLASS_NAMES, KITTI_EMPTY_LABEL)}
-
-
-def nuscenes_version(root: Path) -> str:
-    """The nuScenes table directory present in `root` (v1.0-trainval, v1.0-mini or v1.0-test)."""
-    for version in ("v1.0-trainval", "v1.0-mini", "v1.0-test"):
-        if (root / version).is_dir():
-            return version
-    raise ReplaySourceError(f"{root}: no nuScenes table directory (v1.0-trainval, v1.0-mini or v1.0-test)")
-
-
 def ground_truth_labels(semantics: np.ndarray, mask_camera: np.ndarray) -> np.ndarray:
     """uint8 (X, Y, Z) labels to publish: the semantics, UNKNOWN_LABEL (255) outside mask_camera."""
     from protoocc_ros.ros.occupancy_msg import UNKNOWN_LABEL
@@ -205,11 +182,15 @@ class DatasetSource:
                  cameras: Sequence[str] = (), image_format: str = "rgb8", ground_truth: bool = True,
                  version: str = "auto") -> None:
         from protoocc_ros.data import DatasetError
-        from protoocc_ros.data.build import resolve_dataroot
+        from protoocc_ros.data.build import benchmark_classes, benchmark_layout, resolve_dataroot
+        from protoocc_ros.data.occ3d_nuscenes import nuscenes_version
         from protoocc_ros.data.synthetic import kitti_root
 
         self.format = source_format
-        self.layout = _layouts()[source_format]
+        self.dataset: Any
+        kind = "kitti" if source_format == "semantic_kitti" else "occ3d"
+        self.layout = benchmark_layout(kind)
+        self.classes = benchmark_classes(kind)
         self.image_format = image_format
         self.ground_truth = ground_truth
         root = resolve_dataroot(dataroot, "kitti" if source_format == "semantic_kitti" else "occ3d")
@@ -217,7 +198,7 @@ class DatasetSource:
             root = kitti_root(root)   # a synthetic sample dataroot holds its KITTI variant inside
         try:
             if source_format == "occ3d_nuscenes":
-                from protoocc_ros.data.occ3d_nuscenes import NUSCENES_CAMERAS, Occ3DNuScenesDataset
+                from protoocc_ros.data.occ3d_nuscenes import Occ3DNuScenesDataset
 
                 self.version = nuscenes_version(root) if version == "auto" else version
                 self.dataset = Occ3DNuScenesDataset(root, self.version, split=None if scenes else split,
@@ -262,8 +243,8 @@ class DatasetSource:
             from protoocc_ros.ros.occupancy_msg import grid_to_msg
 
             labels = ground_truth_labels(np.asarray(item["semantics"]), np.asarray(item["mask_camera"]))
-            lay = self.layout
-            gt = grid_to_msg(labels, lay.point_cloud_range, lay.voxel_size, lay.class_names, lay.free_label,
+            lay, table = self.layout, self.classes
+            gt = grid_to_msg(labels, lay.point_cloud_range, lay.voxel_size, list(table.names), table.free_label,
                              mb.header(stamp, mb.EGO_FRAME))
         raw = np.asarray(item["raw_images"])   # (N, H, W, 3) uint8
         return DatasetFrame(stamp_ns=stamp, scene=str(item["scene"]), cameras=self.cameras,

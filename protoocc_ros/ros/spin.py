@@ -1,8 +1,8 @@
 """Spin loops for the node entry points that end cleanly on Ctrl-C / SIGTERM, and a private rclpy context."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import rclpy
 from rclpy.context import Context
@@ -31,7 +31,7 @@ def spin_until(executor: Executor, done: Callable[[], bool], period_s: float = 0
         while rclpy.ok() and not done():
             try:
                 executor.spin_once(timeout_sec=period_s)
-            except Exception:  # noqa: BLE001 - re-raised unless the context was shut down meanwhile
+            except Exception:
                 if rclpy.ok():
                     raise
                 return

@@ -1,4 +1,4 @@
-"""message_filters ApproximateTimeSynchronizer replacement (design §1 "sync", §6).
+"""message_filters ApproximateTimeSynchronizer replacement (docs/architecture.md "ROS replacements").
 
 Groups one message per input key into sets whose stamps lie within ``slop``. Pure Python: feed
 ``add(key, stamp_ns, msg)`` from any source (rclpy callbacks, a bag, a test). Unlike
@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Sequence
+from typing import Any
 
 __all__ = [
     "SyncError", "SyncedSet", "ApproximateTimeSync",
@@ -87,9 +88,9 @@ class ApproximateTimeSync:
         if not time_jump_s > 0.0:
             raise SyncError(f"time_jump_s must be > 0 seconds, got {time_jump_s!r}")
         self.keys = list(keys)
-        self.slop_ns = int(round(slop_s * 1e9))
+        self.slop_ns = round(slop_s * 1e9)
         self.queue_size = int(queue_size)
-        self.time_jump_ns = int(round(time_jump_s * 1e9))
+        self.time_jump_ns = round(time_jump_s * 1e9)
         self.callback = callback
         self.on_drop = on_drop
         self.drops: Counter[str] = Counter()

@@ -1,4 +1,4 @@
-"""tf2_ros Buffer + TransformListener replacement (design §1 extrinsics/ego pose, §6).
+"""tf2_ros Buffer + TransformListener replacement (docs/architecture.md "ROS replacements").
 
 Fed with TFMessage from /tf (dynamic, kept for ``cache_time_s``) and /tf_static (never expire).
 ``lookup_transform(target, source, t)`` chains frames through the tree (via the closest common
@@ -14,8 +14,9 @@ import bisect
 import math
 import threading
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -89,11 +90,11 @@ class Transform:
     rotation: np.ndarray     # (4,) float64, unit quaternion
 
     @staticmethod
-    def identity() -> "Transform":
+    def identity() -> Transform:
         return Transform(np.zeros(3), np.array([0.0, 0.0, 0.0, 1.0]))
 
     @staticmethod
-    def from_msg(msg: Any) -> "Transform":
+    def from_msg(msg: Any) -> Transform:
         """geometry_msgs/Transform -> Transform (quaternion not normalised here; see TfBuffer)."""
         t, r = msg.translation, msg.rotation
         return Transform(np.array([t.x, t.y, t.z], float), np.array([r.x, r.y, r.z, r.w], float))
@@ -105,11 +106,11 @@ class Transform:
         out[:3, 3] = self.translation
         return out
 
-    def inverse(self) -> "Transform":
+    def inverse(self) -> Transform:
         conj = self.rotation * np.array([-1.0, -1.0, -1.0, 1.0])
         return Transform(-quat_to_matrix(conj) @ self.translation, conj)
 
-    def __matmul__(self, other: "Transform") -> "Transform":
+    def __matmul__(self, other: Transform) -> Transform:
         """self ∘ other: apply other first."""
         return Transform(
             quat_to_matrix(self.rotation) @ other.translation + self.translation,
@@ -309,14 +310,24 @@ class TfBuffer:
         return True
 
 
-def attach_tf_listener(node: Any, buffer: TfBuffer, callback_group: Any = None) -> list[Any]:
-    """TransformListener: subscribe ``node`` to /tf and /tf_static (tf2_ros QoS) and feed ``buffer``."""
+def attach_tf_listener(node: Any, buffer: TfBuffer, callback_group: Any = None,
+                       on_message: Callable[[Any, bool], None] | None = None) -> list[Any]:
+    """TransformListener: subscribe ``node`` to /tf and /tf_static (tf2_ros QoS) and feed ``buffer``.
+
+    ``on_message(msg, static)`` (optional) sees every TFMessage after it was stored. Returns the subscriptions.
+    """
     from tf2_msgs.msg import TFMessage
 
     from protoocc_ros.ros.qos import tf_qos, tf_static_qos
 
     def feed(static: bool) -> Callable[[Any], None]:
-        return lambda msg: buffer.add_message(msg, static=static, authority="/tf_static" if static else "/tf")
+        authority = "/tf_static" if static else "/tf"
+
+        def callback(msg: Any) -> None:
+            buffer.add_message(msg, static=static, authority=authority)
+            if on_message is not None:
+                on_message(msg, static)
+        return callback
 
     return [
         node.create_subscription(TFMessage, "/tf", feed(False), tf_qos(), callback_group=callback_group),

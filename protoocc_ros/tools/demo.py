@@ -16,12 +16,14 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIG_DIR = REPO / "config"
+from protoocc_ros.package_files import find_package_file
+
 MARKERS_TOPIC = "/occupancy_node/markers"
 VOXELS_TOPIC = "/occupancy_node/occupied_voxels"
 
@@ -30,11 +32,19 @@ class DemoError(RuntimeError):
     """The demo pipeline could not run; the message says which step and where its log is."""
 
 
+def _shipped(name: str) -> Path:
+    """A parameter file of the package's config/ folder (checkout or install)."""
+    path = find_package_file("config", name)
+    if path is None:
+        raise DemoError(f"config/{name} is not installed with protoocc_ros (reinstall the package)")
+    return path
+
+
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="protoocc-demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", default="outputs/demo", help="where results are written")
-    parser.add_argument("--config", default=str(CONFIG_DIR / "demo.yaml"), help="model config (YAML)")
+    parser.add_argument("--config", default="demo", help="model config (a YAML path or a shipped name)")
     parser.add_argument("--checkpoint", default="", help="checkpoint (.safetensors); empty = bundled demo weights")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     parser.add_argument("--max-frames", type=int, default=0, help="replay at most this many frames (0 = all)")
@@ -42,7 +52,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _last_recorded(bag_path: Path, topic: str, has_content) -> object | None:
+def _last_recorded(bag_path: Path, topic: str, has_content: Callable[[Any], bool]) -> Any:
     """The last message on ``topic`` in the bag for which ``has_content(msg)`` is true (None if there is none)."""
     from protoocc_ros.ros import bag_io
 
@@ -126,15 +136,15 @@ def run_demo(args: argparse.Namespace) -> dict:
         shutil.rmtree(recording)
 
     evaluation = NodeProcess("protoocc_ros.ros.evaluation_node", logs / "evaluation_node.log",
-                             params_file=CONFIG_DIR / "evaluation_node.yaml",
+                             params_file=_shipped("evaluation_node.yaml"),
                              params={"output_dir": str(out / "evaluation")}, env=env)
     occupancy = NodeProcess("protoocc_ros.ros.occupancy_node", logs / "occupancy_node.log",
-                            params_file=CONFIG_DIR / "occupancy_node.yaml",
+                            params_file=_shipped("occupancy_node.yaml"),
                             params={"config_file": args.config, "checkpoint": checkpoint, "device": args.device,
                                     "input_reliability": "reliable"},
                             env=env)
     replay = NodeProcess("protoocc_ros.ros.replay_node", logs / "replay_node.log",
-                         params_file=CONFIG_DIR / "replay_demo.yaml",
+                         params_file=_shipped("replay_demo.yaml"),
                          params={"dataroot": str(dataroot), "record_path": str(recording), "record_drain_s": 3.0,
                                  "max_frames": args.max_frames}, env=env)
     nodes = {"replay_node": replay, "occupancy_node": occupancy, "evaluation_node": evaluation}
@@ -161,7 +171,8 @@ def run_demo(args: argparse.Namespace) -> dict:
         "per_class_iou": report["results"]["per_class_iou"],
         "seconds": round(elapsed, 1),
         "report": str(report_path),
-        "renders": sorted(str(p) for p in (out / "evaluation").glob("*.png")) + ([str(markers_png)] if markers_png else []),
+        "renders": [*sorted(str(p) for p in (out / "evaluation").glob("*.png")),
+                    *([str(markers_png)] if markers_png else [])],
         "recording": str(recording),
         "logs": str(logs),
         "checkpoint": checkpoint,
@@ -179,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     miou = summary["miou"]
     print(f"protoocc-demo: {summary['frames_replayed']} held-out frames replayed through occupancy_node in "
-          f"{summary['seconds']} s, {summary['frames_evaluated']} evaluated; mIoU {100 * miou:.2f} % (Occ3D, camera mask)")
+          f"{summary['seconds']} s, {summary['frames_evaluated']} evaluated; "
+          f"mIoU {100 * miou:.2f} % (Occ3D, camera mask)")
     print(f"protoocc-demo: report     {summary['report']}")
     for png in summary["renders"]:
         print(f"protoocc-demo: render     {png}")

@@ -1,4 +1,4 @@
-"""protoocc-doctor: checks the environment occupancy_node is about to be launched in (design §5, §6).
+"""protoocc-doctor: checks the environment occupancy_node is about to be launched in (docs/operating.md).
 
     protoocc-doctor                                   # config/occupancy_node.yaml of the package
     protoocc-doctor --params-file my_vehicle.yaml --checkpoint /models/occ3d.safetensors --device cuda
@@ -18,13 +18,15 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
-from protoocc_ros.config import CONFIG_DIR, ConfigError, load_config
+from protoocc_ros.config import ConfigError, load_config
+from protoocc_ros.package_files import find_package_file
 
 __all__ = ["Check", "DoctorError", "run_checks", "format_report", "main"]
 
@@ -63,7 +65,7 @@ def check_rclpy() -> Check:
         import rclpy
         from rclpy.context import Context
         from rclpy.utilities import get_rmw_implementation_identifier
-    except Exception as exc:  # noqa: BLE001 - any import failure is the finding
+    except Exception as exc:
         return Check("rclpy", "fail", f"cannot import rclpy: {_exception_text(exc)}", fix)
     context = Context()
     try:
@@ -71,7 +73,7 @@ def check_rclpy() -> Check:
         node = rclpy.create_node("protoocc_doctor_probe", context=context)
         node.destroy_node()
         rmw = get_rmw_implementation_identifier()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return Check("rclpy", "fail", f"rclpy imports but cannot create a node: {_exception_text(exc)}",
                      "check RMW_IMPLEMENTATION (unset, or an installed one such as rmw_fastrtps_cpp) and that the "
                      "RMW library is on LD_LIBRARY_PATH (source .venv/protoocc_env.sh)")
@@ -86,7 +88,7 @@ def _check_imports(name: str, modules: tuple[str, ...], fix: str) -> Check:
     for module in modules:
         try:
             importlib.import_module(module)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             missing.append(f"{module} ({_exception_text(exc)})")
     if missing:
         return Check(name, "fail", "cannot import " + "; ".join(missing), fix)
@@ -94,23 +96,26 @@ def _check_imports(name: str, modules: tuple[str, ...], fix: str) -> Check:
 
 
 def check_messages() -> Check:
-    check = _check_imports("messages", MESSAGE_MODULES + ("protoocc_ros.msg",),
-                           "pip install -r requirements.txt (ros-*-msgs wheels); for protoocc_ros/SemanticOccupancyGrid "
-                           "build the package (colcon build, or scripts/setup_env.sh) and source its setup")
+    check = _check_imports("messages", (*MESSAGE_MODULES, "protoocc_ros.msg"),
+                           "pip install -r requirements.txt (ros-*-msgs wheels); for "
+                           "protoocc_ros/SemanticOccupancyGrid build the package (colcon build, or "
+                           "scripts/setup_env.sh) and source its setup")
     if check.status == "ok":
         try:
-            from protoocc_ros.msg import SemanticOccupancyGrid
             from rclpy.type_support import check_for_type_support
 
+            from protoocc_ros.msg import SemanticOccupancyGrid
+
             check_for_type_support(SemanticOccupancyGrid)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return Check("messages", "fail", f"SemanticOccupancyGrid has no type support: {_exception_text(exc)}",
                          "rebuild the message package (scripts/setup_env.sh or colcon build) for this Python")
     return check
 
 
 def check_tf2() -> Check:
-    return _check_imports("tf2_msgs", ("tf2_msgs.msg",), "pip install ros-tf2-msgs (or the distro's ros-<distro>-tf2-msgs)")
+    return _check_imports("tf2_msgs", ("tf2_msgs.msg",),
+                          "pip install ros-tf2-msgs (or the distro's ros-<distro>-tf2-msgs)")
 
 
 # -- node parameters, config, checkpoint, device ---------------------------------------------------------
@@ -134,11 +139,12 @@ def read_params_file(path: Path, node: str = "occupancy_node") -> dict[str, Any]
 
 
 def check_params(values: dict[str, Any]) -> tuple[Check, Any]:
+    from protoocc_ros.ros.occupancy_params import OccupancyNodeParams
     from protoocc_ros.ros.params import ParamError, params_from_values
 
     values = {k: v for k, v in values.items() if k != "use_sim_time"}
     try:
-        params = params_from_values(values)
+        params = params_from_values(OccupancyNodeParams, values)
     except ParamError as exc:
         return Check("parameters", "fail", str(exc), "fix the value in the parameter file / on the command line "
                      "(ros2 param describe /occupancy_node <name> lists what each one expects)"), None
@@ -175,8 +181,8 @@ def check_checkpoint(params: Any, cfg: Any) -> Check:
                      "is empty; the node would run with RANDOM weights",
                      "pass checkpoint:=/path/model.safetensors (trained with this config)")
     try:
-        _, meta = load_checkpoint(path, cfg, device="cpu")
-    except Exception as exc:  # noqa: BLE001 - the loader's message says what does not match
+        _, _meta = load_checkpoint(path, cfg, device="cpu")
+    except Exception as exc:
         return Check("checkpoint", "fail", f"{path}: {_exception_text(exc)}",
                      "use the checkpoint trained with this config (or the config it was trained with: its metadata "
                      "holds the config, see protoocc-info)")
@@ -184,21 +190,17 @@ def check_checkpoint(params: Any, cfg: Any) -> Check:
 
 
 def check_device(params: Any) -> Check:
-    from protoocc_ros.ros.params import ParamError, resolve_device
+    from protoocc_ros.device import DeviceError, resolve_device
 
     try:
         device = resolve_device(params.device)
-    except ParamError as exc:
+    except DeviceError as exc:
         return Check("device", "fail", str(exc), "use device:=cpu (slow) or auto, or install the CUDA build of torch "
                      "and the NVIDIA driver (nvidia-smi must list the GPU)")
     import torch
 
     if device.type == "cuda":
-        index = device.index or 0
-        if index >= torch.cuda.device_count():
-            return Check("device", "fail", f"{device}: only {torch.cuda.device_count()} CUDA device(s)",
-                         "pick an existing device (cuda:0 ...) or auto")
-        props = torch.cuda.get_device_properties(index)
+        props = torch.cuda.get_device_properties(device.index or 0)
         return Check("device", "ok", f"{device}: {props.name}, {props.total_memory / 2**30:.1f} GiB")
     note = " (auto: no CUDA device found)" if params.device == "auto" else ""
     return Check("device", "ok", f"cpu, {torch.get_num_threads()} threads{note}")
@@ -207,7 +209,8 @@ def check_device(params: Any) -> Check:
 def check_foxglove(params: Any) -> Check:
     if not params.foxglove_enabled:
         return Check("foxglove", "skip", "live view off (foxglove.enabled false)")
-    check = _check_imports("foxglove", ("foxglove", "foxglove.websocket"), "pip install foxglove-sdk (see requirements.txt)")
+    check = _check_imports("foxglove", ("foxglove", "foxglove.websocket"),
+                           "pip install foxglove-sdk (see requirements.txt)")
     if check.status == "ok":
         check.detail = f"foxglove-sdk importable; server will listen on {params.foxglove_host}:{params.foxglove_port}"
     return check
@@ -222,10 +225,9 @@ class _GraphProbe:
         from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-        from tf2_msgs.msg import TFMessage
 
-        from protoocc_ros.ros.qos import sensor_qos, tf_qos, tf_static_qos
-        from protoocc_ros.ros.tf_buffer import TfBuffer
+        from protoocc_ros.ros.qos import sensor_qos
+        from protoocc_ros.ros.tf_buffer import TfBuffer, attach_tf_listener
 
         self.params, self.cameras = params, cameras
         self.context = Context()
@@ -240,9 +242,7 @@ class _GraphProbe:
         for cam in cameras:
             self._listen(image_type, params.image_topic(cam), cam, sensor_qos(10))
             self._listen(CameraInfo, params.camera_info_topic(cam), f"{cam}/camera_info", sensor_qos(10))
-        self.node.create_subscription(TFMessage, "/tf", lambda m: self.tf.add_message(m), tf_qos())
-        self.node.create_subscription(TFMessage, "/tf_static", lambda m: self.tf.add_message(m, static=True),
-                                      tf_static_qos())
+        attach_tf_listener(self.node, self.tf)
 
     def _listen(self, msg_type: Any, topic: str, key: str, qos: Any) -> None:
         self.stamps[key] = []
@@ -291,9 +291,11 @@ def _camera_checks(probe: _GraphProbe, wait_s: float) -> list[Check]:
 
 
 def _tf_check(probe: _GraphProbe) -> Check:
+    from protoocc_ros.ros.msg_builders import optical_frame_id
+
     p, missing = probe.params, []
     for cam in probe.cameras:
-        frame = probe.frames.get(cam) or probe.frames.get(f"{cam}/camera_info") or f"{cam.lower()}_optical_frame"
+        frame = probe.frames.get(cam) or probe.frames.get(f"{cam}/camera_info") or optical_frame_id(cam)
         if not probe.tf.can_transform(p.base_frame, frame):
             missing.append(f"{p.base_frame} -> {frame}")
     if not probe.tf.can_transform(p.odom_frame, p.base_frame):
@@ -390,8 +392,8 @@ def format_report(checks: list[Check]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="protoocc-doctor", description=__doc__.split("\n")[0])
-    default_params = CONFIG_DIR / "occupancy_node.yaml"
-    parser.add_argument("--params-file", type=Path, default=default_params if default_params.is_file() else None,
+    default_params = find_package_file("config", "occupancy_node.yaml")
+    parser.add_argument("--params-file", type=Path, default=default_params,
                         help="occupancy_node parameter YAML (default: the package's config/occupancy_node.yaml)")
     parser.add_argument("--config", help="override parameter config_file (a path or a name in config/)")
     parser.add_argument("--checkpoint", help="override parameter checkpoint")

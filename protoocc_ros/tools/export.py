@@ -29,7 +29,10 @@ from protoocc_ros.config import ConfigError, ProtoOccConfig, config_to_dict
 from protoocc_ros.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from protoocc_ros.export import DEFAULT_OPSET, ExportError, compare_with_pytorch, export_onnx, onnx_session
 from protoocc_ros.training.checkpoint import (
-    CheckpointError, check_checkpoint_path, default_checkpoint_path, load_checkpoint,
+    CheckpointError,
+    check_checkpoint_path,
+    default_checkpoint_path,
+    load_checkpoint,
 )
 from protoocc_ros.training.errors import TrainingError
 from protoocc_ros.training.evaluate import resolve_eval_config

@@ -1,4 +1,5 @@
-"""protoocc-make-sample: generate the synthetic sample (design §4) as a nuScenes + Occ3D dataroot with a
+"""protoocc-make-sample: generate the synthetic sample (docs/architecture.md "Data") as a nuScenes + Occ3D dataroot
+with a
 SemanticKITTI-format variant in ``<out>/semantic_kitti``.
 
 Default: 8 training + 2 validation scenes x 10 keyframes (2 Hz), six 180x320 JPEG cameras, Occ3D 200x200x16

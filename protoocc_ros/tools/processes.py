@@ -38,7 +38,7 @@ class NodeProcess:
         self.cmd = [sys.executable, "-m", module, *(args or []), *ros_args]
         self.log_path = Path(log_path)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - open for the child's lifetime, closed in close()
         child_env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
         child_env.update(env or {})
         self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, env=child_env, cwd=cwd)

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from protoocc_ros.classes import IGNORE_LABEL, KITTI_NUM_CLASSES, OCC3D_NUM_CLASSES, kitti_ssc_lut
+from protoocc_ros.classes import IGNORE_LABEL, KITTI_NUM_CLASSES, OCC3D_NUM_CLASSES, class_table, kitti_ssc_lut
 from protoocc_ros.data.errors import DatasetError
 from protoocc_ros.data.io import read_rgb, require_file
-from protoocc_ros.metrics import MetricError, OccupancyMetric, SSCMetric
-from protoocc_ros.render import (RenderError, palette_for, render_bev, render_camera_mosaic, render_comparison,
-                                 render_iou_bars)
+from protoocc_ros.metrics import MetricError, build_metric
+from protoocc_ros.render import RenderError, render_bev, render_camera_mosaic, render_comparison, render_iou_bars
 
 GRID_KEYS = ("semantics", "pred", "prediction", "labels", "occupancy")
 KITTI_SHAPE = (256, 256, 32)
@@ -87,7 +86,8 @@ def _render(args: argparse.Namespace) -> str:
         if "per_class_iou" not in results:
             raise RenderError(f"{args.metrics}: no 'per_class_iou'; expected OccupancyMetric/SSCMetric JSON")
         per_class = results["per_class_iou"]
-        names, colors, _ = palette_for(len(per_class) + 1)
+        table = class_table(len(per_class) + 1)
+        names, colors = table.names, table.colors
         idx = [names.index(n) for n in per_class] if set(per_class) <= set(names) else None
         render_iou_bars(args.out, per_class, results.get("miou"), colors[idx] if idx else None, args.title)
         return f"IoU bars of {len(per_class)} classes"
@@ -104,8 +104,7 @@ def _render(args: argparse.Namespace) -> str:
     if args.mask != "none" and mask is None and n == OCC3D_NUM_CLASSES:
         raise RenderError(f"{args.gt}: has no mask_{args.mask}; pass --mask none")
     render_comparison(args.out, grid, gt, mask, n, args.title)
-    metric = SSCMetric() if n == KITTI_NUM_CLASSES else OccupancyMetric(use_mask=args.mask if mask is not None
-                                                                        else "none")
+    metric = build_metric(n, class_table(n).free_label, use_mask=args.mask if mask is not None else "none")
     metric.update(grid.astype(np.int64), gt.astype(np.int64), mask)
     print(metric.table())
     return f"comparison of {args.grid} with {args.gt}"

@@ -1,4 +1,5 @@
-"""Training and evaluation of ProtoOcc (design §2, paper Sec. 4.1): checkpoints, sequential-clip training, evaluation."""
+"""Training and evaluation of ProtoOcc (paper Sec. 4.1; docs/architecture.md "Training"): checkpoints,
+sequential-clip training, evaluation."""
 from __future__ import annotations
 
 from protoocc_ros.training.checkpoint import load_checkpoint, save_checkpoint

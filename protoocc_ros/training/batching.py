@@ -6,7 +6,8 @@ SEEDS pseudo masks of every camera image, computed once per image through a cach
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch

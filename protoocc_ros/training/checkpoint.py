@@ -1,4 +1,4 @@
-"""Safe checkpoints: safetensors weights + JSON metadata, never pickle (design §2 "Checkpoints").
+"""Safe checkpoints: safetensors weights + JSON metadata, never pickle (docs/architecture.md "Checkpoints").
 
 A checkpoint ``<dir>/<name>.safetensors`` comes with
   ``<name>.json``               metadata: format, config dict, step, epoch, git commit, command, data seed,
@@ -18,9 +18,10 @@ import os
 import random
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -197,7 +198,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, cfg: ProtoOccConfig, *, 
         "step": int(step),
         "epoch": int(epoch),
         "git_commit": git_commit(),
-        "command": command if command is not None else " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+        "command": command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "data_seed": data_seed,
         "metric": metric,
         "torch_version": torch.__version__,
@@ -283,7 +284,8 @@ def architecture_signature(cfg: ProtoOccConfig) -> dict[str, Any]:
 def architecture_differences(stored: ProtoOccConfig, given: ProtoOccConfig) -> list[str]:
     """Human-readable 'key: stored X, given Y' lines for the architecture keys that differ."""
     a, b = architecture_signature(stored), architecture_signature(given)
-    return [f"{k}: checkpoint {a.get(k)!r}, given {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return [f"{k}: checkpoint {a.get(k)!r}, given {b.get(k)!r}"
+            for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
 def _default_factory(cfg: ProtoOccConfig) -> nn.Module:

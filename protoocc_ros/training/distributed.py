@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from protoocc_ros.device import DeviceError, resolve_device
 from protoocc_ros.training.errors import TrainingError
 
 RANK_SEED_STRIDE = 1000  # per-rank seed offset for dropout / augmentation randomness
@@ -45,17 +46,11 @@ def _env_int(name: str, default: int) -> int:
 
 
 def pick_device(requested: str | None, local_rank: int = 0) -> torch.device:
-    """'cuda', 'cuda:1', 'cpu' or None (CUDA when available); under torchrun CUDA uses cuda:<local_rank>."""
-    if requested in (None, "", "auto"):
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(requested)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise TrainingError(f"device {requested!r}: CUDA is not available on this machine (use --device cpu)")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    return device
+    """:func:`protoocc_ros.device.resolve_device` with a TrainingError (under torchrun cuda = cuda:<local_rank>)."""
+    try:
+        return resolve_device(requested, local_rank)
+    except DeviceError as exc:
+        raise TrainingError(str(exc)) from None
 
 
 def init_distributed(requested_device: str | None = None) -> DistContext:

@@ -1,4 +1,4 @@
-"""Error type of the training area (checkpoints, training/evaluation set-up; design §2 "Checkpoints")."""
+"""Error type of the training area (checkpoints, training/evaluation set-up; docs/architecture.md "Checkpoints")."""
 from __future__ import annotations
 
 

@@ -14,22 +14,34 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from protoocc_ros.classes import class_table
 from protoocc_ros.config import (
-    ConfigError, ProtoOccConfig, apply_overrides, config_from_dict, config_to_dict, load_config,
+    ConfigError,
+    ProtoOccConfig,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    load_config,
 )
-from protoocc_ros.metrics import OccupancyMetric, SSCMetric
+from protoocc_ros.inference.predictor import OccupancyPredictor
+from protoocc_ros.metrics import OccupancyMetric, build_metric
 from protoocc_ros.metrics.confusion import ConfusionMetric, nan_to_none
-from protoocc_ros.training.batching import collate_inputs
 from protoocc_ros.training.checkpoint import (
-    check_checkpoint_path, default_checkpoint_path, export_checkpoint, load_checkpoint, read_metadata, stored_config,
+    check_checkpoint_path,
+    default_checkpoint_path,
+    export_checkpoint,
+    load_checkpoint,
+    read_metadata,
+    stored_config,
     update_metadata,
 )
 from protoocc_ros.training.clips import frame_keys, scene_sequences
@@ -39,12 +51,12 @@ from protoocc_ros.training.errors import CheckpointError, TrainingError
 REPORT_NAME = "report.json"
 
 
-def build_metric(cfg: ProtoOccConfig) -> ConfusionMetric:
-    """OccupancyMetric (Occ3D, mask_camera when the config uses it) or SSCMetric (SemanticKITTI)."""
+def config_metric(cfg: ProtoOccConfig) -> ConfusionMetric:
+    """The metric of a config's dataset: Occ3D mIoU (mask_camera when the config uses it) or SemanticKITTI SSC."""
     d = cfg.dataset
-    if d.kind == "occ3d":
-        return OccupancyMetric(d.num_classes, d.free_label, "camera" if d.use_mask_camera else "none", d.class_names)
-    return SSCMetric(d.num_classes, d.ignore_index, d.class_names)
+    return build_metric(d.num_classes, d.free_label, kind="occ3d" if d.kind == "occ3d" else "semantic_kitti",
+                        use_mask="camera" if d.use_mask_camera else "none", ignore_index=d.ignore_index,
+                        class_names=d.class_names)
 
 
 def _default_dataset(cfg: ProtoOccConfig, split: str) -> Any:
@@ -68,10 +80,10 @@ def _render_frame(cfg: ProtoOccConfig, sample: dict[str, Any], pred: np.ndarray,
 
 def render_summary(metric: ConfusionMetric, out_dir: Path) -> str:
     """Per-class IoU bar chart of the whole split."""
-    from protoocc_ros.render import palette_for, render_iou_bars
+    from protoocc_ros.render import render_iou_bars
 
     result = metric.compute()
-    _, colors, _ = palette_for(metric.num_classes)
+    colors = class_table(metric.num_classes).colors
     names = list(metric.class_names)
     bar_colors = [colors[names.index(n)] for n in result["per_class_iou"]]
     return str(render_iou_bars(out_dir / "per_class_iou.png", result["per_class_iou"], result["miou"], bar_colors))
@@ -82,9 +94,8 @@ def evaluate_model(model: nn.Module, cfg: ProtoOccConfig, dataset: Any, *, devic
                    render_dir: Path | None = None, renders_per_scene: int = 1, max_frames: int | None = None,
                    progress: bool = True) -> tuple[ConfusionMetric, dict[str, Any]]:
     """Run every scene of ``dataset`` in order with memory; returns (metric, info with timing and renders)."""
-    device = torch.device(device)
-    model.eval()
-    metric = build_metric(cfg)
+    predictor = OccupancyPredictor(model, cfg, device)  # the node's per-set inference, memory rules included
+    metric = config_metric(cfg)
     sequences = scene_sequences(frame_keys(dataset))
     total = sum(map(len, sequences.values())) if max_frames is None else min(max_frames, len(dataset))
     renders: list[str] = []
@@ -92,26 +103,27 @@ def evaluate_model(model: nn.Module, cfg: ProtoOccConfig, dataset: Any, *, devic
     done, model_seconds = 0, 0.0
     bar = tqdm(total=total, desc="evaluate", disable=not progress, dynamic_ncols=True)
     for scene, indices in sequences.items():
-        memory = None  # reset at every scene start
+        predictor.reset()  # every scene starts without memory
         n = min(renders_per_scene, len(indices))
         picks = {indices[(2 * k + 1) * len(indices) // (2 * n)] for k in range(n)}  # evenly spaced, middle first
         for index in indices:
             if done >= total:
                 break
             sample = dataset[index]
-            inputs = collate_inputs([sample], device)
             start = time.perf_counter()
-            labels, _, memory = model.predict(**inputs, memory=memory)  # (1, X, Y, Z) uint8
+            out = predictor.step_tensors(torch.as_tensor(sample["images"]), torch.as_tensor(sample["lidar2img"]),
+                                         np.asarray(sample["ego2global"], dtype=np.float64),
+                                         float(np.asarray(sample["timestamp"], dtype=np.float64)))  # f64 seconds
             model_seconds += time.perf_counter() - start
-            for reason in memory.reset_reason:
-                if reason is not None:
-                    resets[reason] = resets.get(reason, 0) + 1
-            pred = labels[0].cpu().numpy()
+            if out.reset_reason is not None:
+                resets[out.reset_reason] = resets.get(out.reset_reason, 0) + 1
+            pred = out.labels
             mask = sample["mask_camera"] if isinstance(metric, OccupancyMetric) and metric.use_mask == "camera" \
                 else None
             metric.update(pred, sample["semantics"], mask)
             if render_dir is not None and index in picks:
-                renders += _render_frame(cfg, sample, pred, render_dir / f"{scene}_{sample.get('frame_index', 0):03d}.png")
+                name = f"{scene}_{sample.get('frame_index', 0):03d}.png"
+                renders += _render_frame(cfg, sample, pred, render_dir / name)
             done += 1
             bar.update(1)
     bar.close()
@@ -139,7 +151,7 @@ def prior_baseline_results(cfg: ProtoOccConfig, train_dataset: Any, eval_dataset
     over the voxels the metric uses (mask_camera for Occ3D when configured, ignore label excluded).
     """
     n = cfg.dataset.num_classes
-    metric = build_metric(cfg)
+    metric = config_metric(cfg)
     use_mask = isinstance(metric, OccupancyMetric) and metric.use_mask == "camera"
 
     def counts(dataset: Any) -> np.ndarray:

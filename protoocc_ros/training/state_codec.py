@@ -1,4 +1,4 @@
-"""Pickle-free encoding of nested training state (design §2 "Checkpoints": safetensors + JSON, never pickle).
+"""Pickle-free encoding of nested training state (docs/architecture.md "Checkpoints": safetensors + JSON, never pickle).
 
 Optimizer, LR-scheduler, grad-scaler and RNG states are nested dicts/lists/tuples of numbers, strings
 and tensors. :func:`flatten_state` splits such a value into a flat ``{name: Tensor}`` dict (for

@@ -13,8 +13,9 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +27,11 @@ from protoocc_ros.config import ProtoOccConfig
 from protoocc_ros.model.pseudo_masks import PseudoMaskCache
 from protoocc_ros.training.batching import collate_frame
 from protoocc_ros.training.checkpoint import (
-    architecture_differences, check_checkpoint_path, load_training_state, read_metadata, save_checkpoint,
+    architecture_differences,
+    check_checkpoint_path,
+    load_training_state,
+    read_metadata,
+    save_checkpoint,
     stored_config,
 )
 from protoocc_ros.training.clips import Batch, ClipSampler, frame_keys

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import make_inputs, make_targets
-from protoocc_ros.config import CONFIG_DIR, load_config
+from protoocc_ros.config import load_config, resolve_config_path
 from protoocc_ros.model import ModelError, ProtoOcc, ProtoOccOutput, build_model, count_parameters_by_stage
 
 SMALL = ["dataset.image_size=[64,112]", "model.backbone.type=small_cnn", "model.backbone.pretrained=null",
@@ -17,7 +17,7 @@ SMALL = ["dataset.image_size=[64,112]", "model.backbone.type=small_cnn", "model.
 @pytest.mark.parametrize("name", ["occ3d_base", "occ3d_small", "occ3d_tiny", "kitti_base", "kitti_small", "demo",
                                   "demo_baseline"])
 def test_forward_shapes_for_every_config(name: str) -> None:
-    cfg = load_config(CONFIG_DIR / f"{name}.yaml", overrides=SMALL)
+    cfg = load_config(resolve_config_path(name), overrides=SMALL)
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     with torch.no_grad():

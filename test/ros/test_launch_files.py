@@ -4,6 +4,7 @@ declared, parameter names are declared by the node modules and parameter values 
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from protoocc_ros.ros.params import param_specs
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.py"))
@@ -30,47 +33,20 @@ def _literal(node: ast.AST) -> Any:
         return _UNKNOWN
 
 
-def _declared_in(path: Path, seen: set[Path]) -> dict[str, Any]:
-    """Parameter name -> default (or _UNKNOWN) declared by a module: declare_parameter("name", default) calls and
-    module-level *PARAMETERS = {name: (default, description)} tables, following imports of protoocc_ros.ros.*."""
-    if path in seen or not path.is_file():
-        return {}
-    seen.add(path)
-    tree = ast.parse(path.read_text())
-    found: dict[str, Any] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "declare_parameter" and node.args \
-                and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
-            found[node.args[0].value] = _literal(node.args[1]) if len(node.args) > 1 else _UNKNOWN
-        targets = [node.target] if isinstance(node, ast.AnnAssign) else getattr(node, "targets", [])
-        if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Dict) and any(
-                isinstance(t, ast.Name) and t.id.endswith("PARAMETERS") for t in targets):
-            for key, value in zip(node.value.keys, node.value.values):
-                default = value.elts[0] if isinstance(value, ast.Tuple) and value.elts else value
-                found[ast.literal_eval(key)] = _literal(default)
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("protoocc_ros.ros"):
-            modules = [node.module] if node.module != "protoocc_ros.ros" else [
-                f"protoocc_ros.ros.{a.name}" for a in node.names]
-            for module in modules:
-                found.update({k: v for k, v in _declared_in(REPO / (module.replace(".", "/") + ".py"), seen).items()
-                              if k not in found})
-    return found
-
-
 def declared_parameters(executable: str) -> dict[str, Any]:
+    """Parameter name -> default of a node executable (its module's PARAMS dataclass) plus rclpy's own."""
     module = REPO / "protoocc_ros" / "ros" / f"{executable}.py"
     assert module.is_file(), f"executable {executable}: module {module.relative_to(REPO)} does not exist"
-    return {**BUILTIN_PARAMETERS, **_declared_in(module, set())}
+    params = importlib.import_module(f"protoocc_ros.ros.{executable}").PARAMS
+    return {**BUILTIN_PARAMETERS, **{s.name: s.default for s in param_specs(params)}}
 
 
 def installed_executables() -> set[str]:
-    text = (REPO / "CMakeLists.txt").read_text()
-    programs = re.search(r"install\(PROGRAMS(.*?)DESTINATION\s+lib/\$\{PROJECT_NAME\}", text, re.S)
-    assert programs, "CMakeLists.txt has no install(PROGRAMS ... DESTINATION lib/${PROJECT_NAME})"
-    names = {Path(p).name for p in programs.group(1).split()}
-    for name in names:
-        assert (REPO / "scripts" / "nodes" / name).is_file(), f"installed program {name} has no script"
-    return names
+    """The node executables CMakeLists.txt generates into lib/${PROJECT_NAME}."""
+    found = re.search(r"set\(PROTOOCC_NODES([^)]*)\)", (REPO / "CMakeLists.txt").read_text())
+    assert found, "CMakeLists.txt has no set(PROTOOCC_NODES ...) of generated node executables"
+    assert "DESTINATION lib/${PROJECT_NAME}" in (REPO / "CMakeLists.txt").read_text()
+    return set(found.group(1).split())
 
 
 def _type_ok(value: Any, default: Any) -> bool:

@@ -13,8 +13,9 @@ import pytest
 from test_occupancy_node import MAIN, Running, direct_prediction, running_node
 
 from diagnostic_msgs.msg import DiagnosticStatus
+from rclpy.lifecycle import TransitionCallbackReturn
 
-from protoocc_ros.ros.lifecycle import LifecycleClient
+from protoocc_ros.ros.lifecycle import LifecycleClient, run_transition
 from protoocc_ros.ros.occupancy_msg import msg_to_grid
 
 ERROR = DiagnosticStatus.ERROR[0]
@@ -122,3 +123,21 @@ def test_cleanup_frees_the_model_and_removes_the_publishers(managed: Managed) ->
 def test_shutdown_finalizes_and_the_process_exits(managed: Managed) -> None:
     assert managed.lifecycle.change_state("shutdown") is True
     assert managed.proc.wait(20.0) == 0
+
+
+def test_run_transition_turns_an_exception_into_failure_with_the_reason(capfd: pytest.CaptureFixture[str]) -> None:
+    from rclpy.logging import get_logger
+
+    reasons: list[str] = []
+
+    def boom() -> None:
+        raise ValueError("parameter 'checkpoint' = 'x': file not found")
+
+    log = get_logger("transition_test")
+    assert run_transition(log, "configure", lambda: None, reasons.append) == TransitionCallbackReturn.SUCCESS
+    assert run_transition(log, "configure", boom, reasons.append) == TransitionCallbackReturn.FAILURE
+    assert run_transition(log, "activate", boom, reasons.append, explained=(ValueError,)) == \
+        TransitionCallbackReturn.FAILURE
+    assert reasons == ["ValueError: parameter 'checkpoint' = 'x': file not found",
+                       "parameter 'checkpoint' = 'x': file not found"]
+    assert "configure failed: ValueError: parameter 'checkpoint'" in capfd.readouterr().err

@@ -33,7 +33,7 @@ from protoocc_ros.ros import msg_builders as mb
 from protoocc_ros.ros.diagnostics import status_level, status_values
 from protoocc_ros.ros.image_conversion import rgb_to_image
 from protoocc_ros.ros.occupancy_msg import confidence_to_uint8, msg_to_grid
-from protoocc_ros.ros.occupancy_node import load_model
+from protoocc_ros.inference.predictor import load_model
 from protoocc_ros.ros.pointcloud import read_points
 from protoocc_ros.ros.qos import latched_qos, reliable_qos, tf_qos
 from protoocc_ros.ros.tf_buffer import TfBuffer

@@ -65,7 +65,7 @@ def test_prior_baseline_is_the_expected_metric_of_random_prior_predictions() -> 
     labels = np.concatenate([train[i]["semantics"].numpy()[train[i]["mask_camera"].numpy()] for i in range(len(train))])
     prior = np.bincount(labels, minlength=cfg.dataset.num_classes) / labels.size
     rng = np.random.default_rng(0)
-    metric = ev.build_metric(cfg)
+    metric = ev.config_metric(cfg)
     for i in range(len(val)):
         sample = val[i]
         pred = rng.choice(cfg.dataset.num_classes, size=sample["semantics"].shape, p=prior)

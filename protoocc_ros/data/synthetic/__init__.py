@@ -1,4 +1,5 @@
-"""Synthetic driving scenes written in the real dataset formats (design §4): the embedded demo/test sample.
+"""Synthetic driving scenes written in the real dataset formats (docs/architecture.md "Data"): the embedded
+demo/test sample.
 
 Default sample (``SampleConfig()``, ``protoocc-make-sample``, ``dataset.dataroot: synthetic``): 8 training +
 2 validation scenes x 10 keyframes at 2 Hz, six nuScenes-like cameras stored as 180x320 JPEGs, a roof lidar

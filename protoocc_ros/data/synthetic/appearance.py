@@ -1,4 +1,5 @@
-"""Colours, textures and shading of the synthetic camera images (design §4: colour = class of the first hit).
+"""Colours, textures and shading of the synthetic camera images (docs/architecture.md "Data": colour = class of the
+first hit).
 
 Each class has its own base colour and a procedural texture (lane markings, paving tiles, windows, leaves,
 stripes ...) so that a small CNN can tell the classes apart; faces are shaded by their normal, far surfaces
@@ -71,7 +72,7 @@ def class_image(hits: Hits, scene: W.Scene) -> np.ndarray:
 
 
 def _ground_colors(scene: W.Scene, cls: np.ndarray, x: np.ndarray, y: np.ndarray, noise: Noise) -> np.ndarray:
-    col = np.zeros(cls.shape + (3,))
+    col = np.zeros((*cls.shape, 3))
     for c, rgb in GROUND_COLORS.items():
         col[cls == c] = rgb
     n = noise.fractal(x, y, 0.8)

@@ -2,7 +2,7 @@
 
 The ground truth is the scene voxelised in the ego frame of the frame; ``mask_camera`` / ``mask_lidar`` mark
 the voxels that a camera / the roof lidar sees up to and including the first surface (Occ3D's rule), so the
-labels are exactly what the images show (design §4).
+labels are exactly what the images show (docs/architecture.md "Data").
 """
 from __future__ import annotations
 
@@ -12,8 +12,14 @@ import numpy as np
 
 from protoocc_ros.data.synthetic import world as W
 from protoocc_ros.data.synthetic.appearance import Hits, Noise, class_image, shade
-from protoocc_ros.data.synthetic.raycast import (PinholeView, VisibilityTable, beam_hits, ground_hit, inverse,
-                                                 render_boxes)
+from protoocc_ros.data.synthetic.raycast import (
+    PinholeView,
+    VisibilityTable,
+    beam_hits,
+    ground_hit,
+    inverse,
+    render_boxes,
+)
 from protoocc_ros.data.synthetic.rig import lidar_beams, lidar_views
 from protoocc_ros.geometry import grid_shape, voxel_centers
 

@@ -1,4 +1,4 @@
-"""Writes synthetic scenes in the SemanticKITTI SSC layout (design §4) from a KITTI-like front camera.
+"""Writes synthetic scenes in the SemanticKITTI SSC layout (docs/architecture.md "Data") from a KITTI-like front camera.
 
   <root>/sequences/NN/image_2/NNNNNN.png, calib.txt (P0..P3, Tr), poses.txt (cam0 poses), times.txt
   <root>/sequences/NN/voxels/NNNNNN.label (uint16 raw SemanticKITTI ids, 256x256x32, indexed [x, y, z]),
@@ -18,8 +18,6 @@ from protoocc_ros.data.synthetic.frames import FrameOutput
 from protoocc_ros.data.synthetic.rig import KITTI_VELO_HEIGHT
 from protoocc_ros.geometry import invert_transform, make_transform
 
-KITTI_RANGE = [0.0, -25.6, -2.0, 51.2, 25.6, 4.4]
-KITTI_VOXEL = 0.2
 KITTI_BASELINE_P1 = 0.54   # metres between cam0 and cam1 (grey stereo pair)
 
 

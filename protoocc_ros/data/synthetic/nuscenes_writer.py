@@ -1,4 +1,5 @@
-"""Writes synthetic scenes as a nuScenes-style dataroot + Occ3D ground truth (design §4), openable by the devkit.
+"""Writes synthetic scenes as a nuScenes-style dataroot + Occ3D ground truth (docs/architecture.md "Data"), openable
+by the devkit.
 
 Layout (as nuScenes v1.0-mini + Occ3D-nuScenes):
   <root>/<version>/{category,attribute,visibility,instance,sensor,calibrated_sensor,ego_pose,log,scene,sample,
@@ -99,7 +100,7 @@ class NuScenesWriter:
         for view, img in zip(cameras, out.images):
             path = self.root / self.image_path(scene, view.name, frame)
             path.parent.mkdir(parents=True, exist_ok=True)
-            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
+            _ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
                                    [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
             path.write_bytes(buf.tobytes())
         pts = transform_points(invert_transform(lidar_to_ego()), out.lidar_points)

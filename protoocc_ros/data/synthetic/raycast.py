@@ -1,4 +1,4 @@
-"""Vectorised ray casting of a box scene for the synthetic sample (design §4, "render each camera by ray-casting").
+"""Vectorised ray casting of a box scene for the synthetic sample (docs/architecture.md "Synthetic sample").
 
 Everything is in the current ego frame. The ground is the plane z = ``ground_z``; boxes are axis-aligned.
 ``render_boxes`` finds, per pixel of a pinhole view, the first box hit (exact slab test, only for the pixels
@@ -164,7 +164,7 @@ class RaySet:
 
     @classmethod
     def toward(cls, view: PinholeView, targets: np.ndarray, t_entry: np.ndarray | None, ground_z: float,
-               elevation_deg: tuple[float, float] | None) -> "RaySet":
+               elevation_deg: tuple[float, float] | None) -> RaySet:
         """Rays to ``targets`` (M, 3); ``t_entry`` = where each ray enters its voxel (default: at the target)."""
         o = view.origin
         rel = targets - o
@@ -182,7 +182,7 @@ class RaySet:
         pixel = np.where(ok, r * view.width + c, -1).astype(np.int64)
         return cls(pixel, inverse(d), t_target.astype(np.float32), t_ground.astype(np.float32))
 
-    def subset(self, idx: np.ndarray) -> "RaySet":
+    def subset(self, idx: np.ndarray) -> RaySet:
         return RaySet(self.pixel[idx], self.inv_dirs[idx], self.t_target[idx], self.t_ground[idx])
 
     def reaches(self, origin: np.ndarray, box_index: np.ndarray, own: np.ndarray, lo: np.ndarray, hi: np.ndarray,
@@ -215,7 +215,7 @@ class VisibilityTable:
 
     @classmethod
     def build(cls, view: PinholeView, centres: np.ndarray, shape: tuple[int, int, int], voxel_size: float,
-              ground_z: float, elevation_deg: tuple[float, float] | None = None) -> "VisibilityTable":
+              ground_z: float, elevation_deg: tuple[float, float] | None = None) -> VisibilityTable:
         """``centres`` float64 (N, 3) voxel centres in the ego frame, flat order of a grid of ``shape``."""
         # coarse pre-selection on the centres: in front, near the image (faces are within half a voxel)
         u, v, z = view.project(centres)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from protoocc_ros.data.synthetic.raycast import PinholeView
-from protoocc_ros.geometry import make_transform, yaw_matrix
+from protoocc_ros.geometry import make_transform, optical_rotation
 
 # name, x, y, z (ego, metres), yaw (deg), focal length / image width
-NUSCENES_CAMERAS: list[tuple[str, float, float, float, float, float]] = [
+NUSCENES_RIG: list[tuple[str, float, float, float, float, float]] = [
     ("CAM_FRONT", 1.70, 0.02, 1.51, 0.0, 0.79),
     ("CAM_FRONT_RIGHT", 1.55, -0.49, 1.50, -55.0, 0.79),
     ("CAM_FRONT_LEFT", 1.52, 0.49, 1.51, 55.0, 0.79),
@@ -31,14 +31,6 @@ KITTI_CAM2_BASELINE = 0.06
 KITTI_FOCAL_REL = 0.577                    # 707 px / 1226 px
 
 
-def optical_rotation(yaw_deg: float) -> np.ndarray:
-    """Optical frame -> ego rotation of a level camera looking along ego yaw ``yaw_deg``."""
-    R_look = yaw_matrix(np.radians(yaw_deg))
-    # columns: optical x (right), y (down), z (forward) of a camera looking along ego +x
-    base = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
-    return R_look @ base
-
-
 def intrinsics(focal: float, height: int, width: int) -> np.ndarray:
     """Pinhole K with the principal point at the image centre (pixel centres at integer coordinates)."""
     return np.array([[focal, 0.0, (width - 1) / 2.0], [0.0, focal, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
@@ -47,8 +39,9 @@ def intrinsics(focal: float, height: int, width: int) -> np.ndarray:
 def nuscenes_cameras(image_size: tuple[int, int]) -> list[PinholeView]:
     """The six nuScenes-like cameras for images of ``image_size`` (H, W)."""
     H, W = image_size
-    return [PinholeView(name, intrinsics(f * W, H, W), make_transform(optical_rotation(yaw), (x, y, z)), H, W)
-            for name, x, y, z, yaw, f in NUSCENES_CAMERAS]
+    return [PinholeView(name, intrinsics(f * W, H, W), make_transform(optical_rotation(np.radians(yaw)), (x, y, z)),
+                        H, W)
+            for name, x, y, z, yaw, f in NUSCENES_RIG]
 
 
 def lidar_views(origin: tuple[float, float, float], elevation_deg: tuple[float, float],
@@ -57,8 +50,9 @@ def lidar_views(origin: tuple[float, float, float], elevation_deg: tuple[float, 
     f = width / 2.0
     half = np.tan(np.radians(max(abs(elevation_deg[0]), abs(elevation_deg[1])))) * np.sqrt(2.0) * f
     height = 2 * int(np.ceil(half)) + 2
-    return [PinholeView(f"lidar_{yaw}", intrinsics(f, height, width), make_transform(optical_rotation(yaw), origin),
-                        height, width) for yaw in (0, 90, 180, 270)]
+    return [PinholeView(f"lidar_{yaw}", intrinsics(f, height, width),
+                        make_transform(optical_rotation(np.radians(yaw)), origin), height, width)
+            for yaw in (0, 90, 180, 270)]
 
 
 def lidar_beams(elevation_deg: tuple[float, float], rings: int = 32, azimuths: int = 1084) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The embedded synthetic sample (design §4): generate it in nuScenes+Occ3D and SemanticKITTI formats, cached.
+"""The embedded synthetic sample (docs/architecture.md "Data"): generate it in nuScenes+Occ3D and SemanticKITTI
+formats, cached.
 
 ``generate_sample(root, SampleConfig(...))`` writes a complete dataroot (scenes rendered in worker processes);
 ``ensure_sample(root=None, seed=0)`` returns the cached default sample, generating it only when its
@@ -26,12 +27,18 @@ from protoocc_ros.data.synthetic import world as W
 from protoocc_ros.data.synthetic.appearance import Noise
 from protoocc_ros.data.synthetic.frames import FrameOutput, FrameRenderer
 from protoocc_ros.data.synthetic.nuscenes_writer import FrameRecord, NuScenesWriter
-from protoocc_ros.data.synthetic.rig import (KITTI_LIDAR_ELEVATION, KITTI_VELO_HEIGHT, LIDAR_TRANSLATION,
-                                             NUSCENES_LIDAR_ELEVATION, kitti_camera, nuscenes_cameras)
+from protoocc_ros.data.synthetic.rig import (
+    KITTI_LIDAR_ELEVATION,
+    KITTI_VELO_HEIGHT,
+    LIDAR_TRANSLATION,
+    NUSCENES_LIDAR_ELEVATION,
+    kitti_camera,
+    nuscenes_cameras,
+)
+from protoocc_ros.layouts import KITTI, OCC3D
 
 SAMPLE_FORMAT = "synthetic-v1"
 MARKER = ".complete"
-OCC3D_RANGE = [-40.0, -40.0, -1.0, 40.0, 40.0, 5.4]
 KITTI_DIR = "semantic_kitti"
 
 
@@ -72,11 +79,12 @@ def _renderer(kind: str, image_size: tuple[int, int]) -> FrameRenderer:
     key = (kind, tuple(image_size))
     if key not in _RENDERERS:
         if kind == "nuscenes":
-            _RENDERERS[key] = FrameRenderer(nuscenes_cameras(image_size), OCC3D_RANGE, W.VOXEL, 0.0,
+            _RENDERERS[key] = FrameRenderer(nuscenes_cameras(image_size), OCC3D.point_cloud_range,
+                                            OCC3D.voxel_size, 0.0,
                                             LIDAR_TRANSLATION, NUSCENES_LIDAR_ELEVATION)
         else:
             view, _, _ = kitti_camera(image_size)
-            _RENDERERS[key] = FrameRenderer([view], kitti_writer.KITTI_RANGE, kitti_writer.KITTI_VOXEL,
+            _RENDERERS[key] = FrameRenderer([view], KITTI.point_cloud_range, KITTI.voxel_size,
                                             KITTI_VELO_HEIGHT, (0.0, 0.0, 0.0), KITTI_LIDAR_ELEVATION,
                                             lidar_rings=0)   # no point files in the KITTI layout
     return _RENDERERS[key]

@@ -1,4 +1,5 @@
-"""Procedural driving scenes for the synthetic sample (design §4): the scene *is* a set of labelled boxes.
+"""Procedural driving scenes for the synthetic sample (docs/architecture.md "Data"): the scene *is* a set of
+labelled boxes.
 
 A scene is built in a road frame (x along the road, y left, z up) on the 0.4 m lattice of the Occ3D grid:
 a flat ground layer (road, parking strip, sidewalk, terrain, cross street) whose surface is at z = +0.2 m,
@@ -12,7 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-VOXEL = 0.4          # metres; lattice of the world (Occ3D voxel size)
+from protoocc_ros.layouts import OCC3D
+
+VOXEL = OCC3D.voxel_size  # metres; lattice of the world (the Occ3D voxel)
 GROUND_TOP = 0.2     # road-frame z of the ground surface; the ground layer is z in [-0.2, 0.2]
 GROUND_BOTTOM = -0.2
 
@@ -209,7 +212,7 @@ def build_scene(name: str, seed: int, num_frames: int) -> Scene:
         outer_sw = inner_sw + walk
         bzone = outer_sw + setback
 
-        def ys(a: int, c: int) -> tuple[int, int]:     # |y| range [a, c) on this side -> y range
+        def ys(a: int, c: int, side: int = side) -> tuple[int, int]:  # |y| range [a, c) on this side -> y range
             return (a, c) if side > 0 else (-c, -a)
 
         y0, y1 = ys(half, inner_sw)

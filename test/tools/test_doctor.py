@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "ros"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ros"))
 from ros_helpers import REPO, ros_context  # noqa: E402 - pins a private ROS_DOMAIN_ID before rclpy starts
 
 from protoocc_ros.config import load_config  # noqa: E402

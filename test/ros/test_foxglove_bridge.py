@@ -15,13 +15,11 @@ from ros_helpers import REPO
 from test_occupancy_node import CAMERAS, MAIN, Rig, direct_prediction, ego_pose, running_node
 
 from protoocc_ros import classes
-from protoocc_ros.config import NUSCENES_CAMERAS
 from protoocc_ros.geometry import index_to_world
-from protoocc_ros.ros.foxglove_bridge import (
-    SUBPROTOCOLS, FoxgloveBridge, FoxgloveBridgeError, FoxgloveClient, layout_json, message_class, render_snapshot,
-    scene_update,
-)
-from protoocc_ros.ros.foxglove_bridge import main as bridge_main
+from protoocc_ros.layouts import NUSCENES_CAMERAS
+from protoocc_ros.ros.foxglove_bridge import SUBPROTOCOLS, FoxgloveBridge, FoxgloveBridgeError, scene_update
+from protoocc_ros.tools.foxglove_view import FoxgloveClient, layout_json, message_class, render_snapshot
+from protoocc_ros.tools.foxglove_view import main as bridge_main
 from protoocc_ros.ros.occupancy_msg import msg_to_grid
 
 SCENE, TF = f"/{MAIN}/scene", "/tf"
@@ -66,15 +64,6 @@ def test_scene_update_has_one_cube_per_occupied_voxel_in_its_class_colour() -> N
         assert rgba == pytest.approx(tuple(classes.OCC3D_COLORS[label] / 255.0) + (1.0,), abs=1e-6)
     assert {e.frame_id for e in decoded.entities} == {"base_link"}
     assert decoded.entities[0].timestamp.seconds == 1 and decoded.entities[0].timestamp.nanos == 500_000_000
-
-
-def test_layout_file_is_the_bridge_layout_for_the_nuscenes_rig(tmp_path: Path) -> None:
-    text = (REPO / "config" / "foxglove_layout.json").read_text()
-    assert json.loads(text) == json.loads(layout_json(NUSCENES_CAMERAS))
-    assert bridge_main(["layout", "--out", str(tmp_path / "layout.json")]) == 0
-    assert (tmp_path / "layout.json").read_text() == text
-    for topic in ["/occupancy_node/scene"] + [f"/occupancy_node/images/{cam}" for cam in NUSCENES_CAMERAS]:
-        assert f'"{topic}"' in text
 
 
 def test_second_server_on_a_used_port_fails_naming_host_and_port() -> None:

@@ -1,0 +1,115 @@
+"""OccupancyPredictor without ROS: the model's output on a preprocessed set, the temporal memory and its reset
+rules across real-magnitude stamps, warm-up, and a failing set that leaves no memory behind."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from protoocc_ros.config import load_config
+from protoocc_ros.data.preprocessing import preprocess_camera_set
+from protoocc_ros.geometry import make_transform, optical_rotation
+from protoocc_ros.inference import OccupancyPredictor, PredictorError, load_predictor
+from protoocc_ros.model import build_model
+
+NUSCENES_T0_NS = 1_533_151_603_512_404_000  # a nuScenes-magnitude stamp (2018-08-01), ~1.53e9 s
+HALF_S = 500_000_000
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config("demo", overrides=[
+        "dataset.image_size=[48,96]", "dataset.cameras=[CAM_FRONT,CAM_BACK]", "model.prototypes.num_prototypes=18",
+        "model.query_size=[20,20,4]", "dataset.grid_size=[40,40,8]", "dataset.voxel_size=2.0",
+        "dataset.point_cloud_range=[-40.0,-40.0,-1.0,40.0,40.0,15.0]"])
+
+
+@pytest.fixture()
+def predictor(cfg) -> OccupancyPredictor:
+    torch.manual_seed(0)
+    return OccupancyPredictor(build_model(cfg), cfg, "cpu")
+
+
+def camera_set(seed: int, n: int = 2, size: tuple[int, int] = (60, 120)):
+    """Images as a driver delivers them (another size than the model's input), with K and cam2ego."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    K = np.array([[w / 2.0, 0.0, (w - 1) / 2.0], [0.0, w / 2.0, (h - 1) / 2.0], [0.0, 0.0, 1.0]])
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(n)]
+    cam2ego = [make_transform(optical_rotation(np.pi * i), [0.0, 0.0, 1.6]) for i in range(n)]
+    return images, [K] * n, cam2ego
+
+
+def pose(x: float) -> np.ndarray:
+    return make_transform(None, [x, 0.0, 0.0])
+
+
+def test_step_equals_the_model_on_the_shared_preprocessing(predictor: OccupancyPredictor, cfg) -> None:
+    images, Ks, cam2ego = camera_set(1)
+    out = predictor.step(images, Ks, cam2ego, pose(0.0), NUSCENES_T0_NS)
+    batch = preprocess_camera_set(images, Ks, cam2ego, cfg.image_size)
+    labels, confidence, _ = predictor.model.predict(
+        batch.images[None], batch.lidar2img[None], torch.from_numpy(pose(0.0))[None],
+        torch.tensor([NUSCENES_T0_NS / 1e9], dtype=torch.float64))
+    assert out.labels.shape == tuple(cfg.dataset.grid_size) and out.labels.dtype == np.uint8
+    np.testing.assert_array_equal(out.labels, labels[0].numpy())
+    np.testing.assert_allclose(out.confidence, confidence[0].numpy(), rtol=0, atol=0)
+    assert out.reset_reason == "first_frame"
+
+
+def test_memory_carries_over_real_magnitude_stamps_and_resets_by_rule(predictor: OccupancyPredictor) -> None:
+    images, Ks, cam2ego = camera_set(2)
+    t, reasons = NUSCENES_T0_NS, []
+    for stamp, x in [(t, 0.0), (t + HALF_S, 1.0), (t + 2 * HALF_S, 2.0),    # 0.5 s apart at ~1.53e9 s: carried
+                     (t + HALF_S, 2.5),                                      # earlier than the memory
+                     (t + 20 * HALF_S, 3.0),                                 # a 9.5 s gap (> memory_max_gap_s)
+                     (t + 21 * HALF_S, 300.0)]:                              # the ego jumped 297 m
+        reasons.append(predictor.step(images, Ks, cam2ego, pose(x), stamp).reset_reason)
+    assert reasons == ["first_frame", None, None, "time_backwards", "gap", "pose_jump"]
+    assert predictor.reset() is True and predictor.memory is None
+    assert predictor.step(images, Ks, cam2ego, pose(300.0), t + 22 * HALF_S).reset_reason == "first_frame"
+
+
+def test_stamps_straddling_a_float32_step_are_half_a_second_apart(predictor: OccupancyPredictor) -> None:
+    """At 1.53e9 s float32 resolves 128 s: frames on either side of a multiple of 128 s would look 128 s apart."""
+    boundary = (NUSCENES_T0_NS // 128_000_000_000 + 1) * 128_000_000_000
+    images, Ks, cam2ego = camera_set(3)
+    predictor.step(images, Ks, cam2ego, pose(0.0), boundary - HALF_S // 2)
+    assert predictor.step(images, Ks, cam2ego, pose(0.5), boundary + HALF_S // 2).reset_reason is None
+    assert float(predictor.memory.timestamp[0]) == pytest.approx((boundary + HALF_S // 2) / 1e9, abs=1e-6)
+
+
+def test_without_memory_every_set_starts_fresh(predictor: OccupancyPredictor) -> None:
+    predictor.memory_enabled = False
+    images, Ks, cam2ego = camera_set(4)
+    for k in range(3):
+        assert predictor.step(images, Ks, cam2ego, pose(0.0), NUSCENES_T0_NS + k * HALF_S).reset_reason == \
+            "first_frame"
+    assert predictor.memory is None
+
+
+def test_warm_up_leaves_no_memory(predictor: OccupancyPredictor) -> None:
+    assert predictor.warm_up() > 0.0 and predictor.memory is None
+
+
+def test_a_failing_set_drops_the_memory_and_the_next_one_runs(predictor: OccupancyPredictor) -> None:
+    images, Ks, cam2ego = camera_set(5)
+    predictor.step(images, Ks, cam2ego, pose(0.0), NUSCENES_T0_NS)
+    assert predictor.memory is not None
+    bad = preprocess_camera_set(images[:1], Ks[:1], cam2ego[:1], predictor.cfg.image_size)  # one camera short
+    with pytest.raises(Exception, match="images: expected"):
+        predictor.step_tensors(bad.images, bad.lidar2img, pose(0.0), NUSCENES_T0_NS / 1e9 + 0.5)
+    assert predictor.memory is None
+    assert predictor.step(images, Ks, cam2ego, pose(0.0), NUSCENES_T0_NS + 2 * HALF_S).reset_reason == "first_frame"
+
+
+def test_load_predictor_names_the_bad_config_and_the_bad_checkpoint(tmp_path) -> None:
+    with pytest.raises(PredictorError, match=r"'config_file' = 'no_such_config'.*not found"):
+        load_predictor(None, "no_such_config", device="cpu")
+    broken = tmp_path / "model.safetensors"
+    broken.write_bytes(b"not a checkpoint")
+    with pytest.raises(PredictorError, match=r"model.safetensors.*cannot be loaded: CheckpointError"):
+        load_predictor(broken, "demo", device="cpu")
+    warnings: list[str] = []
+    predictor = load_predictor(None, "demo", device="cpu", warn=warnings.append)
+    assert predictor.classes.free_label == 17 and any("RANDOM WEIGHTS" in w for w in warnings)
