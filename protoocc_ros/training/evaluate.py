@@ -61,15 +61,16 @@ def _default_dataset(cfg: ProtoOccConfig, split: str) -> Any:
 
 
 def _render_frame(cfg: ProtoOccConfig, sample: dict[str, Any], pred: np.ndarray, path: Path) -> list[str]:
-    """Prediction | ground truth | errors in BEV, plus the camera mosaic of the frame."""
-    from protoocc_ros.render import render_camera_mosaic, render_comparison
+    """Prediction | ground truth | errors in BEV, and the camera images beside prediction and ground truth."""
+    from protoocc_ros.render import render_cameras_and_bev, render_comparison
 
     mask = np.asarray(sample["mask_camera"]) if cfg.dataset.use_mask_camera else None
     title = f"{sample.get('scene')} frame {sample.get('frame_index')}: prediction vs ground truth"
-    out = [render_comparison(path, pred, np.asarray(sample["semantics"]), mask, cfg.dataset.num_classes, title)]
+    gt = np.asarray(sample["semantics"])
+    out = [render_comparison(path, pred, gt, mask, cfg.dataset.num_classes, title)]
     if sample.get("raw_images") is not None:
-        out.append(render_camera_mosaic(path.with_name(f"{path.stem}_cameras.png"), list(sample["raw_images"]),
-                                        list(cfg.dataset.cameras)))
+        out.append(render_cameras_and_bev(path.with_name(f"{path.stem}_cameras.png"), list(sample["raw_images"]),
+                                          list(cfg.dataset.cameras), pred, gt, mask, cfg.dataset.num_classes, title))
     return [str(p) for p in out]
 
 
