@@ -12,7 +12,7 @@ from protoocc_ros.config import (
     load_config, resolve_config_path, upsample_factors,
 )
 
-SHIPPED = ["occ3d_base", "occ3d_small", "occ3d_tiny", "kitti_base", "kitti_small", "demo", "demo_baseline"]
+SHIPPED = ["occ3d_base", "occ3d_small", "occ3d_tiny", "kitti_base", "kitti_small", "demo", "demo_baseline", "ablation"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
