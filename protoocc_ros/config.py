@@ -72,8 +72,8 @@ class BackboneConfig:
     type: Literal["resnet50", "resnet18", "small_cnn"] = "resnet50"
     pretrained: str | None = None
     out_indices: list[int] = field(default_factory=lambda: [1, 2, 3])  # stages -> strides 8, 16, 32
-    frozen_stages: int = 1  # -1: none, 0: stem, i: stem + layer1..i
-    norm_eval: bool = True  # keep BatchNorm statistics frozen while training
+    frozen_stages: int = -1  # -1: none, 0: stem, i: stem + layer1..i (>= 0 needs `pretrained`)
+    norm_eval: bool = False  # keep BatchNorm statistics frozen while training (needs `pretrained`)
     width: int = 16  # small_cnn only: channels of the first stage (x1, x2, x4, x8)
 
 
@@ -495,6 +495,14 @@ def _validate_model(cfg: ProtoOccConfig) -> None:
     _require(-1 <= b.frozen_stages <= 4, "model.backbone.frozen_stages", f"must be in -1..4, got {b.frozen_stages}")
     _require(b.type != "small_cnn" or b.pretrained is None, "model.backbone.pretrained",
              "small_cnn has no pretrained weights; use null")
+    # Freezing and frozen BatchNorm statistics keep ImageNet features; on random weights they would keep the
+    # stem (and layers) random for the whole run and BatchNorm would never learn its statistics.
+    _require(b.pretrained is not None or b.frozen_stages == -1, "model.backbone.frozen_stages",
+             f"{b.frozen_stages} freezes the randomly initialised {b.type} (model.backbone.pretrained is null): "
+             "use -1 when training from scratch, or give a local ImageNet checkpoint in model.backbone.pretrained")
+    _require(b.pretrained is not None or not b.norm_eval, "model.backbone.norm_eval",
+             f"true keeps the random BatchNorm statistics of the {b.type} fixed (model.backbone.pretrained is "
+             "null): use false when training from scratch, or give a local ImageNet checkpoint")
     _positive(b.width, "model.backbone.width")
     _positive(m.neck.channels, "model.neck.channels")
     _require(m.neck.num_levels >= len(b.out_indices), "model.neck.num_levels",

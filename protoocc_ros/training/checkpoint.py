@@ -11,6 +11,7 @@ architecture) and refuses a corrupt, edited or mismatched checkpoint with :class
 """
 from __future__ import annotations
 
+import copy
 import datetime
 import hashlib
 import json
@@ -289,6 +290,9 @@ def architecture_differences(stored: ProtoOccConfig, given: ProtoOccConfig) -> l
 def _default_factory(cfg: ProtoOccConfig) -> nn.Module:
     from protoocc_ros.model.protoocc import ProtoOcc
 
+    if cfg.model.backbone.pretrained:  # the checkpoint's weights replace the ImageNet ones: do not read that file
+        cfg = copy.deepcopy(cfg)
+        cfg.model.backbone.pretrained = None
     return ProtoOcc.from_config(cfg)
 
 
