@@ -17,7 +17,7 @@ import torch
 from protoocc_ros.classes import OCC3D_NUM_CLASSES
 from protoocc_ros.data.errors import DatasetError
 from protoocc_ros.data.io import check_array, check_labels, load_npz, read_json, read_rgb
-from protoocc_ros.data.preprocessing import preprocess_camera_set
+from protoocc_ros.data.preprocessing import preprocess_camera_set, resize_images
 from protoocc_ros.data.sequences import SceneDataset
 from protoocc_ros.geometry import grid_shape, invert_transform, transform_from_pose
 
@@ -153,6 +153,15 @@ class Occ3DNuScenesDataset(SceneDataset):
         return {"semantics": sem.astype(np.int64),
                 "mask_camera": check_array(arrays["mask_camera"], path, "mask_camera", self.grid_size, "mask"),
                 "mask_lidar": check_array(arrays["mask_lidar"], path, "mask_lidar", self.grid_size, "mask")}
+
+    def raw_images(self, index: int) -> np.ndarray:
+        """uint8 (N, H, W, 3) camera images at the network input size: ``sample["raw_images"]`` without the
+        normalisation, lidar2img and targets (for pseudo-mask precomputation)."""
+        images = [read_rgb(p) for p in self.frames[index].image_paths]
+        return resize_images(images, self.image_size or images[0].shape[:2])
+
+    def sample_token(self, index: int) -> str:
+        return self.frames[index].sample_token
 
     def __getitem__(self, index: int) -> dict:
         f = self.frames[index]

@@ -18,7 +18,7 @@ import torch
 from protoocc_ros.classes import IGNORE_LABEL, KITTI_LEARNING_MAP, kitti_ssc_lut
 from protoocc_ros.data.errors import DatasetError
 from protoocc_ros.data.io import read_rgb, require_file
-from protoocc_ros.data.preprocessing import preprocess_camera_set
+from protoocc_ros.data.preprocessing import preprocess_camera_set, resize_images
 from protoocc_ros.data.sequences import SceneDataset
 from protoocc_ros.geometry import grid_shape, invert_transform, make_transform
 
@@ -163,6 +163,15 @@ class SemanticKittiDataset(SceneDataset):
         labels = _LUT[raw].astype(np.int64)
         labels[unpack_bits(packed) == 1] = IGNORE_LABEL
         return labels.reshape(self.grid_size)
+
+    def raw_images(self, index: int) -> np.ndarray:
+        """uint8 (1, H, W, 3) image at the network input size (``sample["raw_images"]`` without the rest)."""
+        image = read_rgb(self.frames[index].image_path)
+        return resize_images([image], self.image_size or image.shape[:2])
+
+    def sample_token(self, index: int) -> str:
+        f = self.frames[index]
+        return f"{f.sequence}/{f.frame_id}"
 
     def __getitem__(self, index: int) -> dict:
         f = self.frames[index]

@@ -1,8 +1,10 @@
 """Sample dicts -> model inputs and loss targets (docs/architecture.md "Sample dict"; paper Eq. 3 pseudo masks).
 
 ``collate_frame`` stacks one frame of B sequences into the tensors ``ProtoOcc.forward`` takes and the
-targets ``ProtoOcc.loss`` reads (semantics, mask_camera and, when prototype optimization is on, the
-SEEDS pseudo masks of every camera image, computed once per image through a cache).
+targets ``ProtoOcc.loss`` reads (semantics, mask_camera and the samples' ``pseudo_masks`` when they carry
+them: training/loader.py reads or computes those in the DataLoader workers; nothing is computed here).
+Timestamps stay float64 from the sample to the model: float32 cannot hold seconds at nuScenes or ROS
+magnitudes (its spacing is 128 s at 1.5e9 s).
 """
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from protoocc_ros.model.pseudo_masks import PseudoMaskCache, compute_pseudo_masks_batched
 from protoocc_ros.training.errors import TrainingError
 
 INPUT_KEYS = ("images", "lidar2img", "ego2global", "timestamp")
@@ -47,23 +48,24 @@ def collate_inputs(samples: Sequence[dict[str, Any]], device: torch.device) -> d
 
 
 def collate_targets(samples: Sequence[dict[str, Any]], device: torch.device,
-                    pseudo_cache: PseudoMaskCache | None = None,
-                    camera_names: Sequence[str] = ()) -> dict[str, Tensor]:
-    """semantics (B,X,Y,Z) int64, mask_camera (B,X,Y,Z) bool, pseudo_masks (B,N,H,W) int64 when a cache is given."""
+                    require_pseudo_masks: bool = False) -> dict[str, Tensor]:
+    """semantics (B,X,Y,Z) int64, mask_camera (B,X,Y,Z) bool, pseudo_masks (B,N,h,w) int64 when the samples have them.
+
+    ``require_pseudo_masks``: raise when they are missing (the loss would silently drop L_cls).
+    """
     targets = {"semantics": _stack(samples, "semantics", torch.int64).to(device),
                "mask_camera": _stack(samples, "mask_camera", torch.bool).to(device)}
-    if pseudo_cache is not None:
-        raw = np.stack([np.asarray(s["raw_images"]) for s in samples])  # (B, N, H, W, 3) uint8
-        keys = [f"{s.get('sample_token', s.get('scene'))}/{s.get('frame_index')}/{cam}"
-                for s in samples for cam in (camera_names or range(raw.shape[1]))]
-        masks = compute_pseudo_masks_batched(raw, pseudo_cache.num_superpixels, pseudo_cache.seed, pseudo_cache,
-                                             keys=keys)  # (B, N, H, W) int32
-        targets["pseudo_masks"] = torch.from_numpy(masks.astype(np.int64)).to(device)
+    have = ["pseudo_masks" in s for s in samples]
+    if any(have) or require_pseudo_masks:
+        if not all(have):
+            raise TrainingError(f"sample['pseudo_masks'] is missing (batch positions "
+                                f"{[i for i, h in enumerate(have) if not h]}): L_cls needs the masks of every "
+                                "sample; load samples through training.loader.TrainingSamples")
+        targets["pseudo_masks"] = _stack(samples, "pseudo_masks", torch.int64).to(device)
     return targets
 
 
 def collate_frame(samples: Sequence[dict[str, Any]], device: torch.device,
-                  pseudo_cache: PseudoMaskCache | None = None,
-                  camera_names: Sequence[str] = ()) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+                  require_pseudo_masks: bool = False) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """One frame of B sequences -> (model inputs, loss targets)."""
-    return collate_inputs(samples, device), collate_targets(samples, device, pseudo_cache, camera_names)
+    return collate_inputs(samples, device), collate_targets(samples, device, require_pseudo_masks)
