@@ -23,8 +23,11 @@ TARGET_KEYS = ("semantics", "mask_camera")
 def _as_tensor(value: Any, key: str, dtype: torch.dtype | None = None) -> Tensor:
     if isinstance(value, Tensor):
         t = value
-    elif isinstance(value, (np.ndarray, float, int, np.floating, np.integer)):
-        t = torch.as_tensor(value)
+    elif isinstance(value, (np.ndarray, np.floating, np.integer)):
+        t = torch.from_numpy(np.asarray(value))
+    elif isinstance(value, (float, int)) and not isinstance(value, bool):
+        # torch.as_tensor(<python float>) is float32; build in the target dtype (float64 for timestamps)
+        t = torch.tensor(value, dtype=dtype if dtype is not None else torch.float64)
     else:
         raise TrainingError(f"sample[{key!r}]: expected a tensor or array, got {type(value).__name__}")
     return t if dtype is None else t.to(dtype)
@@ -37,8 +40,18 @@ def _stack(samples: Sequence[dict[str, Any]], key: str, dtype: torch.dtype | Non
     return torch.stack([_as_tensor(s[key], key, dtype) for s in samples])
 
 
+def _check_timestamps(samples: Sequence[dict[str, Any]]) -> None:
+    for i, s in enumerate(samples):
+        stamp = s.get("timestamp")
+        dtype = getattr(stamp, "dtype", None)
+        if dtype is not None and str(dtype).replace("torch.", "") in ("float32", "float16", "bfloat16"):
+            raise TrainingError(f"sample['timestamp'] at batch position {i} is {dtype}: seconds at real magnitudes "
+                                "(~1.5e9) need float64 (or int nanoseconds) from the loader on")
+
+
 def collate_inputs(samples: Sequence[dict[str, Any]], device: torch.device) -> dict[str, Tensor]:
     """images (B,N,3,H,W) f32, lidar2img (B,N,4,4) f32, ego2global (B,4,4) f64, timestamp (B,) f64."""
+    _check_timestamps(samples)
     return {
         "images": _stack(samples, "images", torch.float32).to(device),
         "lidar2img": _stack(samples, "lidar2img", torch.float32).to(device),
