@@ -24,7 +24,7 @@ import re
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -138,7 +138,8 @@ class PseudoMaskStore:
         self.loaded = 0
         self._spec_checked = False
 
-    def _ensure_folder(self) -> None:
+    def ensure_folder(self) -> None:
+        """Create the folder and write ``spec.json``, or check that the one there describes these masks."""
         if self._spec_checked:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -173,7 +174,7 @@ class PseudoMaskStore:
         return masks
 
     def save(self, key: str, masks: np.ndarray) -> Path:
-        self._ensure_folder()
+        self.ensure_folder()
         expected = (len(self.spec.cameras), *self.spec.grid)
         if masks.dtype != np.uint16 or masks.shape != expected:
             raise TrainingError(f"pseudo masks for {key!r}: expected uint16 {expected}, got {masks.dtype} "
@@ -195,9 +196,6 @@ class PseudoMaskStore:
         self.save(key, masks)
         self.computed += 1
         return masks
-
-    def keys_present(self, keys: Sequence[str]) -> list[bool]:
-        return [self.path(k).is_file() for k in keys]
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
