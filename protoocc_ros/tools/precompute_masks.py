@@ -26,13 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cv2
 from tqdm import tqdm
 
 from protoocc_ros.config import ConfigError, load_config
 from protoocc_ros.data.errors import DatasetError
 from protoocc_ros.training.errors import TrainingError
-from protoocc_ros.training.loader import needs_pseudo_masks, pseudo_mask_store
+from protoocc_ros.training.loader import needs_pseudo_masks, pseudo_mask_store, single_threaded_cv2_before_fork
 from protoocc_ros.training.pseudo_masks import PseudoMaskStore
 
 OCC3D_TRAIN_SAMPLES = 28_130  # Occ3D-nuScenes / nuScenes v1.0-trainval training keyframes
@@ -57,8 +56,6 @@ def _parse_shard(text: str) -> tuple[int, int]:
     return k, n
 
 
-def _init_worker() -> None:
-    cv2.setNumThreads(1)
 
 
 def _job(index: int) -> dict[str, float]:
@@ -89,13 +86,13 @@ def precompute(dataset: Any, store: PseudoMaskStore, workers: int = 1, shard: tu
     results: list[dict[str, float]] = []
     bar = tqdm(total=len(todo), desc=desc, unit="sample", disable=not progress, dynamic_ncols=True)
     try:
+        single_threaded_cv2_before_fork()  # one OpenCV thread per process (never set it in a forked child)
         if workers <= 1:
-            _init_worker()
             for i in todo:
                 results.append(_job(i))
                 bar.update(1)
         else:
-            with mp.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
+            with mp.get_context("fork").Pool(workers) as pool:
                 for r in pool.imap_unordered(_job, todo, chunksize=2):
                     results.append(r)
                     bar.update(1)

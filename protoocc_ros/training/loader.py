@@ -51,9 +51,16 @@ def pseudo_mask_store(cfg: ProtoOccConfig, output_dir: str | Path | None = None)
     return PseudoMaskStore(root, PseudoMaskSpec.from_config(cfg))
 
 
+def single_threaded_cv2_before_fork() -> None:
+    """Call in the parent before forking loader workers: they inherit one OpenCV thread each (torch already
+    uses one there). Never call ``cv2.setNumThreads`` in a forked child: once the parent has used OpenCV's
+    thread pool, the child waits forever on the pool's inherited condition variable (seen in the test run)."""
+    if cv2.getNumThreads() != 1:
+        cv2.setNumThreads(1)
+
+
 def worker_init(worker_id: int) -> None:
-    """DataLoader worker start: one OpenCV thread per worker (torch already uses one there)."""
-    cv2.setNumThreads(1)
+    """DataLoader worker start (forked): nothing to set up; see :func:`single_threaded_cv2_before_fork`."""
 
 
 class TrainingSamples(Dataset):

@@ -31,7 +31,9 @@ from protoocc_ros.training.checkpoint import (
 from protoocc_ros.training.clips import Batch, ClipSampler, frame_keys
 from protoocc_ros.training.distributed import DistContext, mean_over_ranks, pick_device, process_seed, wrap_model
 from protoocc_ros.training.errors import CheckpointError, TrainingError
-from protoocc_ros.training.loader import TrainingSamples, needs_pseudo_masks, pseudo_mask_store, worker_init
+from protoocc_ros.training.loader import (
+    TrainingSamples, needs_pseudo_masks, pseudo_mask_store, single_threaded_cv2_before_fork, worker_init,
+)
 from protoocc_ros.training.schedule import build_optimizer, build_scheduler
 
 CHECKPOINT_DIR = "checkpoints"
@@ -194,6 +196,8 @@ class Trainer:
         t = self.cfg.train
         workers = t.num_workers
         extra = {"prefetch_factor": t.prefetch_factor, "worker_init_fn": worker_init} if workers > 0 else {}
+        if workers > 0:
+            single_threaded_cv2_before_fork()
         # An own generator: creating a loader must not draw from the global RNG (exact resume).
         return DataLoader(_ClipBatches(self.samples, batches, epoch), batch_size=None, shuffle=False,
                           num_workers=workers, collate_fn=_identity, persistent_workers=False,

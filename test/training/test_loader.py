@@ -78,3 +78,22 @@ def test_augmentation_draws_depend_on_seed_epoch_and_index_only(tmp_path: Path) 
     plain = dataset[2]
     assert not torch.equal(s1["images"], plain["images"])
     assert torch.equal(s1["semantics"], plain["semantics"])  # image-space augmentation: 3D targets unchanged
+
+
+def test_workers_start_after_the_training_process_used_opencv_threads(tmp_path: Path) -> None:
+    """A forked worker that touched cv2.setNumThreads hung forever once the parent had used OpenCV's pool."""
+    import cv2
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    big = np.zeros((900, 1600, 3), np.uint8)
+    for _ in range(3):
+        cv2.resize(big, (800, 432), interpolation=cv2.INTER_AREA)  # the pool's threads exist now
+    try:
+        cfg = tiny_config("train.num_workers=2")
+        trainer = Trainer(cfg, dataset=SequenceDataset(cfg), output_dir=tmp_path, progress=False, tensorboard=False)
+        loader = trainer.epoch_loader(0)
+        loader.timeout = 120  # a hang becomes a RuntimeError instead of a stuck test run
+        assert sum(1 for _ in loader) == trainer.steps_per_epoch
+    finally:
+        cv2.setNumThreads(before)
