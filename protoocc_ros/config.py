@@ -71,8 +71,8 @@ class BackboneConfig:
     type: Literal["resnet50", "resnet18", "small_cnn"] = "resnet50"
     pretrained: str | None = None
     out_indices: list[int] = field(default_factory=lambda: [1, 2, 3])  # stages -> strides 8, 16, 32
-    frozen_stages: int = 1  # -1: none, 0: stem, i: stem + layer1..i
-    norm_eval: bool = True  # keep BatchNorm statistics frozen while training
+    frozen_stages: int = -1  # -1: none, 0: stem, i: stem + layer1..i (>= 0 needs `pretrained`)
+    norm_eval: bool = False  # keep BatchNorm statistics frozen while training (needs `pretrained`)
     width: int = 16  # small_cnn only: channels of the first stage (x1, x2, x4, x8)
 
 
@@ -166,6 +166,28 @@ class LossConfig:
 
 
 @dataclass
+class AugmentationConfig:
+    """Training-time image augmentation (data/augmentation.py; BEVFormer/PanoOcc pipelines), all off by default.
+
+    Per camera: photometric distortion (mmdet PhotoMetricDistortion), then resize by a factor drawn from
+    ``resize_range``, a crop back to the network input (random column, the bottom kept unless
+    ``bottom_crop_range`` > 0), a horizontal flip with probability ``flip_prob`` and a rotation drawn from
+    ±``rotate_deg``; lidar2img is updated with the same affine map, the 3D targets are unchanged.
+    """
+
+    photometric: bool = False
+    brightness_delta: float = 32.0  # on 0..255
+    contrast_range: list[float] = field(default_factory=lambda: [0.5, 1.5])
+    saturation_range: list[float] = field(default_factory=lambda: [0.5, 1.5])
+    hue_delta: float = 18.0  # degrees
+    channel_swap: bool = True  # part of mmdet's PhotoMetricDistortion (p = 0.5)
+    resize_range: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    bottom_crop_range: list[float] = field(default_factory=lambda: [0.0, 0.0])  # BEVDet bot_pct_lim
+    flip_prob: float = 0.0
+    rotate_deg: float = 0.0
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 12
     max_steps: int | None = None
@@ -180,6 +202,11 @@ class TrainConfig:
     amp: bool = False
     seed: int = 0
     num_workers: int = 2
+    prefetch_factor: int = 2  # batches each DataLoader worker loads ahead (num_workers > 0)
+    # SEEDS pseudo masks of L_cls on disk (protoocc-precompute-masks fills it; the loader computes what is
+    # missing, in its workers); null = <output_dir>/pseudo_masks.
+    pseudo_mask_dir: str | None = None
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     checkpoint_every: int = 1000
     log_every: int = 50
     output_dir: str = "runs/protoocc"
@@ -484,6 +511,14 @@ def _validate_model(cfg: ProtoOccConfig) -> None:
     _require(-1 <= b.frozen_stages <= 4, "model.backbone.frozen_stages", f"must be in -1..4, got {b.frozen_stages}")
     _require(b.type != "small_cnn" or b.pretrained is None, "model.backbone.pretrained",
              "small_cnn has no pretrained weights; use null")
+    # Freezing and frozen BatchNorm statistics keep ImageNet features; on random weights they would keep the
+    # stem (and layers) random for the whole run and BatchNorm would never learn its statistics.
+    _require(b.pretrained is not None or b.frozen_stages == -1, "model.backbone.frozen_stages",
+             f"{b.frozen_stages} freezes the randomly initialised {b.type} (model.backbone.pretrained is null): "
+             "use -1 when training from scratch, or give a local ImageNet checkpoint in model.backbone.pretrained")
+    _require(b.pretrained is not None or not b.norm_eval, "model.backbone.norm_eval",
+             f"true keeps the random BatchNorm statistics of the {b.type} fixed (model.backbone.pretrained is "
+             "null): use false when training from scratch, or give a local ImageNet checkpoint")
     _positive(b.width, "model.backbone.width")
     _positive(m.neck.channels, "model.neck.channels")
     _require(m.neck.num_levels >= len(b.out_indices), "model.neck.num_levels",
@@ -578,3 +613,21 @@ def _validate_train(t: TrainConfig) -> None:
     _positive(t.warmup_steps, "train.warmup_steps", allow_zero=True)
     _positive(t.grad_clip, "train.grad_clip")
     _positive(t.num_workers, "train.num_workers", allow_zero=True)
+    _positive(t.prefetch_factor, "train.prefetch_factor")
+    _validate_augmentation(t.augmentation)
+
+
+def _validate_augmentation(a: AugmentationConfig) -> None:
+    key = "train.augmentation"
+    _positive(a.brightness_delta, f"{key}.brightness_delta", allow_zero=True)
+    _positive(a.hue_delta, f"{key}.hue_delta", allow_zero=True)
+    for name in ("contrast_range", "saturation_range", "resize_range", "bottom_crop_range"):
+        values = getattr(a, name)
+        _length(values, 2, f"{key}.{name}")
+        _require(values[0] <= values[1], f"{key}.{name}", f"expected [low, high] with low <= high, got {values}")
+    for name in ("contrast_range", "saturation_range", "resize_range"):
+        _require(getattr(a, name)[0] > 0, f"{key}.{name}", f"factors must be > 0, got {getattr(a, name)}")
+    _require(a.bottom_crop_range[0] >= 0.0 and a.bottom_crop_range[1] < 1.0, f"{key}.bottom_crop_range",
+             f"fractions must be in [0, 1), got {a.bottom_crop_range}")
+    _require(0.0 <= a.flip_prob <= 1.0, f"{key}.flip_prob", f"must be in [0, 1], got {a.flip_prob}")
+    _require(0.0 <= a.rotate_deg <= 180.0, f"{key}.rotate_deg", f"must be in [0, 180], got {a.rotate_deg}")

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from protoocc_ros.classes import class_table
@@ -30,6 +29,7 @@ from protoocc_ros.config import (
 from protoocc_ros.inference.predictor import OccupancyPredictor
 from protoocc_ros.metrics import OccupancyMetric, build_metric
 from protoocc_ros.metrics.confusion import ConfusionMetric, nan_to_none
+from protoocc_ros.model import ProtoOcc
 from protoocc_ros.training.checkpoint import (
     check_checkpoint_path,
     default_checkpoint_path,
@@ -86,7 +86,7 @@ def render_summary(metric: ConfusionMetric, out_dir: Path) -> str:
 
 
 @torch.no_grad()
-def evaluate_model(model: nn.Module, cfg: ProtoOccConfig, dataset: Any, *, device: torch.device | str = "cpu",
+def evaluate_model(model: ProtoOcc, cfg: ProtoOccConfig, dataset: Any, *, device: torch.device | str = "cpu",
                    render_dir: Path | None = None, renders_per_scene: int = 1, max_frames: int | None = None,
                    progress: bool = True) -> tuple[ConfusionMetric, dict[str, Any]]:
     """Run every scene of ``dataset`` in order with memory; returns (metric, info with timing and renders)."""
