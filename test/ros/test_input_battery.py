@@ -194,6 +194,7 @@ class Case:
     published: tuple[int, ...] = ()      # offsets (ns) from ``slot`` of sets the injection sent that must come out
     check: Callable[[Battery, int], None] | None = None  # more checks after the case (e.g. the grid)
     counted_first: bool = False          # wait for the counts before the next good set (whose TF would heal it)
+    settle_s: float = 0.0                # and this long (the next set's TF must not be there to interpolate with)
 
 
 def crafted_jpeg(width: int, height: int) -> bytes:
@@ -292,6 +293,11 @@ def inject_late_tf(b: Battery, slot: int) -> None:
     b.publish_set(slot, tf=False)
 
 
+def no_tf_reset(b: Battery, slot: int) -> None:
+    resets = b.rig.counts("memory resets")
+    assert "tf.time_jump_backwards" not in resets, f"a late transform reset the TF history: {resets}"
+
+
 def inject_nan_tf(b: Battery, slot: int) -> None:
     pose = ego_pose(slot)
     pose[0, 3] = float("nan")
@@ -341,7 +347,7 @@ CASES = [
     # TF that heals
     Case("tf_wrong_way_edge", lambda b, slot: b.rig.tf_pub.publish(
         tf_message("base_link", "odom", slot, np.linalg.inv(ego_pose(slot)))), {"tf_rejected_loop": 1}),
-    Case("tf_late_valid_transform", inject_late_tf, published=(0,)),
+    Case("tf_late_valid_transform", inject_late_tf, published=(0,), settle_s=0.6, check=no_tf_reset),
     Case("tf_unnormalised_quaternion", lambda b, slot: b.rig.tf_pub.publish(
         tf_message("odom", "base_link", slot, ego_pose(slot), scale_quaternion=1.5)),
         {"tf_rejected_unnormalised_quaternion": 1}),
@@ -405,6 +411,7 @@ def test_bad_input_is_counted_once_and_good_sets_go_on(battery: Battery, case: C
     expected = (case.messages, case.sets)
     if case.counted_first:
         rig.spin_until(lambda: tuple(changed(a, bf) for a, bf in zip(b.counts(), before)) == expected, 6.0)
+    rig.spin_until(lambda: False, case.settle_s)
     good.append(rig.next_stamp())
     b.publish_set(good[1])
     published = {stamp: rig.spin_until(lambda stamp=stamp: stamp in rig.grids, 20.0) for stamp in good[1:]
