@@ -27,11 +27,12 @@ from protoocc_ros.data.preprocessing import PreprocessedSet, preprocess_camera_s
 from protoocc_ros.device import resolve_device
 from protoocc_ros.geometry import make_transform, optical_rotation
 from protoocc_ros.model import ProtoOcc, TemporalMemory, build_model
-from protoocc_ros.training.checkpoint import load_checkpoint
+from protoocc_ros.training.checkpoint import load_checkpoint, read_metadata, runtime_config, stored_config
 
 __all__ = ["OccupancyPredictor", "Prediction", "PredictorError", "load_predictor", "WARMUP_CAMERA_HEIGHT_M"]
 
 WARMUP_CAMERA_HEIGHT_M = 1.5
+DEFAULT_CONFIG = "demo"  # the config of a node without a checkpoint (and of the bundled checkpoint)
 
 
 class PredictorError(RuntimeError):
@@ -51,14 +52,26 @@ class OccupancyPredictor:
     """Runs ProtoOcc on one camera set at a time and carries the temporal memory between sets."""
 
     def __init__(self, model: ProtoOcc, cfg: ProtoOccConfig, device: torch.device | str = "cpu",
-                 memory_enabled: bool = True) -> None:
+                 memory_enabled: bool = True, training_cameras: Sequence[str] | None = None) -> None:
         self.cfg = cfg
+        self.training_cameras = list(training_cameras if training_cameras is not None else cfg.dataset.cameras)
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.memory_enabled = memory_enabled
         self.memory: TemporalMemory | None = None
         self.classes: ClassTable = class_table(cfg.dataset.num_classes, cfg.dataset.class_names,
                                                cfg.dataset.free_label)
+
+    def rig_note(self, cameras: Sequence[str]) -> str | None:
+        """What running on ``cameras`` means when the rig differs from the one the weights were trained on."""
+        cameras, trained = list(cameras), self.training_cameras
+        if cameras == trained:
+            return None
+        return (f"camera rig differs from the training rig: {len(cameras)} camera(s) {cameras}, trained on "
+                f"{len(trained)} {trained}. The weights take any number of cameras (each voxel averages the "
+                "cameras that see it), but voxels no camera sees are guessed from the learned query alone, and "
+                "accuracy on cameras mounted, aimed or sized unlike the training rig is unmeasured: fine-tune on "
+                "data of this rig (docs/training.md 'Fine-tuning on a new camera rig').")
 
     # -- memory ---------------------------------------------------------------------------------------
     def reset(self) -> bool:
@@ -132,28 +145,40 @@ def load_model(checkpoint: Path | None, cfg: ProtoOccConfig, device: torch.devic
     return model  # type: ignore[return-value]
 
 
-def load_predictor(checkpoint: Path | None, config: str | Path = "demo", overrides: Sequence[str] = (),
+def load_predictor(checkpoint: Path | None, config: str | Path | None = None, overrides: Sequence[str] = (),
                    device: str | torch.device = "auto", memory_enabled: bool = True,
                    warn: Callable[[str], object] | None = None) -> OccupancyPredictor:
-    """Config (a path or shipped name, with overrides) + checkpoint -> predictor on ``device``.
+    """Checkpoint (+ optional config and overrides) -> predictor on ``device``.
 
-    Raises PredictorError naming the config or checkpoint and why; ``warn`` gets the random-weights
-    warning lines when ``checkpoint`` is None.
+    The architecture comes from the checkpoint; ``config`` (a path or shipped name; None or '' = the
+    checkpoint's own) and ``overrides`` may change only run-time settings (runtime_config). Without a
+    checkpoint the config (default 'demo') builds a randomly initialised model and ``warn`` gets the
+    random-weights warning. Raises PredictorError naming the config or checkpoint and why.
     """
-    try:
-        cfg = load_config(config, list(overrides))
-    except (ConfigError, OSError) as exc:
-        raise PredictorError(f"parameter 'config_file' = {str(config)!r}: {exc}") from None
+    given: ProtoOccConfig | None = None
+    if config or checkpoint is None:  # a config file's own errors are the config's, not the checkpoint's
+        try:
+            given = load_config(config or DEFAULT_CONFIG, list(overrides))
+        except (ConfigError, OSError) as exc:
+            raise PredictorError(f"parameter 'config_file' = {str(config or DEFAULT_CONFIG)!r}: {exc}") from None
+    if checkpoint is None:
+        assert given is not None
+        cfg = given
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     if checkpoint is None and warn is not None:
         for line in random_weights_warning():
             warn(line)
     try:
+        trained = None
+        if checkpoint is not None:
+            cfg = runtime_config(checkpoint, given, overrides) if given is not None \
+                else runtime_config(checkpoint, None, overrides)
+            trained = stored_config(read_metadata(checkpoint), checkpoint).dataset.cameras
         model = load_model(checkpoint, cfg, dev)
-    except Exception as exc:
+    except Exception as exc:  # any failure here is a start-up error with its reason
         what = f"checkpoint {str(checkpoint)!r}" if checkpoint is not None else f"model of config {cfg.name!r}"
         raise PredictorError(f"{what} cannot be loaded: {type(exc).__name__}: {exc}") from None
-    return OccupancyPredictor(model, cfg, dev, memory_enabled)
+    return OccupancyPredictor(model, cfg, dev, memory_enabled, trained)
 
 
 def random_weights_warning() -> list[str]:

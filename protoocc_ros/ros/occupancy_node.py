@@ -136,11 +136,11 @@ class OccupancyNode(ManagedNode):
                                        warn=lambda line: log.warning(line))
             cfg = predictor.cfg
             cameras = p.cameras or list(cfg.dataset.cameras)
-            if len(cameras) != cfg.num_cameras:
-                raise NodeStartError(f"parameter 'cameras' = {cameras}: the model of {p.config_file} takes "
-                                     f"{cfg.num_cameras} cameras ({cfg.dataset.cameras})")
             if checkpoint is not None:
                 log.info(f"loaded checkpoint {checkpoint}")
+            note = predictor.rig_note(cameras)
+            if note:
+                log.warning(note)
             self.diag.warmup_ms = predictor.warm_up()
         except (ParamError, DeviceError, PredictorError) as exc:
             raise NodeStartError(str(exc)) from None

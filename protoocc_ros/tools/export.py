@@ -33,9 +33,9 @@ from protoocc_ros.training.checkpoint import (
     check_checkpoint_path,
     default_checkpoint_path,
     load_checkpoint,
+    runtime_config,
 )
 from protoocc_ros.training.errors import TrainingError
-from protoocc_ros.training.evaluate import resolve_eval_config
 
 PROG = "protoocc-export"
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         ckpt = check_checkpoint_path(args.checkpoint if args.checkpoint else default_checkpoint_path())
-        cfg = resolve_eval_config(ckpt, args.config, args.overrides)
+        cfg = runtime_config(ckpt, args.config, args.overrides)
         model, _ = load_checkpoint(ckpt, cfg, device="cpu")
         frames = example_inputs(cfg, args.split, max(args.check_frames, 1))
         output = args.output or Path(ckpt.with_suffix(".onnx").name)

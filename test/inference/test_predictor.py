@@ -96,7 +96,8 @@ def test_a_failing_set_drops_the_memory_and_the_next_one_runs(predictor: Occupan
     images, Ks, cam2ego = camera_set(5)
     predictor.step(images, Ks, cam2ego, pose(0.0), NUSCENES_T0_NS)
     assert predictor.memory is not None
-    bad = preprocess_camera_set(images[:1], Ks[:1], cam2ego[:1], predictor.cfg.image_size)  # one camera short
+    h, w = predictor.cfg.image_size
+    bad = preprocess_camera_set(images, Ks, cam2ego, (h, w + 8))  # not the model's input size
     with pytest.raises(Exception, match="images: expected"):
         predictor.step_tensors(bad.images, bad.lidar2img, pose(0.0), NUSCENES_T0_NS / 1e9 + 0.5)
     assert predictor.memory is None
