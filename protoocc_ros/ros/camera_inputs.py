@@ -7,15 +7,16 @@ the CameraInfo of its own stamp, or the newest one not newer than it (within ``c
 camera that changes resolution or calibration is read with the right one whatever the arrival order; it checks
 the size the image claims against that CameraInfo before decoding (image_conversion.py), decodes, rectifies
 (maps computed once per calibration), and looks up cam2ego. A set that cannot be used raises
-:class:`SetDropped` with the /diagnostics reason; ``message=True`` when one camera message was at fault (the
-node then counts it in the message family too). ``lookup`` waits up to ``INPUT_WAIT_S`` for a transform that
-may still be on its way (the worker thread runs here, the executor keeps feeding the TF buffer).
+:class:`SetDropped` with the /diagnostics reason and the camera messages at fault (every image of the set is
+checked, so each bad one is counted in the message family too). ``lookup`` waits up to ``INPUT_WAIT_S`` for a
+transform that may still be on its way (the worker thread runs here, the executor keeps feeding the TF buffer).
 """
 from __future__ import annotations
 
 import bisect
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,13 +40,13 @@ BEFORE_ANY_NS = -(1 << 62)  # stamp of the CameraInfo kept across a backwards ti
 
 
 class SetDropped(Exception):
-    """A camera set that cannot be used; ``reason`` is the /diagnostics key, ``message`` whether one camera
-    message of the set was at fault (counted in the message family as well)."""
+    """A camera set that cannot be used; ``reason`` is the /diagnostics key, ``messages`` how many camera messages
+    of the set were at fault, by reason (counted in the message family as well)."""
 
-    def __init__(self, reason: str, detail: str, message: bool = False) -> None:
+    def __init__(self, reason: str, detail: str, messages: dict[str, int] | None = None) -> None:
         super().__init__(detail)
         self.reason = reason
-        self.message = message
+        self.messages = dict(messages or {})
 
 
 @dataclass(frozen=True)
@@ -181,18 +182,34 @@ class CameraInputs:
             cached = self._maps[camera] = (model, rectify_maps(model))
         return rectify_image(model, rgb, cached[1])
 
+    def _decoded(self, p: OccupancyNodeParams, synced: SyncedSet) -> list[tuple[CameraModel, np.ndarray]]:
+        """Calibration and RGB image per camera. Every camera is checked, so SetDropped names the first problem
+        and counts every bad image of the set (a refused CameraInfo was counted when it arrived)."""
+        decoded: list[tuple[CameraModel, np.ndarray]] = []
+        bad: Counter[str] = Counter()
+        first: SetDropped | None = None
+        for cam in self.cameras:
+            msg: Any = synced.messages[cam]
+            try:
+                model = self._paired(p, cam, synced.stamps_ns[cam], msg)
+                decoded.append((model, msg_to_rgb(msg, p.image_topic(cam), (model.width, model.height),
+                                                  p.image_max_pixels, p.image_16bit_white)))
+            except ImageConversionError as exc:
+                bad[exc.reason] += 1
+                first = first or SetDropped(exc.reason, f"{cam}: {exc}")
+            except SetDropped as exc:
+                first = first or exc
+        if first is not None:
+            more = f"; {sum(bad.values())} bad images in the set" if sum(bad.values()) > 1 else ""
+            raise SetDropped(first.reason, f"{first}{more}", dict(bad))
+        return decoded
+
     def gather(self, p: OccupancyNodeParams, synced: SyncedSet) -> GatheredSet:
         """Decoded, rectified RGB images, K, cam2ego and optical frame per camera (raises SetDropped)."""
         out = GatheredSet([], [], [], [])
-        for cam in self.cameras:
+        for cam, (model, rgb) in zip(self.cameras, self._decoded(p, synced)):
             msg: Any = synced.messages[cam]
             stamp = synced.stamps_ns[cam]
-            model = self._paired(p, cam, stamp, msg)
-            try:
-                rgb = msg_to_rgb(msg, p.image_topic(cam), (model.width, model.height), p.image_max_pixels,
-                                 p.image_16bit_white)
-            except ImageConversionError as exc:
-                raise SetDropped(exc.reason, f"{cam}: {exc}", message=True) from None
             t0 = time.monotonic()
             rgb = self._rectified(cam, model, rgb)
             out.rectify_s += time.monotonic() - t0

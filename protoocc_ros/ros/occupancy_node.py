@@ -339,8 +339,8 @@ class OccupancyNode(ManagedNode):
         try:
             self._run_set(run, job)
         except SetDropped as drop:
-            if drop.message:  # one camera message of the set was at fault: counted in both families
-                self.diag.drop_message(drop.reason)
+            for reason, n in drop.messages.items():  # camera messages at fault: counted in both families
+                self.diag.drop_message(reason, n)
             self._drop(drop.reason, str(drop))
 
     def _run_set(self, run: _Run, job: _Job) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from protoocc_ros.config import preview
 from protoocc_ros.geometry import quaternion_to_matrix
 
 __all__ = [
@@ -153,8 +154,9 @@ class _Edge:
                 return self.values[0 if i == 0 else -1]
             direction = "past" if i == 0 else "future"
             raise ExtrapolationError(
-                f"{self.parent} -> {child}: extrapolation into the {direction} at {time_ns} ns by {gap / 1e9:.3f} s "
-                f"(data {self.stamps[0]}..{self.stamps[-1]} ns, tolerance {tolerance_ns / 1e9:.3f} s)",
+                f"{self.parent[:80]} -> {child[:80]}: extrapolation into the {direction} at {time_ns} ns by "
+                f"{gap / 1e9:.3f} s (data {self.stamps[0]}..{self.stamps[-1]} ns, tolerance "
+                f"{tolerance_ns / 1e9:.3f} s)",
                 direction,
             )
         t0, t1 = self.stamps[i - 1], self.stamps[i]
@@ -260,8 +262,9 @@ class TfBuffer:
         if loop is not None:
             fresh = [f for f in loop if self._edges[f].static or self._edges[f].stamps[-1] >= stamp - self.cache_ns]
             if fresh:
-                problems.append(("loop", f"would close a loop with {[f'{self._edges[f].parent} -> {f}' for f in loop]}"
-                                         f" (kept: {len(fresh)} of them are static or newer than the cache)"))
+                edges = preview([f"{self._edges[f].parent[:80]} -> {f[:80]}" for f in loop[:8]], 300)
+                problems.append(("loop", f"would close a loop with {edges} (kept: {len(fresh)} of them are static "
+                                         "or newer than the cache)"))
                 return False
             for f in loop:  # every conflicting edge is older than the cache: it ages out, this one replaces it
                 del self._edges[f]
@@ -382,14 +385,16 @@ class TfBuffer:
             for frame in (target, source):
                 if frame not in known:
                     raise FrameLookupError(
-                        f"frame {frame!r} does not exist (looking up {target!r} <- {source!r}); known: {sorted(known)}")
+                        f"frame {frame[:80]!r} does not exist (looking up {target[:80]!r} <- {source[:80]!r}); "
+                        f"known: {preview(sorted(known), 240)}")
             if target == source:
                 return Transform.identity()
             up_source, up_target = self._chain(source), self._chain(target)
             common = next((f for f in up_source if f in set(up_target)), None)
             if common is None:
                 raise ConnectivityError(
-                    f"frames {target!r} and {source!r} are not connected (roots {up_target[-1]!r}, {up_source[-1]!r})")
+                    f"frames {target[:80]!r} and {source[:80]!r} are not connected (roots {up_target[-1][:80]!r}, "
+                    f"{up_source[-1][:80]!r})")
             path_s = up_source[: up_source.index(common)]
             path_t = up_target[: up_target.index(common)]
             t = time_ns or self._latest_common_ns(path_s + path_t)

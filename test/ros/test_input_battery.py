@@ -342,6 +342,9 @@ CASES = [
         {"image_size_mismatch": 1}, {"image_size_mismatch": 1}),
     Case("unsupported_encoding", lambda b, slot: b.publish_set(slot, CAM_BACK={"raw": _nv21(slot)}),
          {"image_encoding": 1}, {"image_encoding": 1}),
+    Case("two_bad_images_in_one_set", lambda b, slot: b.publish_set(
+        slot, CAM_BACK={"raw": _nv21(slot)}, CAM_FRONT={"rgb": image(slot, "CAM_FRONT", H // 2, W // 2)}),
+        {"image_encoding": 1, "image_size_mismatch": 1}, {"image_size_mismatch": 1}),
     # encodings real cameras send: decoded, the set published, nothing counted
     *(encoded(e) for e in ("bayer_rggb8", "bayer_grbg16", "yuv422", "yuyv", "mono16", "16UC1")),
     # TF that heals
