@@ -9,6 +9,7 @@ and ablation.png (per-seed values, mean ± std, paired differences against the b
 
     python benchmarks/ablation.py --steps 400 --seeds 0 1 2 3 4                # nohup ... > runs/ablation.log &
     python benchmarks/ablation.py --variants exp1 exp5 baseline_4x --summary-only
+    python benchmarks/ablation.py --variants exp5 dev_all dev_layers_0 ... --name deviations   # the named deviations
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import ABLATIONS, RESULTS_DIR, machine_info, pyplot, save_figure
+from common import ABLATIONS, DEVIATIONS, RESULTS_DIR, machine_info, pyplot, save_figure
 
 
 def flags(name: str) -> list[str]:
@@ -39,6 +40,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "exp5": ("ProtoOcc (Exp. 5)", flags("exp5_full")),
     "baseline_4x": ("baseline, 4x larger query (100x100x4)", [*flags("exp1_baseline"), QUERY_4X]),
 }
+# ProtoOcc with one named deviation from the paper on (compared with exp5 on the same seeds).
+VARIANTS.update({f"dev_{name}": (f"ProtoOcc + deviation {name}", [*flags("exp5_full"), *items])
+                 for name, items in DEVIATIONS.items()})
 
 
 def run_dir(out_root: Path, variant: str, seed: int) -> Path:
@@ -99,26 +103,36 @@ def summarise(results: dict[str, dict[int, dict[int, dict[str, Any]]]], steps: i
             "curve": {str(step): statistics.mean(by_seed[s][step]["miou"] for s in by_seed)
                       for step in sorted(next(iter(by_seed.values())))},
         }
-    if "exp1" in results:
-        base = results["exp1"]
+    for reference, key in (("exp1", "vs_baseline"), ("exp5", "vs_full")):
+        if reference not in results:
+            continue
+        base = results[reference]
         for variant, by_seed in results.items():
             seeds = sorted(set(by_seed) & set(base))
-            if variant != "exp1" and seeds:
-                out[variant]["vs_baseline"] = paired([base[s][steps]["miou"] for s in seeds],
-                                                     [by_seed[s][steps]["miou"] for s in seeds])
+            compared = variant.startswith("dev_") if reference == "exp5" else variant != "exp1"
+            if compared and seeds:
+                out[variant][key] = paired([base[s][steps]["miou"] for s in seeds],
+                                           [by_seed[s][steps]["miou"] for s in seeds])
     return out
 
 
+def _paired_text(vs: dict[str, float] | None) -> str:
+    return f"{vs['mean_diff']:+.2f} ± {vs['std_diff']:.2f} ({vs['wins']}/{vs['n']})" if vs else "—"
+
+
 def table(summary: dict[str, Any]) -> str:
-    rows = ["| model | mIoU per seed [%] | mean ± std [%] | vs baseline, paired (mean ± std, wins) | geometry IoU [%] |",
-            "|---|---|---|---|---|"]
+    rows = ["| model | mIoU per seed [%] | mean ± std [%] | vs baseline, paired (mean ± std, wins) | "
+            "vs ProtoOcc, paired | geometry IoU [%] | train time per run [s] |",
+            "|---|---|---|---|---|---|---|"]
+    times = summary.get("setup", {}).get("train_seconds", {})
     for variant, s in summary.items():
         if not isinstance(s, dict) or "miou_per_seed" not in s:
             continue
-        vs = s.get("vs_baseline")
-        vs_text = f"{vs['mean_diff']:+.2f} ± {vs['std_diff']:.2f} ({vs['wins']}/{vs['n']})" if vs else "—"
+        vs = [_paired_text(s.get(key)) for key in ("vs_baseline", "vs_full")]
+        run_s = [t for t in times.get(variant, []) if math.isfinite(t)]
         rows.append(f"| {s['label']} | {' / '.join(f'{m:.2f}' for m in s['miou_per_seed'])} | "
-                    f"{s['miou_mean']:.2f} ± {s['miou_std']:.2f} | {vs_text} | {s['geometry_iou_mean']:.2f} |")
+                    f"{s['miou_mean']:.2f} ± {s['miou_std']:.2f} | {vs[0]} | {vs[1]} | {s['geometry_iou_mean']:.2f} | "
+                    f"{statistics.median(run_s) if run_s else math.nan:.0f} |")
     return "\n".join(rows)
 
 
@@ -153,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("runs/ablation"))
     p.add_argument("--set", dest="extra", action="append", default=[], help="extra override for every run")
     p.add_argument("--summary-only", action="store_true", help="no training: summarise the finished runs")
+    p.add_argument("--name", default="ablation", help="results file name: benchmarks/results/<name>.json / .png")
     args = p.parse_args(argv)
     results: dict[str, dict[int, dict[int, dict[str, Any]]]] = {v: {} for v in args.variants}
     seconds: dict[str, list[float]] = {v: [] for v in args.variants}
@@ -170,8 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     summary["setup"] = {"config": args.config, "steps": args.steps, "eval_every": args.eval_every,
                         "extra": args.extra, "train_seconds": seconds, "machine": machine_info()}
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "ablation.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot(summary, RESULTS_DIR / "ablation.png")
+    (RESULTS_DIR / f"{args.name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot(summary, RESULTS_DIR / f"{args.name}.png")
     print(table(summary))
     return 0
 

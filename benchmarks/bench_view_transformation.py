@@ -29,12 +29,12 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_model import StageTimer, breakdown, build, flops, parameters  # noqa: E402
 from common import (  # noqa: E402
-    ABLATIONS, RESULTS_DIR, FrameInputs, add_common_args, finish, header, load_average, print_table, pyplot,
+    ABLATIONS, DEVIATIONS, RESULTS_DIR, FrameInputs, add_common_args, finish, header, load_average, print_table, pyplot,
     resolve_device, sample_frames, save_figure, set_threads, summarize_ms, sync, variant_config, wait_for_low_load,
 )
 
 PAPER = {"time_ms": (66.0, 105.0), "gflops": (330.0, 378.0), "params_m": (15.52, 16.11)}  # PanoOcc-S, ProtoOcc-S
-VARIANTS = {"baseline": "exp1_baseline", "protoocc": "exp5_full"}
+VARIANTS: dict[str, tuple[str, list[str]]] = {"baseline": ("exp1_baseline", []), "protoocc": ("exp5_full", [])}
 VT_PARAM_STAGES = ("view_transformation", "temporal")
 
 
@@ -68,7 +68,7 @@ def time_interleaved(models: dict[str, nn.Module], frames: dict[str, list[FrameI
         memories = {k: m(*frames[k][0].args()).memory for k, m in models.items()}
         timers = {k: StageTimer(m, device) for k, m in models.items()}
         try:
-            for i in tqdm(range(warmup + repeats), desc="baseline / protoocc", leave=False):
+            for i in tqdm(range(warmup + repeats), desc=" / ".join(models), leave=False):
                 order = list(models) if i % 2 == 0 else list(reversed(models))
                 for k in order:
                     sync(device)
@@ -112,8 +112,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     device = resolve_device(args.device)
     threads = set_threads(args.threads)
     size = tuple(args.image_size) if args.image_size else None
-    cfgs = {k: variant_config(args.config, ABLATIONS[a], size, args.overrides) for k, a in VARIANTS.items()}
-    cfgs_full = {k: variant_config(args.config, ABLATIONS[a], None, args.overrides) for k, a in VARIANTS.items()}
+    variants = dict(VARIANTS)
+    if args.deviations:  # ProtoOcc with one named deviation on, timed in the same interleaved run
+        variants.update({f"protoocc+{name}": ("exp5_full", items) for name, items in DEVIATIONS.items()})
+    cfgs = {k: variant_config(args.config, ABLATIONS[a], size, [*args.overrides, *extra])
+            for k, (a, extra) in variants.items()}
+    cfgs_full = {k: variant_config(args.config, ABLATIONS[a], None, [*args.overrides, *extra])
+                 for k, (a, extra) in variants.items()}
     frames = {k: sample_frames(c, 2) for k, c in cfgs.items()}
     result: dict[str, Any] = {**header(device), "device": str(device), "torch_threads": threads,
                               "config": args.config, "image_size": cfgs["protoocc"].image_size,
@@ -133,9 +138,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     timing = {p: time_interleaved(models, frames_dev, args.warmup, args.repeats, device, p == "fp16")
               for p in precisions}
     result["load_average"] = [load_before, load_average()]
-    for k in VARIANTS:
+    for k, (ablation, extra) in variants.items():
         vt_params = sum(params[k][s] for s in VT_PARAM_STAGES)
-        result["variants"][k] = {"flags": ABLATIONS[VARIANTS[k]], "parameters": params[k],
+        result["variants"][k] = {"flags": ABLATIONS[ablation], "overrides": extra, "parameters": params[k],
                                  "vt_parameters": vt_params, "gflops": gflops[k],
                                  "latency": {p: timing[p][k] for p in precisions}}
     b, p = result["variants"]["baseline"], result["variants"]["protoocc"]
@@ -150,8 +155,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "paper_gflops": round(PAPER["gflops"][1] / PAPER["gflops"][0], 3),
         "paper_params": round(PAPER["params_m"][1] / PAPER["params_m"][0], 3),
     }
+    result["deviation_ratios"] = {  # a deviation's cost relative to the faithful ProtoOcc
+        k.split("+", 1)[1]: {
+            "vt_time": round(v["latency"]["fp32"]["view_transformation"]["median_ms"]
+                             / p["latency"]["fp32"]["view_transformation"]["median_ms"], 3),
+            "vt_gflops": round(v["gflops"]["view_transformation"] / p["gflops"]["view_transformation"], 3),
+            "vt_params": round(v["vt_parameters"] / p["vt_parameters"], 3)}
+        for k, v in result["variants"].items() if k.startswith("protoocc+")}
     if device.type == "cpu" and args.profile_calls > 0:
-        result["profile"] = profile_ops(models, frames_dev, args.profile_calls)
+        pair = {k: models[k] for k in VARIANTS}
+        result["profile"] = profile_ops(pair, {k: frames_dev[k] for k in pair}, args.profile_calls)
     return result
 
 
@@ -168,6 +181,11 @@ def table(result: dict[str, Any]) -> str:
         ["ratio ProtoOcc / baseline", f"{r['vt_time']['fp32']:.3f}×", "", f"{r['vt_gflops']:.3f}×",
          f"{r['vt_params']:.3f}×", f"{r['paper_time']:.2f}× / {r['paper_gflops']:.2f}× / {r['paper_params']:.3f}×"],
     ]
+    for name, d in result.get("deviation_ratios", {}).items():
+        v = result["variants"][f"protoocc+{name}"]
+        rows.append([f"ProtoOcc + deviation {name}", f"{lat(v)['median_ms']:.1f}", f"{lat(v)['p90_ms']:.1f}",
+                     f"{v['gflops']['view_transformation']:.2f}", f"{v['vt_parameters'] / 1e6:.3f}",
+                     f"{d['vt_time']:.3f}× / {d['vt_gflops']:.3f}× / {d['vt_params']:.3f}× of ProtoOcc"])
     return print_table(rows, ["view transformation", "median [ms]", "p90 [ms]", "GFLOPs", "params [M]",
                               "paper Table 3 (time / GFLOPs / params)"])
 
@@ -209,8 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     ap.add_argument("--no-fp16", action="store_true", help="CUDA: skip the fp16 (autocast) timing")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="config override for both variants, e.g. model.prototypes.layers=null (mapping in every layer)")
+                    help="config override for every variant, e.g. model.prototypes.layers=[0] (mapping in layer 0)")
     ap.add_argument("--profile-calls", type=int, default=2, help="profiled calls per variant (0 = no profile)")
+    ap.add_argument("--deviations", action="store_true",
+                    help="also time ProtoOcc with each named deviation on (docs/architecture.md 'Deviations')")
     add_common_args(ap, RESULTS_DIR / "view_transformation.json", warmup=2, repeats=10)
     return finish("bench_view_transformation", run, ap.parse_args(argv), table, plot)
 

@@ -40,6 +40,17 @@ ABLATIONS: dict[str, dict[str, bool]] = {
     "exp5_no_temporal": {"prototypes.enabled": True, "prototypes.optimization": True,
                          "decoder.multi_perspective": True, "temporal.enabled": False},
 }
+# The named deviations from the paper as printed (docs/architecture.md "Deviations"), each off by default: the
+# overrides that turn one on. "all" is the pre-faithful default (the first bundled checkpoint's model).
+DEVIATIONS: dict[str, list[str]] = {
+    "layers_0": ["model.prototypes.layers=[0]"],
+    "learned_affinity_scale": ["model.prototypes.learned_affinity_scale=true"],
+    "per_prototype_norm": ["model.prototypes.per_prototype_norm=true"],
+    "dispatch_mlp_on_prototypes": ["model.prototypes.dispatch_mlp_on_prototypes=true"],
+    "dispatch_to_output": ["model.prototypes.dispatch_to_output=true"],
+    "pixel_softmax": ["model.prototypes.pixel_softmax=true"],
+}
+DEVIATIONS["all"] = [o for name, items in DEVIATIONS.items() for o in items]
 CONFIGS = ("demo", "demo_baseline", "occ3d_tiny", "occ3d_small", "occ3d_base", "kitti_small", "kitti_base")
 
 

@@ -226,6 +226,9 @@ class TrainConfig:
     # SEEDS pseudo masks of L_cls on disk (protoocc-precompute-masks fills it; the loader computes what is
     # missing, in its workers); null = <output_dir>/pseudo_masks.
     pseudo_mask_dir: str | None = None
+    # Fine-tuning: start from the weights of this checkpoint (a file, or a run directory: its latest one) with
+    # a fresh optimizer and schedule; the architecture must match, the camera rig and data may differ.
+    load_from: str | None = None
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     checkpoint_every: int = 1000
     log_every: int = 50

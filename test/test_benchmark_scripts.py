@@ -44,6 +44,19 @@ def test_bench_view_transformation_gives_the_three_ratios(tmp_path: Path) -> Non
     assert ratios["vt_time"]["fp32"] > 0 and ratios["vt_gflops"] > 1.0 and ratios["vt_params"] > 1.0
 
 
+def test_bench_view_transformation_prices_each_named_deviation(tmp_path: Path) -> None:
+    result = run_script("bench_view_transformation.py", tmp_path / "vt.json", "--config", "ablation", "--repeats",
+                        "1", "--warmup", "0", "--profile-calls", "0", "--deviations",
+                        "--set", "model.encoder.num_layers=2")
+    dev = result["deviation_ratios"]
+    assert set(dev) == {"layers_0", "learned_affinity_scale", "per_prototype_norm", "dispatch_mlp_on_prototypes",
+                        "dispatch_to_output", "pixel_softmax", "all"}
+    assert dev["layers_0"]["vt_gflops"] < 1.0  # mapping in one of two layers: fewer FLOPs than the paper's all
+    assert dev["dispatch_mlp_on_prototypes"]["vt_gflops"] < 1.0  # the MLP on M prototypes, not N*K queries
+    assert result["variants"]["protoocc+all"]["overrides"][0] == "model.prototypes.layers=[0]"
+    assert "ProtoOcc + deviation all" in result["table"]
+
+
 def test_bench_export_matches_pytorch(tmp_path: Path) -> None:
     result = run_script("bench_export.py", tmp_path / "export.json", "--repeats", "1", "--warmup", "0")
     (row,) = result["rows"]

@@ -28,6 +28,7 @@ from protoocc_ros.training.checkpoint import (
     architecture_differences,
     check_checkpoint_path,
     load_training_state,
+    load_weights_into,
     read_metadata,
     save_checkpoint,
     stored_config,
@@ -133,6 +134,7 @@ class Trainer:
         t = cfg.train
         seed_everything(t.seed)  # same initial weights on every rank
         self.module = (model_factory or _default_model)(cfg).to(self.device)
+        self.init_checkpoint = self._load_initial_weights(t.load_from) if t.load_from else None
         torch.manual_seed(process_seed(t.seed, self.ctx.rank))
         self.model = wrap_model(self.module, self.ctx)
         self.dataset = dataset if dataset is not None else _default_dataset(cfg, "train")
@@ -242,12 +244,23 @@ class Trainer:
                     return stored
         return self.cfg.train.seed
 
-    def resume(self, path: str | Path) -> Path:
-        """Restore weights, optimizer, schedule, scaler, RNG and the position in the data from a checkpoint."""
+    def _same_architecture(self, path: str | Path, action: str) -> Path:
+        """The checkpoint of ``path`` (file or run directory); CheckpointError when its architecture differs."""
         ckpt = latest_checkpoint(path)
         diffs = architecture_differences(stored_config(read_metadata(ckpt), ckpt), self.cfg)
         if diffs:
-            raise CheckpointError(f"{ckpt}: cannot resume with a different architecture: " + "; ".join(diffs))
+            raise CheckpointError(f"{ckpt}: cannot {action} with a different architecture: " + "; ".join(diffs))
+        return ckpt
+
+    def _load_initial_weights(self, path: str | Path) -> Path:
+        """``train.load_from``: the weights of a checkpoint, nothing of its training state (fine-tuning)."""
+        ckpt = self._same_architecture(path, "fine-tune (train.load_from)")
+        load_weights_into(self.module, ckpt)
+        return ckpt
+
+    def resume(self, path: str | Path) -> Path:
+        """Restore weights, optimizer, schedule, scaler, RNG and the position in the data from a checkpoint."""
+        ckpt = self._same_architecture(path, "resume")
         meta = load_training_state(ckpt, self.module, self.optimizer, self.scheduler,
                                    self.scaler if self.use_amp else None)
         for factor in self.scheduler.lr_lambdas:  # a longer/shorter run may continue a checkpoint

@@ -86,3 +86,51 @@ def test_mixed_precision_step_on_cuda(tmp_path: Path, sequence_dataset) -> None:
     frames = [[trainer.samples.sample(0)], [trainer.samples.sample(1)]]
     losses = [trainer.train_step(frames)["total"] for _ in range(6)]
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
+
+
+class _FrontCameraOnly:
+    """The sequence dataset seen by a one-camera rig: camera 0 of every sample (images, lidar2img, raw)."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def frame_keys(self):
+        return self.dataset.frame_keys()
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        s = dict(self.dataset[index])
+        for key in ("images", "lidar2img", "raw_images"):
+            s[key] = s[key][:1]
+        return s
+
+
+def test_load_from_fine_tunes_the_weights_on_another_rig_with_a_fresh_optimizer(tmp_path: Path,
+                                                                                  sequence_dataset) -> None:
+    from safetensors.torch import load_file
+
+    cfg = tiny_config("train.max_steps=3")
+    _trainer(cfg, sequence_dataset, tmp_path / "pretrain", tensorboard=False).fit()
+    ckpt = latest_checkpoint(tmp_path / "pretrain")
+    stored = load_file(str(ckpt))
+    fine_cfg = tiny_config("train.max_steps=2", f"train.load_from={tmp_path / 'pretrain'}",
+                           "dataset.cameras=[CAM_FRONT]")
+    fine = _trainer(fine_cfg, _FrontCameraOnly(sequence_dataset), tmp_path / "fine", tensorboard=False)
+    assert fine.init_checkpoint == ckpt
+    state = fine.module.state_dict()
+    assert set(state) == set(stored) and all(torch.equal(state[k], stored[k]) for k in stored)
+    assert fine.step == 0 and not fine.optimizer.state  # the optimizer and schedule start fresh
+    result = fine.fit()
+    assert result["step"] == 2 and read_metadata(latest_checkpoint(tmp_path / "fine"))["step"] == 2
+
+
+def test_load_from_refuses_another_architecture_by_key(tmp_path: Path, sequence_dataset) -> None:
+    _trainer(tiny_config("train.max_steps=1"), sequence_dataset, tmp_path / "pretrain", tensorboard=False).fit()
+    cfg = tiny_config(f"train.load_from={tmp_path / 'pretrain'}", "model.embed_dims=24", "model.neck.channels=24")
+    with pytest.raises(CheckpointError, match=r"cannot fine-tune \(train.load_from\).*model.embed_dims"):
+        _trainer(cfg, sequence_dataset, tmp_path / "fine", tensorboard=False)
+    with pytest.raises(CheckpointError, match="no_such"):
+        _trainer(tiny_config(f"train.load_from={tmp_path / 'no_such.safetensors'}"), sequence_dataset,
+                 tmp_path / "fine2", tensorboard=False)
