@@ -100,10 +100,13 @@ def _gather_hit_queries_padded(uv: Tensor, visible: Tensor, k: int) -> CameraQue
     return CameraQueries(order, valid, uv_k, count)
 
 
-def _warp_by_motion(features: Tensor, ego_motion: Tensor, point_cloud_range: Sequence[float]) -> tuple[Tensor, Tensor]:
+def _warp_by_motion(features: Tensor, ego_motion: Tensor, point_cloud_range: Sequence[float],
+                    size: tuple[int, int, int]) -> tuple[Tensor, Tensor]:
     """``warp_features`` on a given motion: features (B, d, h, w, z), ego_motion (B, 4, 4) f64 current -> previous
-    ego. Returns (warped (B, d, h, w, z), valid (B, 1, h, w, z) bool)."""
-    b, _, h, w, z = features.shape
+    ego, size = (h, w, z) as Python ints (a size read from the traced tensor would put the voxel centres into the
+    graph as float32 arithmetic on its shape). Returns (warped (B, d, h, w, z), valid (B, 1, h, w, z) bool)."""
+    b = features.shape[0]
+    h, w, z = size
     dev = features.device
     lo = torch.tensor(list(point_cloud_range[:3]), dtype=torch.float64, device=dev)
     span = torch.tensor(list(point_cloud_range[3:]), dtype=torch.float64, device=dev) - lo
@@ -147,7 +150,8 @@ class TemporalGraph(nn.Module):
         p_img = model.prototype_clustering(feats[level]) if model.prototype_clustering is not None else None
         prev = query
         if m.temporal.enabled:
-            warped, inside = _warp_by_motion(prev_features.to(query.dtype), ego_motion, cfg.dataset.point_cloud_range)
+            warped, inside = _warp_by_motion(prev_features.to(query.dtype), ego_motion, cfg.dataset.point_cloud_range,
+                                             (h, w, z))
             use = inside.flatten(2).transpose(1, 2) & (prev_valid > 0.5)[:, None, None]  # (B, Q, 1)
             prev = torch.where(use, warped.flatten(2).transpose(1, 2), query)  # (B, Q, d)
         x = query
