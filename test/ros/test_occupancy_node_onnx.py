@@ -32,6 +32,7 @@ def test_onnxruntime_backend_publishes_the_grids_of_the_pytorch_model_with_its_m
     onnx_file = export_for_the_rig(tmp_path / "export")
     with running_node(tmp_path, backend="onnxruntime", **{"onnx.file": str(onnx_file)}) as running:
         rig = running.rig
+        rig.spin_until(lambda: False, 1.0)  # let discovery match /tf and CameraInfo too, not only the images
         stamps = [rig.next_stamp(5.0), rig.next_stamp(0.5), rig.next_stamp(0.5)]  # fresh, then memory twice
         for stamp in stamps:
             rig.publish_set(stamp)
