@@ -13,12 +13,18 @@ A foxglove-sdk WebSocket server (``foxglove.start_server``; the SDK 0.30 speaks 
 
 all stamped with the camera-set stamp. A channel is encoded only while a client subscribes to it.
 The tooling around it (layout file, a protocol client, a snapshot PNG) is protoocc_ros.tools.foxglove_view.
+
+The SDK's server accepts a client only when it offers ``foxglove.sdk.v1``; a viewer that offers only
+``foxglove.websocket.v1`` gets HTTP 400 and the SDK logs nothing but "handshake failed". The bridge relays the
+SDK's warnings to the node's log and turns that line into one that names the cause (``HANDSHAKE_REFUSED``).
 """
 from __future__ import annotations
 
+import logging
+import re
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import cv2
@@ -37,6 +43,13 @@ CELL_COLORS = {100: (220, 40, 40, 230), 0: (60, 180, 75, 90), -1: (128, 128, 128
 TF_TOPIC = "/tf"
 # The SDK 0.30 server accepts foxglove.sdk.v1 (successor of foxglove.websocket.v1); a client offers both.
 SUBPROTOCOLS = ["foxglove.websocket.v1", "foxglove.sdk.v1"]
+SERVER_SUBPROTOCOL = "foxglove.sdk.v1"
+HANDSHAKE_REFUSED = (
+    "Foxglove client {client} refused at the WebSocket handshake (HTTP 400): this server (foxglove-sdk {version}) "
+    "accepts only the subprotocol '" + SERVER_SUBPROTOCOL + "', and a viewer that offers only "
+    "'foxglove.websocket.v1' cannot connect (Lichtblick 1.22.0 and older, Foxglove Studio 1.x, "
+    "@foxglove/ws-protocol's FoxgloveClient on a WebSocket opened with its default subprotocol). Use a viewer that "
+    "offers both (docs/operating.md 'Foxglove live view'). A plain HTTP request to the port is refused the same way.")
 
 
 def image_topic(camera: str, prefix: str = "/occupancy_node") -> str:
@@ -108,11 +121,29 @@ class _Subscriptions:
             return self.count[topic] > 0
 
 
+class _SdkLogRelay(logging.Handler):
+    """foxglove-sdk's Python log records (WARNING and above) -> ``log`` (the node's logger); a refused handshake
+    becomes HANDSHAKE_REFUSED naming the client."""
+
+    def __init__(self, log: Callable[[str], object], version: str) -> None:
+        super().__init__(logging.WARNING)
+        self.log, self.version = log, version
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if "handshake failed" in text:
+            found = re.search(r"client (\S+?):? handshake failed", text)
+            self.log(HANDSHAKE_REFUSED.format(client=found.group(1) if found else "?", version=self.version))
+        else:
+            self.log(f"foxglove-sdk: {text}")
+
+
 class FoxgloveBridge:
     """The live-view server of one node; ``publish`` is called once per published camera set (any thread)."""
 
     def __init__(self, host: str, port: int, cameras: Sequence[str], class_names: Sequence[str], colors: np.ndarray,
-                 free_label: int, name: str = "occupancy_node", prefix: str = "/occupancy_node") -> None:
+                 free_label: int, name: str = "occupancy_node", prefix: str = "/occupancy_node",
+                 log: Callable[[str], object] | None = None) -> None:
         try:
             import foxglove
             from foxglove.channels import (
@@ -128,11 +159,18 @@ class FoxgloveBridge:
         self.grid_2d_topic = f"{prefix}/occupancy_2d"
         self.image_topics = {cam: image_topic(cam, prefix) for cam in cameras}
         self.subscriptions = _Subscriptions()
+        self._relay: _SdkLogRelay | None = None
+        if log is not None:
+            from importlib.metadata import version
+
+            self._relay = _SdkLogRelay(log, version("foxglove-sdk"))
+            logging.getLogger("foxglove").addHandler(self._relay)
         self._context = foxglove.Context()  # private: channels of this node only
         try:
             self.server = foxglove.start_server(name=name, host=host, port=port, context=self._context,
                                                 server_listener=self.subscriptions)  # type: ignore[arg-type]
         except Exception as exc:
+            self._detach_log()
             raise FoxgloveBridgeError(f"Foxglove server on {host}:{port} cannot start: {exc}") from None
         self.scene = SceneUpdateChannel(self.scene_topic, context=self._context)
         self.images = {cam: CompressedImageChannel(topic, context=self._context)
@@ -175,6 +213,12 @@ class FoxgloveBridge:
 
     def close(self) -> None:
         self.server.stop()
+        self._detach_log()
+
+    def _detach_log(self) -> None:
+        if self._relay is not None:
+            logging.getLogger("foxglove").removeHandler(self._relay)
+            self._relay = None
 
 
 def compressed_image(rgb: np.ndarray, frame_id: str, stamp_ns: int, max_width: int = 0, quality: int = 85) -> Any:

@@ -162,7 +162,8 @@ class OccupancyNode(ManagedNode):
         if p.foxglove_enabled:
             table = predictor.classes
             self.run.fox = FoxgloveBridge(p.foxglove_host, p.foxglove_port, cameras, list(table.names), table.colors,
-                                          table.free_label, name=NODE_NAME, prefix=self.get_fully_qualified_name())
+                                          table.free_label, name=NODE_NAME, prefix=self.get_fully_qualified_name(),
+                                          log=lambda line: log.warning(line))
             log.info(f"Foxglove live view on ws://{p.foxglove_host}:{self.run.fox.port} (Foxglove app: "
                                    "Open connection > Foxglove WebSocket; layout config/foxglove_layout.json)")
         log.info(f"configured: config {cfg.name}, grid {tuple(ds.grid_size)}, backend {predictor.backend}, device "
