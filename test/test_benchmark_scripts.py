@@ -49,10 +49,13 @@ def test_bench_view_transformation_gives_the_three_ratios(tmp_path: Path) -> Non
 
 def test_bench_export_matches_pytorch(tmp_path: Path) -> None:
     result = run_script("bench_export.py", tmp_path / "export.json", "--repeats", "1", "--warmup", "0")
-    (row,) = result["rows"]
-    assert row["config"] == "demo"
-    assert min(c["argmax_agreement"] for c in row["checks"]) > 0.999
-    assert row["latency_onnxruntime"]["n"] == 1
+    rows = {r["graph"]: r for r in result["rows"]}
+    assert set(rows) == {"temporal", "single_frame"} and {r["config"] for r in rows.values()} == {"demo"}
+    assert len(rows["temporal"]["checks"]) == 10  # the whole first validation scene, memory carried
+    assert [c["reset_reason"] for c in rows["temporal"]["checks"]][:2] == ["first_frame", None]
+    for row in rows.values():
+        assert min(c["argmax_agreement"] for c in row["checks"]) > 0.999
+        assert row["latency_onnxruntime"]["n"] == 1 and row["latency_pytorch"]["n"] == 1
 
 
 def test_gpu_check_dry_run_runs_every_step_and_summarizes(tmp_path: Path) -> None:
