@@ -13,7 +13,7 @@ def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare("protoocc_ros")
     return LaunchDescription([
         DeclareLaunchArgument("replay_params", default_value=PathJoinSubstitution([share, "config", "replay_nuscenes.yaml"])),
-        DeclareLaunchArgument("config_file", default_value="occ3d_base"),
+        DeclareLaunchArgument("config_file", default_value=""),  # the checkpoint's own config
         DeclareLaunchArgument("dataroot", default_value="data/occ3d-nus"),
         DeclareLaunchArgument("output_dir", default_value="outputs/nuscenes_eval"),
         IncludeLaunchDescription(

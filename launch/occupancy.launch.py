@@ -1,6 +1,7 @@
 """Live vehicle: occupancy_node only (docs/architecture.md "ROS interfaces"); cameras, CameraInfo and TF come from the vehicle's drivers.
 
-ros2 launch protoocc_ros occupancy.launch.py config_file:=occ3d_base checkpoint:=/path/model.safetensors \
+ros2 launch protoocc_ros occupancy.launch.py                  # the bundled demo checkpoint, its own config
+ros2 launch protoocc_ros occupancy.launch.py checkpoint:=/path/model.safetensors \
     device:=cuda cameras:="['CAM_FRONT', 'CAM_BACK']" rviz:=true foxglove:=true
 
 autostart:=false leaves the managed node 'unconfigured' for a lifecycle manager or
@@ -26,8 +27,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("params_file",
                               default_value=PathJoinSubstitution([share, "config", "occupancy_node.yaml"]),
                               description="occupancy_node parameter file; the arguments below override it"),
-        DeclareLaunchArgument("config_file", default_value="occ3d_base",
-                              description="model/data config: a YAML path or a name in the package's config/"),
+        DeclareLaunchArgument("config_file", default_value="",
+                              description="config: a YAML path or a shipped name; '' = the checkpoint's own config"),
         DeclareLaunchArgument("checkpoint", default_value="",
                               description="safetensors checkpoint; '' = the bundled demo checkpoint"),
         DeclareLaunchArgument("device", default_value="auto", description="cpu, cuda, cuda:N or auto"),

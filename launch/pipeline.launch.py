@@ -33,7 +33,8 @@ def generate_launch_description() -> LaunchDescription:
                               description="record the occupancy outputs to this new rosbag2 directory ('' = off)"),
         DeclareLaunchArgument("output_dir", default_value="outputs/evaluation",
                               description="evaluation report and renders"),
-        DeclareLaunchArgument("config_file", default_value="demo", description="occupancy_node model config"),
+        DeclareLaunchArgument("config_file", default_value="",
+                              description="occupancy_node config; '' = the checkpoint's own"),
         Node(
             package="protoocc_ros", executable="replay_node", name="replay_node", output="screen",
             parameters=[arg("replay_params"), {

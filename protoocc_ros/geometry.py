@@ -89,7 +89,7 @@ def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
 def grid_shape(point_cloud_range: Sequence[float], voxel_size: float) -> tuple[int, int, int]:
     """Grid shape (X, Y, Z) of a range [x_min, y_min, z_min, x_max, y_max, z_max] at ``voxel_size`` metres."""
     r = np.asarray(point_cloud_range, dtype=np.float64)
-    x, y, z = (int(round(v)) for v in (r[3:] - r[:3]) / voxel_size)  # noqa: RUF046 - numpy floats
+    x, y, z = (int(round(v)) for v in (r[3:] - r[:3]) / voxel_size)
     return x, y, z
 
 

@@ -21,7 +21,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY_BOOT" -m venv "$VENV" || fail "python -m venv" "install python3-venv (Debian: apt-get install python3-venv) or set PROTOOCC_PYTHON"
 fi
 PY="$VENV/bin/python"
-REQ_HASH="$(hash_of requirements.txt)"
+REQ_HASH="$(hash_of requirements.txt requirements-ros.txt)"
 if [ "$(cat "$VENV/.requirements.hash" 2>/dev/null)" != "$REQ_HASH" ]; then
   step "installing pinned dependencies (requirements.txt); first run takes a few minutes"
   quiet_pip install -q --upgrade "pip>=24" || fail "pip upgrade" "check network access to PyPI"

@@ -105,3 +105,42 @@ def test_cmake_installs_node_executables_that_import() -> None:
         assert module == f"protoocc_ros.ros.{node}"
         assert callable(importlib.import_module(module).main), f"{module}.main"
         assert _console_scripts()[node] == f"{module}:main"  # the same entry point for pip installs
+
+
+# Python module -> what provides it on a ROS 2 install: a rosdep key of package.xml or a pip name of
+# requirements-ros.txt.
+ROS_INSTALL_PROVIDERS = {
+    "numpy": "python3-numpy", "yaml": "python3-yaml", "cv2": "python3-opencv", "tqdm": "python3-tqdm",
+    "matplotlib": "python3-matplotlib", "torch": "torch", "safetensors": "safetensors", "nuscenes": "nuscenes-devkit",
+    "rosbags": "rosbags", "onnxruntime": "onnxruntime", "onnx": "onnx", "foxglove": "foxglove-sdk",
+    "websockets": "websockets", "google": "protobuf", "mcap": "mcap", "mcap_ros2": "mcap-ros2-support",
+}
+
+
+def _requirement_names(path: Path) -> set[str]:
+    names = set()
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line and not line.startswith("-"):
+            names.add(re.split(r"[=<>!~\[; ]", line)[0].lower())
+    return names
+
+
+def test_ros_install_requirements_hold_no_ros_package_or_toolchain() -> None:
+    """On Jazzy/Kilted the distro provides rclpy, the messages and colcon: pip must not install a second copy."""
+    names = _requirement_names(ROOT / "requirements-ros.txt")
+    ros_like = sorted(n for n in names if n.startswith(("ros-", "colcon", "catkin", "ament", "rosidl", "empy", "lark")))
+    assert names and not ros_like, ros_like
+    assert "-r requirements-ros.txt" in (ROOT / "requirements.txt").read_text()  # the venv route installs both
+
+
+def test_every_third_party_import_is_provided_on_a_ros_install() -> None:
+    package = parse_package(str(ROOT / "package.xml"))
+    rosdep = {d.name for d in package.exec_depends}
+    pip = _requirement_names(ROOT / "requirements-ros.txt")
+    imported = _imported_top_level_modules(sorted((ROOT / "protoocc_ros").rglob("*.py")))
+    ros_packages = _ament_packages() | ROS_ONLY_PACKAGES
+    third_party = {m for m in imported if m not in sys.stdlib_module_names and m not in ros_packages
+                   and m != "protoocc_ros"}
+    unprovided = sorted(m for m in third_party if ROS_INSTALL_PROVIDERS.get(m) not in rosdep | pip)
+    assert not unprovided, f"imported, but neither a rosdep key in package.xml nor in requirements-ros.txt: {unprovided}"

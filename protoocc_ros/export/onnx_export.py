@@ -20,7 +20,7 @@ initialises the prototypes is traced as two products with constant pooling matri
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -109,21 +109,24 @@ def export_onnx(model: nn.Module, images: Tensor, lidar2img: Tensor, path: str |
     """Trace the single-frame inference graph with the example inputs and write it to ``path`` (one file)."""
     device = next(model.parameters()).device
     example = (images.to(device), lidar2img.to(device, torch.float32))
-    return trace_to_onnx(model, SingleFrameGraph(model), example, path, INPUT_NAMES, OUTPUT_NAMES, opset)
+    return trace_to_onnx(model, lambda: SingleFrameGraph(model), example, path, INPUT_NAMES, OUTPUT_NAMES, opset)
 
 
-def trace_to_onnx(model: nn.Module, graph: nn.Module, example: tuple[Tensor, ...], path: str | Path,
-                  input_names: Sequence[str], output_names: Sequence[str], opset: int = DEFAULT_OPSET) -> Path:
-    """Trace ``graph`` (a wrapper of ``model``) with ``example`` and write the ONNX file (TorchScript exporter).
+def trace_to_onnx(model: nn.Module, make_graph: Callable[[], nn.Module], example: tuple[Tensor, ...],
+                  path: str | Path, input_names: Sequence[str], output_names: Sequence[str],
+                  opset: int = DEFAULT_OPSET) -> Path:
+    """Trace the wrapper ``make_graph()`` of ``model`` with ``example`` and write the ONNX file (TorchScript exporter).
 
-    The model is left as it was: same device, and every module's train/eval flag restored afterwards
-    (the TorchScript exporter restores the mode it found on the wrapper, recursively).
+    The model is left as it was: same device, and every module's train/eval flag restored afterwards (the
+    wrapper puts the model in eval mode, and the TorchScript exporter restores the mode it found on the
+    wrapper, recursively), so the flags are taken before the wrapper is made.
     """
     import warnings
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     modes = {name: m.training for name, m in model.named_modules()}
+    graph = make_graph()
     torch.onnx.register_custom_op_symbolic("aten::argsort", _argsort_symbolic, opset)
     try:
         with warnings.catch_warnings(), torch.no_grad(), _exportable_ops():

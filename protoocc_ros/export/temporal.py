@@ -192,8 +192,8 @@ def export_temporal_onnx(model: nn.Module, images: Tensor, lidar2img: Tensor, pa
     if need > max_hits:
         raise ExportError(f"{path}: max_hits = {max_hits} but a camera of the example frame sees {need} query pillars")
     example = (images.to(device), lidar2img.to(device, torch.float32), *example_memory_inputs(cfg, device))
-    path = trace_to_onnx(model, TemporalGraph(model, max_hits), example, path, TEMPORAL_INPUTS, TEMPORAL_OUTPUTS,
-                         opset)
+    path = trace_to_onnx(model, lambda: TemporalGraph(model, max_hits), example, path, TEMPORAL_INPUTS,
+                         TEMPORAL_OUTPUTS, opset)
     proto = onnx.load(str(path))
     for key, value in ((METADATA_MAX_HITS, str(max_hits)), (METADATA_GRAPH, "temporal")):
         entry = proto.metadata_props.add()
@@ -227,7 +227,8 @@ class TemporalOnnxRunner:
                               "export_temporal_onnx")
         self.max_hits = int(meta[METADATA_MAX_HITS])
         self.shapes = {i.name: list(i.shape) for i in session.get_inputs()}
-        shapes = {"images": [1, cfg.num_cameras, 3, *cfg.image_size], "prev_features": [1, *memory_shape(cfg)]}
+        self.num_cameras = int(self.shapes["images"][1])  # fixed in the graph (the model takes any number)
+        shapes = {"images": [1, self.num_cameras, 3, *cfg.image_size], "prev_features": [1, *memory_shape(cfg)]}
         for name, shape in shapes.items():
             if name in self.shapes and self.shapes[name] != shape:
                 raise ExportError(f"{source}: input {name!r} has shape {self.shapes[name]}, the config "
@@ -239,7 +240,7 @@ class TemporalOnnxRunner:
         hits = hits_per_camera(self.cfg, lidar2img, self.pillars)[0]  # (N,)
         if int(hits.max()) > self.max_hits:
             cam = int(hits.argmax())
-            name = self.cfg.dataset.cameras[cam] if cam < len(self.cfg.dataset.cameras) else str(cam)
+            name = self.cfg.dataset.cameras[cam] if cam < len(self.cfg.dataset.cameras) else f"#{cam}"
             raise ExportError(f"{self.source}: camera {name} sees {int(hits.max())} query pillars, the graph was "
                               f"exported for at most {self.max_hits} (max_hits): re-export it with a frame of this rig "
                               "(protoocc-export --split ...) or with --any-rig")

@@ -26,19 +26,33 @@ import torch
 from torch import Tensor
 
 from protoocc_ros.classes import ClassTable, class_table
-from protoocc_ros.config import ConfigError, ProtoOccConfig, config_from_dict, load_config
+from protoocc_ros.config import (
+    ConfigError,
+    ProtoOccConfig,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+)
 from protoocc_ros.data.preprocessing import PreprocessedSet, preprocess_camera_set
 from protoocc_ros.device import resolve_device
 from protoocc_ros.export import ExportError, available_providers, onnx_session, resolve_providers
 from protoocc_ros.export.temporal import TemporalOnnxRunner, export_temporal_onnx
 from protoocc_ros.geometry import make_transform, optical_rotation
 from protoocc_ros.model import ProtoOcc, TemporalMemory, build_model
-from protoocc_ros.training.checkpoint import architecture_differences, load_checkpoint
+from protoocc_ros.training.checkpoint import (
+    architecture_differences,
+    load_checkpoint,
+    read_metadata,
+    runtime_config,
+    stored_config,
+)
 
 __all__ = ["Predictor", "OccupancyPredictor", "OnnxRuntimePredictor", "Prediction", "PredictorError", "load_predictor",
-           "load_onnx_predictor", "BACKENDS", "WARMUP_CAMERA_HEIGHT_M"]
+           "load_onnx_predictor", "BACKENDS", "DEFAULT_CONFIG", "WARMUP_CAMERA_HEIGHT_M"]
 
 WARMUP_CAMERA_HEIGHT_M = 1.5
+DEFAULT_CONFIG = "demo"  # the config of a node without a checkpoint (and of the bundled checkpoint)
 
 
 class PredictorError(RuntimeError):
@@ -63,13 +77,26 @@ class Predictor:
 
     backend = "base"
 
-    def __init__(self, cfg: ProtoOccConfig, device: torch.device | str = "cpu", memory_enabled: bool = True) -> None:
+    def __init__(self, cfg: ProtoOccConfig, device: torch.device | str = "cpu", memory_enabled: bool = True,
+                 training_cameras: Sequence[str] | None = None) -> None:
         self.cfg = cfg
+        self.training_cameras = list(training_cameras if training_cameras is not None else cfg.dataset.cameras)
         self.device = torch.device(device)
         self.memory_enabled = memory_enabled
         self.memory: TemporalMemory | None = None
         self.classes: ClassTable = class_table(cfg.dataset.num_classes, cfg.dataset.class_names,
                                                cfg.dataset.free_label)
+
+    def rig_note(self, cameras: Sequence[str]) -> str | None:
+        """What running on ``cameras`` means when the rig differs from the one the weights were trained on."""
+        cameras, trained = list(cameras), self.training_cameras
+        if cameras == trained:
+            return None
+        return (f"camera rig differs from the training rig: {len(cameras)} camera(s) {cameras}, trained on "
+                f"{len(trained)} {trained}. The weights take any number of cameras (each voxel averages the "
+                "cameras that see it), but voxels no camera sees are guessed from the learned query alone, and "
+                "accuracy on cameras mounted, aimed or sized unlike the training rig is unmeasured: fine-tune on "
+                "data of this rig (docs/training.md 'Fine-tuning on a new camera rig').")
 
     # -- memory ---------------------------------------------------------------------------------------
     def reset(self) -> bool:
@@ -145,8 +172,8 @@ class OccupancyPredictor(Predictor):
     backend = "torch"
 
     def __init__(self, model: ProtoOcc, cfg: ProtoOccConfig, device: torch.device | str = "cpu",
-                 memory_enabled: bool = True) -> None:
-        super().__init__(cfg, device, memory_enabled)
+                 memory_enabled: bool = True, training_cameras: Sequence[str] | None = None) -> None:
+        super().__init__(cfg, device, memory_enabled, training_cameras)
         self.model = model.to(self.device).eval()
 
     def _infer(self, images: Tensor, lidar2img: Tensor, ego2global: Tensor, stamp: Tensor,
@@ -171,14 +198,22 @@ class OnnxRuntimePredictor(Predictor):
     backend = "onnxruntime"
 
     def __init__(self, session: Any, cfg: ProtoOccConfig, source: str | Path, device: torch.device | str = "cpu",
-                 memory_enabled: bool = True) -> None:
-        super().__init__(cfg, device, memory_enabled)
+                 memory_enabled: bool = True, training_cameras: Sequence[str] | None = None) -> None:
+        super().__init__(cfg, device, memory_enabled, training_cameras)
         try:
             self.runner = TemporalOnnxRunner(session, cfg, source)
         except ExportError as exc:
             raise PredictorError(str(exc)) from None
         self.source = str(source)
         self.providers = list(session.get_providers())
+
+    def rig_note(self, cameras: Sequence[str]) -> str | None:
+        """As Predictor.rig_note; PredictorError when the graph was exported for another number of cameras."""
+        if len(cameras) != self.runner.num_cameras:
+            raise PredictorError(f"backend onnxruntime: {self.source} takes {self.runner.num_cameras} cameras, the "
+                                 f"node has {len(cameras)} {list(cameras)} (parameter 'cameras'): export the graph "
+                                 "for this rig (protoocc-export), or use onnx.file '' to export it at configure")
+        return super().rig_note(cameras)
 
     def _infer(self, images: Tensor, lidar2img: Tensor, ego2global: Tensor, stamp: Tensor,
                memory: TemporalMemory | None, warm_up: bool) -> tuple[np.ndarray, np.ndarray, TemporalMemory]:
@@ -205,49 +240,65 @@ def load_model(checkpoint: Path | None, cfg: ProtoOccConfig, device: torch.devic
 BACKENDS = ("torch", "onnxruntime")
 
 
-def load_predictor(checkpoint: Path | None, config: str | Path = "demo", overrides: Sequence[str] = (),
+def load_predictor(checkpoint: Path | None, config: str | Path | None = None, overrides: Sequence[str] = (),
                    device: str | torch.device = "auto", memory_enabled: bool = True,
                    warn: Callable[[str], object] | None = None, backend: str = "torch",
-                   onnx_file: str | Path | None = None, providers: Sequence[str] = ()) -> Predictor:
-    """Config (a path or shipped name, with overrides) + checkpoint -> predictor on ``device``.
+                   onnx_file: str | Path | None = None, providers: Sequence[str] = (),
+                   cameras: Sequence[str] = ()) -> Predictor:
+    """Checkpoint (+ optional config and overrides) -> predictor on ``device``.
 
-    ``backend`` 'torch' (ProtoOcc in PyTorch) or 'onnxruntime': the temporal ONNX graph ``onnx_file`` from
-    protoocc-export (its weights; ``checkpoint`` is not read; the sidecar ``<file>.json``, when present, must
-    name the same architecture as the config), or, without ``onnx_file``, the checkpoint exported here for
-    any rig (every query pillar in the graph: slower than a graph exported for the rig). ``providers``: ONNX
-    Runtime execution providers in order; empty = TensorRT / CUDA when installed and the device is not the
-    CPU, then CPU. Raises PredictorError naming the config, checkpoint or graph and why; ``warn`` gets the
-    random-weights warning lines when ``checkpoint`` is None.
+    The architecture comes from the checkpoint; ``config`` (a path or shipped name; None or '' = the
+    checkpoint's own) and ``overrides`` may change only run-time settings (runtime_config). Without a
+    checkpoint the config (default 'demo') builds a randomly initialised model and ``warn`` gets the
+    random-weights warning. ``backend`` 'torch' (ProtoOcc in PyTorch) or 'onnxruntime': the temporal ONNX graph
+    ``onnx_file`` from protoocc-export (its weights and, from its sidecar, its config; ``checkpoint`` is not
+    read), or, without ``onnx_file``, the checkpoint exported here for any rig (every query pillar in the graph:
+    slower than a graph exported for the rig; ``cameras``, when given, sets its camera count). ``providers``: ONNX
+    Runtime execution providers in order; empty = TensorRT / CUDA when installed and the device is not the CPU,
+    then CPU. Raises PredictorError naming the config, checkpoint or graph and why.
     """
     if backend not in BACKENDS:
         raise PredictorError(f"parameter 'backend' = {backend!r}: expected one of {list(BACKENDS)}")
-    try:
-        cfg = load_config(config, list(overrides))
-    except (ConfigError, OSError) as exc:
-        raise PredictorError(f"parameter 'config_file' = {str(config)!r}: {exc}") from None
-    dev = device if isinstance(device, torch.device) else resolve_device(device)
     if backend == "onnxruntime" and onnx_file:
-        return load_onnx_predictor(Path(onnx_file), cfg, dev, memory_enabled, providers)
+        dev = device if isinstance(device, torch.device) else resolve_device(device)
+        return load_onnx_predictor(Path(onnx_file), config, overrides, dev, memory_enabled, providers)
+    given: ProtoOccConfig | None = None
+    if config or checkpoint is None:  # a config file's own errors are the config's, not the checkpoint's
+        try:
+            given = load_config(config or DEFAULT_CONFIG, list(overrides))
+        except (ConfigError, OSError) as exc:
+            raise PredictorError(f"parameter 'config_file' = {str(config or DEFAULT_CONFIG)!r}: {exc}") from None
+    if checkpoint is None:
+        assert given is not None
+        cfg = given
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
     if checkpoint is None and warn is not None:
         for line in random_weights_warning():
             warn(line)
     try:
+        trained = None
+        if checkpoint is not None:
+            cfg = runtime_config(checkpoint, given, overrides) if given is not None \
+                else runtime_config(checkpoint, None, overrides)
+            trained = stored_config(read_metadata(checkpoint), checkpoint).dataset.cameras
         model = load_model(checkpoint, cfg, dev if backend == "torch" else "cpu")
-    except Exception as exc:
+    except Exception as exc:  # any failure here is a start-up error with its reason
         what = f"checkpoint {str(checkpoint)!r}" if checkpoint is not None else f"model of config {cfg.name!r}"
         raise PredictorError(f"{what} cannot be loaded: {type(exc).__name__}: {exc}") from None
     if backend == "torch":
-        return OccupancyPredictor(model, cfg, dev, memory_enabled)
+        return OccupancyPredictor(model, cfg, dev, memory_enabled, trained)
     with tempfile.TemporaryDirectory(prefix="protoocc_onnx_") as tmp:  # ONNX Runtime keeps the graph in memory
         path = Path(tmp) / "protoocc_any_rig.onnx"
-        images = torch.zeros(1, cfg.num_cameras, 3, *cfg.image_size)
-        lidar2img = torch.eye(4).expand(1, cfg.num_cameras, 4, 4).clone()  # sees nothing; K covers every pillar
+        n = len(cameras) or cfg.num_cameras
+        images = torch.zeros(1, n, 3, *cfg.image_size)
+        lidar2img = torch.eye(4).expand(1, n, 4, 4).clone()  # sees nothing; K covers every pillar
         try:
             export_temporal_onnx(model, images, lidar2img, path, max_hits=math.prod(cfg.model.query_size))
         except ExportError as exc:
             raise PredictorError(f"export of {str(checkpoint)!r} for backend onnxruntime failed: {exc}") from None
         session = _session(path, dev, providers)
-    return OnnxRuntimePredictor(session, cfg, f"{checkpoint} (exported at load, any rig)", dev, memory_enabled)
+    return OnnxRuntimePredictor(session, cfg, f"{checkpoint} (exported at load, any rig)", dev, memory_enabled,
+                                trained)
 
 
 def _session(path: Path, device: torch.device, providers: Sequence[str]) -> Any:
@@ -262,22 +313,34 @@ def _session(path: Path, device: torch.device, providers: Sequence[str]) -> Any:
         raise PredictorError(f"parameter 'onnx.file' = {str(path)!r}: {exc}") from None
 
 
-def load_onnx_predictor(path: Path, cfg: ProtoOccConfig, device: torch.device, memory_enabled: bool = True,
-                        providers: Sequence[str] = ()) -> OnnxRuntimePredictor:
-    """An exported temporal graph (+ its sidecar JSON, when present) as a predictor for ``cfg``."""
+def load_onnx_predictor(path: Path, config: str | Path | None, overrides: Sequence[str], device: torch.device,
+                        memory_enabled: bool = True, providers: Sequence[str] = ()) -> OnnxRuntimePredictor:
+    """An exported temporal graph as a predictor. Its sidecar ``<file>.json`` (protoocc-export) carries the config it
+    was exported with: ``config`` None / '' runs it as exported, a given config (with ``overrides``) may change only
+    run-time settings, as for a checkpoint. Without a sidecar the config (default 'demo') must fit the graph."""
     if not path.is_file():
         raise PredictorError(f"parameter 'onnx.file' = {str(path)!r}: file not found (protoocc-export writes it)")
     sidecar = path.with_suffix(".json")
+    stored: ProtoOccConfig | None = None
     if sidecar.is_file():
         try:
             stored = config_from_dict(json.loads(sidecar.read_text())["config"])
         except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
             raise PredictorError(f"{sidecar}: not a protoocc-export sidecar with a 'config': {exc}") from None
+    try:
+        if config or stored is None:
+            cfg = load_config(config or DEFAULT_CONFIG, list(overrides))
+        else:
+            cfg = config_from_dict(apply_overrides(config_to_dict(stored), list(overrides)))
+    except (ConfigError, OSError) as exc:
+        raise PredictorError(f"parameter 'config_file' = {str(config or DEFAULT_CONFIG)!r}: {exc}") from None
+    if stored is not None:
         differences = architecture_differences(stored, cfg)
         if differences:
             raise PredictorError(f"{path} was exported for another model than config {cfg.name!r}: "
                                  + "; ".join(d.replace(": checkpoint ", ": graph ", 1) for d in differences))
-    return OnnxRuntimePredictor(_session(path, device, providers), cfg, path, device, memory_enabled)
+    trained = stored.dataset.cameras if stored is not None else None
+    return OnnxRuntimePredictor(_session(path, device, providers), cfg, path, device, memory_enabled, trained)
 
 
 def random_weights_warning() -> list[str]:

@@ -72,10 +72,12 @@ class ProtoOcc(nn.Module):
 
     # ---------------------------------------------------------------------------------------
     def _check_inputs(self, images: Tensor, lidar2img: Tensor, ego2global: Tensor, timestamp: Tensor) -> None:
-        n = self.cfg.num_cameras
-        if images.dim() != 5 or images.shape[1] != n or images.shape[2] != 3:
-            raise ModelError(f"images: expected (B, {n}, 3, H, W), got {tuple(images.shape)}")
-        b = images.shape[0]
+        """Any number of cameras N >= 1 (the weights do not depend on N: spatial cross-attention averages over
+        the cameras that see a voxel); the image size is the config's (the prototype grid depends on it)."""
+        h, w = self.cfg.image_size
+        if images.dim() != 5 or images.shape[1] < 1 or tuple(images.shape[2:]) != (3, h, w):
+            raise ModelError(f"images: expected (B, N, 3, {h}, {w}), got {tuple(images.shape)}")
+        b, n = images.shape[:2]
         expected = {"lidar2img": (lidar2img, (b, n, 4, 4)), "ego2global": (ego2global, (b, 4, 4)),
                     "timestamp": (timestamp, (b,))}
         for name, (t, shape) in expected.items():

@@ -134,14 +134,14 @@ class OccupancyNode(ManagedNode):
                 torch.set_num_threads(p.torch_threads)
             predictor = load_predictor(checkpoint, p.config_file, p.model_overrides(), device, p.memory_enabled,
                                        warn=lambda line: log.warning(line), backend=p.backend,
-                                       onnx_file=p.onnx_file or None, providers=p.onnx_providers)
+                                       onnx_file=p.onnx_file or None, providers=p.onnx_providers, cameras=p.cameras)
             cfg = predictor.cfg
             cameras = p.cameras or list(cfg.dataset.cameras)
-            if len(cameras) != cfg.num_cameras:
-                raise NodeStartError(f"parameter 'cameras' = {cameras}: the model of {p.config_file} takes "
-                                     f"{cfg.num_cameras} cameras ({cfg.dataset.cameras})")
             if checkpoint is not None:
                 log.info(f"loaded checkpoint {checkpoint}")
+            note = predictor.rig_note(cameras)
+            if note:
+                log.warning(note)
             self.diag.warmup_ms = predictor.warm_up()
         except (ParamError, DeviceError, PredictorError) as exc:
             raise NodeStartError(str(exc)) from None

@@ -19,8 +19,8 @@ HOUR_S = 3600.0
 class OccupancyNodeParams:
     autostart: bool = param(True, "Configure and activate at start; false = wait in 'unconfigured' for the lifecycle "
                                   "services (ros2 lifecycle set <node> configure / activate).")
-    config_file: str = param("demo", "Model/data config YAML (a path, or a name of a shipped config). With a "
-                                      "checkpoint, only settings that do not change the weights are taken from it.")
+    config_file: str = param("", "Config YAML (a path or a shipped name); '' = the checkpoint's own config. It may "
+                                  "change only run-time settings (cameras, thresholds, ...), never the architecture.")
     config_overrides: list[str] = param([""], "Config overrides KEY=VALUE (e.g. model.temporal.memory_max_gap_s=2.0).")
     checkpoint: str = param("", "safetensors checkpoint; '' = the bundled models/protoocc_demo.safetensors when it "
                                 "exists, otherwise random weights (a loud warning).")
@@ -38,7 +38,7 @@ class OccupancyNodeParams:
     torch_threads: int = param(0, "CPU threads of the model (torch.set_num_threads, per process); 0 = torch's "
                                   "default (one per core). Leave cores to camera drivers and DDS on a shared computer.",
                                range=(0, 1024))
-    cameras: list[str] = param([""], "Camera names in model order; [''] = the config's dataset.cameras.")
+    cameras: list[str] = param([""], "Camera names (any number, any order); [''] = the config's dataset.cameras.")
     image_topic_pattern: str = param("/cameras/{camera}/image_raw", "Image topic per camera ({camera} = camera name).")
     image_transport: str = param("raw", "raw (sensor_msgs/Image) or compressed (CompressedImage on "
                                         "<image topic>/compressed).", choices=("raw", "compressed"))

@@ -117,7 +117,7 @@ class ReplayNode(Node):
                 self.p.dataroot, self.p.source_format, split=self.p.split, scenes=self.p.scenes,
                 cameras=self.p.cameras, image_format=self.p.image_format,
                 ground_truth=self.p.publish_ground_truth, bag_topics=self.p.bag_topics,
-                version=self.p.version)
+                version=self.p.version, sync_slop_s=self.p.sync_slop_s)
         except ReplaySourceError as exc:
             raise ReplayNodeError(f"{NODE_NAME}: cannot open dataroot {self.p.dataroot!r}: {exc}") from exc
         self._topic_pubs: dict[str, Any] = {}
@@ -134,8 +134,8 @@ class ReplayNode(Node):
             self._bag = bag_io.BagRecorder(self.p.record_path, self.p.record_storage)
             for topic in self.p.record_topics:
                 self._taps.add(topic)
-        self.stats: dict[str, Any] = {"frames": 0, "wait_timeouts": 0, "resends": 0, "first_stamp_ns": None,
-                                      "last_stamp_ns": None}
+        self.stats: dict[str, Any] = {"frames": 0, "incomplete_sets": 0, "wait_timeouts": 0, "resends": 0,
+                                      "first_stamp_ns": None, "last_stamp_ns": None}
 
     def _qos(self, topic: str) -> QoSProfile:
         """Reliable + transient local: a subscriber that asks for transient local gets the last qos_depth
@@ -177,21 +177,25 @@ class ReplayNode(Node):
         if resend:
             self.stats["resends"] += 1
             return
-        self.stats["frames"] += 1
+        self.stats["frames"] += 1  # camera sets
+        if not bundle.complete:
+            self.stats["incomplete_sets"] += 1
         if self.stats["first_stamp_ns"] is None:
             self.stats["first_stamp_ns"] = bundle.stamp_ns
         self.stats["last_stamp_ns"] = bundle.stamp_ns
 
     def wait_for_output(self, bundle: FrameBundle) -> bool:
-        """Block until wait_for_topic delivered a message with the bundle's stamp (True) or wait_timeout_s
-        passed; every resend_after_s without it the bundle is published again (sensor-QoS consumers can lose
-        a message of a set)."""
+        """Block until wait_for_topic delivered a message stamped like one of the set's images (True) or
+        wait_timeout_s passed; every resend_after_s without it the set is published again (sensor-QoS consumers
+        can lose a message of a set). An incomplete set (a camera missing) expects no output."""
+        if not bundle.complete:
+            return True
         start = time.monotonic()
         deadline, resend = start + self.p.wait_timeout_s, self.p.resend_after_s
         next_resend = start + resend if resend > 0 else float("inf")
         with self._cond:
-            self._seen_stamps &= {bundle.stamp_ns}    # late duplicates of earlier frames (resends, loops)
-            while bundle.stamp_ns not in self._seen_stamps and self.context.ok():
+            self._seen_stamps &= set(bundle.stamps)    # late duplicates of earlier sets (resends, loops)
+            while not (self._seen_stamps & bundle.stamps) and self.context.ok():
                 now = time.monotonic()
                 if now >= deadline:
                     self.stats["wait_timeouts"] += 1
@@ -205,26 +209,30 @@ class ReplayNode(Node):
                     self.publish_bundle(bundle, resend=True)
                     next_resend = now + resend
                 self._cond.wait(min(deadline, next_resend) - now)
-            self._seen_stamps.discard(bundle.stamp_ns)
+            self._seen_stamps -= bundle.stamps
         return True
 
     def wait_until_ready(self, first: FrameBundle) -> None:
-        """Create the first frame's publishers, then wait for wait_for_subscribers and the wait_for_topic publisher."""
-        for out in first.messages:
-            self._publisher(out.topic, out.msgtype)
-        deadline = time.monotonic() + self.p.startup_timeout_s
+        """Create every publisher the replay will use (a bag's whole topic list, else the first set's), then wait
+        for wait_for_subscribers and the wait_for_topic publisher: the first set goes to matched subscribers."""
+        topics = getattr(self.source, "publisher_topics", None)
+        for topic, msgtype in (topics() if topics else {m.topic: m.msgtype for m in first.messages}).items():
+            self._publisher(topic, msgtype)
+        start = time.monotonic()
+        deadline = start + self.p.startup_timeout_s
         pending = list(self.p.wait_for_subscribers) + ([self.p.wait_for_topic] if self.p.wait_for_topic else [])
         while pending and self.context.ok() and time.monotonic() < deadline:
             pending = [t for t in pending if not self._ready(t)]
             time.sleep(0.05)
         if pending:
             self.get_logger().warning(f"still waiting for {pending} after {self.p.startup_timeout_s} s; starting")
+        self.stats["startup_wait_s"] = round(time.monotonic() - start, 3)
         time.sleep(self.p.startup_settle_s)
 
     def _ready(self, topic: str) -> bool:
         if topic == self.p.wait_for_topic:
             return self._taps.matched(topic) and self.count_subscribers(topic) >= self.p.wait_for_topic_subscriptions
-        pub = self._clock_pub if topic == CLOCK_TOPIC else self._topic_pubs.get(topic)
+        pub = {CLOCK_TOPIC: self._clock_pub, mb.DONE_TOPIC: self._done_pub}.get(topic) or self._topic_pubs.get(topic)
         return pub is not None and pub.get_subscription_count() > 0
 
     def _bundles(self) -> Iterator[FrameBundle]:

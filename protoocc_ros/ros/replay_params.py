@@ -26,6 +26,8 @@ class ReplayNodeParams:
     scenes: list[str] = param([], "scene names / KITTI sequence ids to replay; empty = all of the split")
     cameras: list[str] = param([], "camera subset to publish; empty = all cameras of the dataset")
     bag_topics: list[str] = param([], "rosbag2: topics to republish; empty = all (except /clock and /replay/done)")
+    sync_slop_s: float = param(0.05, "rosbag2: images within this many seconds of a set's first stamp form one camera "
+                                     "set, one per camera topic (the occupancy node's sync_slop_s)", range=(0.0, 10.0))
     image_format: str = param("rgb8", "dataset images as Image rgb8 | bgr8, or CompressedImage jpeg | png",
                               choices=IMAGE_FORMATS)
     publish_ground_truth: bool = param(True, "publish /ground_truth/occupancy (255 outside mask_camera)")

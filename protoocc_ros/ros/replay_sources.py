@@ -18,10 +18,6 @@ CLOCK_TOPIC = "/clock"
 TF_TOPIC = "/tf"
 TF_STATIC_TOPIC = "/tf_static"
 TF_MSGTYPE = "tf2_msgs/msg/TFMessage"
-# Types whose CDR starts with a std_msgs/Header: their header stamp delimits the frames of a bag.
-FRAME_MSGTYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage", "sensor_msgs/msg/CameraInfo")
-# Topics the replay node publishes itself and therefore never republishes from a bag.
-OWN_TOPICS = (CLOCK_TOPIC, mb.DONE_TOPIC)
 
 
 class ReplaySourceError(Exception):
@@ -39,12 +35,18 @@ class OutMessage:
 
 @dataclass
 class FrameBundle:
-    """Everything published for one image set, in publishing order (/clock first, then /tf, ...)."""
+    """Everything published for one camera set, in publishing order (/clock first, then /tf, ...)."""
 
     index: int                 # position in the replay (0-based)
-    stamp_ns: int              # image-set stamp (ns); /clock is set to it
+    stamp_ns: int              # set stamp (ns, its earliest image); /clock is set to it
     scene: str
     messages: list[OutMessage] = field(default_factory=list)
+    stamps: frozenset[int] = frozenset()  # every image stamp of the set (a consumer's output carries one of them)
+    complete: bool = True      # every camera of the source is in the set (else no output is expected)
+
+    def __post_init__(self) -> None:
+        if not self.stamps:
+            self.stamps = frozenset({self.stamp_ns})
 
     def topics(self) -> list[str]:
         return [m.topic for m in self.messages]
@@ -65,52 +67,6 @@ def header_stamp_ns(cdr: bytes) -> int:
     little = cdr[1] == 0x01   # encapsulation id 0x0001 = CDR little endian, 0x0000 = big endian
     sec, nanosec = struct.unpack("<iI" if little else ">iI", cdr[4:12])
     return sec * 1_000_000_000 + nanosec
-
-
-class BagSource:
-    """rosbag2 recording (sqlite3 or mcap) -> bundles.
-
-    A new bundle starts at the first Image/CompressedImage/CameraInfo message whose header stamp differs from
-    the current bundle's stamp; every other message (tf, ground truth, ...) joins the bundle that is current
-    when it appears in the bag. Messages keep their CDR bytes and are republished unchanged, except /clock and
-    /replay/done, which the replay node publishes itself.
-    """
-
-    def __init__(self, path: str | Path, topics: Sequence[str] = ()) -> None:
-        self.path = Path(path)
-        try:
-            self._types = bag_io.bag_topics(self.path)
-        except bag_io.BagIOError as exc:
-            raise ReplaySourceError(str(exc)) from exc
-        missing = [t for t in topics if t not in self._types]
-        if missing:
-            raise ReplaySourceError(f"bag {self.path}: topics {missing} are not recorded (has {sorted(self._types)})")
-        self._topics = [t for t in (topics or self._types) if t not in OWN_TOPICS]
-        if not any(self._types[t] in FRAME_MSGTYPES for t in self._topics):
-            raise ReplaySourceError(f"bag {self.path}: no Image/CompressedImage/CameraInfo topic to delimit frames "
-                                    f"among {sorted(self._topics)}")
-
-    def describe(self) -> dict[str, Any]:
-        return {"source": "rosbag2", "path": str(self.path), "topics": sorted(self._topics)}
-
-    def frames(self) -> Iterator[FrameBundle]:
-        bundle: FrameBundle | None = None
-        pending: list[OutMessage] = []      # messages before the first frame-delimiting one
-        index = 0
-        for record in bag_io.read_bag(self.path, self._topics):
-            out = OutMessage(record.topic, record.msgtype, record.data)
-            if record.msgtype in FRAME_MSGTYPES:
-                stamp = header_stamp_ns(record.data)
-                if bundle is None or stamp != bundle.stamp_ns:
-                    if bundle is not None:
-                        yield bundle
-                        index += 1
-                    bundle = FrameBundle(index, stamp, self.path.name, pending)
-                    pending = []
-            (bundle.messages if bundle is not None else pending).append(out)
-        if bundle is not None:
-            bundle.messages.extend(pending)
-            yield bundle
 
 
 @dataclass
@@ -284,11 +240,13 @@ def detect_format(dataroot: str) -> str:
 
 def open_source(dataroot: str, source_format: str = "auto", *, split: str = "val", scenes: Sequence[str] = (),
                 cameras: Sequence[str] = (), image_format: str = "rgb8", ground_truth: bool = True,
-                bag_topics: Sequence[str] = (), version: str = "auto") -> ReplaySource:
+                bag_topics: Sequence[str] = (), version: str = "auto", sync_slop_s: float = 0.05) -> ReplaySource:
     """The replay source of `dataroot` (see detect_format for `source_format` 'auto')."""
     fmt = detect_format(dataroot) if source_format == "auto" else source_format
     if fmt == "rosbag2":
-        return BagSource(dataroot, bag_topics)
+        from protoocc_ros.ros.bag_source import BagSource
+
+        return BagSource(dataroot, bag_topics, sync_slop_s)
     if fmt in ("occ3d_nuscenes", "semantic_kitti"):
         return DatasetSource(fmt, dataroot, split=split, scenes=scenes, cameras=cameras,
                              image_format=image_format, ground_truth=ground_truth, version=version)

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from protoocc_ros.config import ConfigError, load_config
+from protoocc_ros.config import load_config
 from protoocc_ros.package_files import find_package_file
 
 __all__ = ["Check", "DoctorError", "run_checks", "format_report", "main"]
@@ -151,25 +151,46 @@ def check_params(values: dict[str, Any]) -> tuple[Check, Any]:
     return Check("parameters", "ok", f"{len(values)} set, valid"), params
 
 
-def check_config(params: Any) -> tuple[Check, Any]:
+def _checkpoint_or_none(params: Any) -> Any:
+    from protoocc_ros.ros.params import ParamError
+
     try:
-        cfg = load_config(params.config_file, params.model_overrides())
-    except (ConfigError, OSError) as exc:
-        return Check("config", "fail", f"config_file {params.config_file!r}: {exc}",
-                     "pass a config YAML path or a name in the package's config/ (demo, occ3d_base, kitti_base ...); "
-                     "the message names the key to fix"), None
+        return params.checkpoint_path()
+    except ParamError:
+        return None  # reported by check_checkpoint
+
+
+def check_config(params: Any) -> tuple[Check, Any]:
+    """The config the node would run with: config_file, or the checkpoint's own when it is ''."""
+    from protoocc_ros.inference.predictor import DEFAULT_CONFIG
+    from protoocc_ros.training.checkpoint import read_metadata, stored_config
+
+    checkpoint = _checkpoint_or_none(params)
+    try:
+        if params.config_file or checkpoint is None:
+            cfg = load_config(params.config_file or DEFAULT_CONFIG, params.model_overrides())
+            trained = cfg.dataset.cameras
+        if checkpoint is not None:
+            stored = stored_config(read_metadata(checkpoint), checkpoint)
+            cfg = cfg if params.config_file else stored
+            trained = stored.dataset.cameras
+    except Exception as exc:
+        return Check("config", "fail", f"config_file {params.config_file!r}: {_exception_text(exc)}",
+                     "pass a config YAML path or a name of a shipped config (demo, occ3d_base ...), or '' for the "
+                     "checkpoint's own config; the message names the key to fix"), None
     cameras = params.cameras or list(cfg.dataset.cameras)
-    if len(cameras) != cfg.num_cameras:
-        return Check("config", "fail", f"parameter 'cameras' = {cameras}: the model of {params.config_file} takes "
-                     f"{cfg.num_cameras} cameras ({cfg.dataset.cameras})",
-                     "list the cameras in model order, or [''] for the config's dataset.cameras"), None
-    return Check("config", "ok", f"{cfg.name}: {cfg.num_cameras} cameras {cameras}, image {cfg.image_size}, "
-                                 f"grid {tuple(cfg.dataset.grid_size)}"), cfg
+    detail = (f"{cfg.name}: {len(cameras)} cameras {cameras}, image {cfg.image_size}, "
+              f"grid {tuple(cfg.dataset.grid_size)}")
+    if list(cameras) != list(trained):
+        return Check("config", "warn", f"{detail}; the weights were trained on {len(trained)} cameras {trained}",
+                     "fine if intended: the model takes any camera rig, but accuracy on another rig is unmeasured "
+                     "(fine-tune on its data, docs/training.md)"), cfg
+    return Check("config", "ok", detail), cfg
 
 
 def check_checkpoint(params: Any, cfg: Any) -> Check:
     from protoocc_ros.ros.params import ParamError
-    from protoocc_ros.training.checkpoint import default_checkpoint_path, load_checkpoint
+    from protoocc_ros.training.checkpoint import default_checkpoint_path, load_checkpoint, runtime_config
 
     try:
         path = params.checkpoint_path()
@@ -179,13 +200,14 @@ def check_checkpoint(params: Any, cfg: Any) -> Check:
     if path is None:
         return Check("checkpoint", "warn", f"no checkpoint: {default_checkpoint_path()} is missing and 'checkpoint' "
                      "is empty; the node would run with RANDOM weights",
-                     "pass checkpoint:=/path/model.safetensors (trained with this config)")
+                     "pass checkpoint:=/path/model.safetensors")
     try:
-        _, _meta = load_checkpoint(path, cfg, device="cpu")
+        run_cfg = runtime_config(path, cfg if params.config_file else None, params.model_overrides())
+        load_checkpoint(path, run_cfg, device="cpu")
     except Exception as exc:
         return Check("checkpoint", "fail", f"{path}: {_exception_text(exc)}",
-                     "use the checkpoint trained with this config (or the config it was trained with: its metadata "
-                     "holds the config, see protoocc-info)")
+                     "leave config_file empty to run the checkpoint with its own config, or use a config that "
+                     "differs only in run-time settings (protoocc-info shows a checkpoint's config)")
     return Check("checkpoint", "ok", f"{path} loads and matches the config")
 
 

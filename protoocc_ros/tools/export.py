@@ -50,9 +50,9 @@ from protoocc_ros.training.checkpoint import (
     default_checkpoint_path,
     load_checkpoint,
     read_metadata,
+    runtime_config,
 )
 from protoocc_ros.training.errors import TrainingError
-from protoocc_ros.training.evaluate import resolve_eval_config
 
 PROG = "protoocc-export"
 Frame = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # images, lidar2img, ego2global, timestamp
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     check_scene = None if args.check_scene in (None, "none") else args.check_scene
     try:
         ckpt = check_checkpoint_path(args.checkpoint if args.checkpoint else default_checkpoint_path())
-        cfg = resolve_eval_config(ckpt, args.config, args.overrides)
+        cfg = runtime_config(ckpt, args.config, args.overrides)
         model, _ = load_checkpoint(ckpt, cfg, device="cpu")
         model.eval()
         limit = 1 if args.check_scene == "none" else args.check_frames

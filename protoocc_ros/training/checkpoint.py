@@ -18,7 +18,7 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from protoocc_ros.config import ConfigError, ProtoOccConfig, config_from_dict, config_to_dict
+from protoocc_ros.config import (
+    ConfigError,
+    ProtoOccConfig,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+)
 from protoocc_ros.package_files import find_package_file, package_file_candidates
 from protoocc_ros.training.errors import CheckpointError
 from protoocc_ros.training.state_codec import flatten_state, unflatten_state
@@ -277,8 +284,7 @@ def architecture_signature(cfg: ProtoOccConfig) -> dict[str, Any]:
     d = config_to_dict(cfg)
     sig = {k: v for k, v in _leaves(d["model"], "model").items() if k not in _RUNTIME_MODEL_KEYS}
     sig.update({f"dataset.{k}": d["dataset"][k] for k in _DATASET_ARCH_KEYS})
-    sig["dataset.cameras (count)"] = len(d["dataset"]["cameras"])
-    return sig
+    return sig  # the camera list is not architecture: the weights serve any rig (docs/operating.md "Camera rigs")
 
 
 def architecture_differences(stored: ProtoOccConfig, given: ProtoOccConfig) -> list[str]:
@@ -286,6 +292,36 @@ def architecture_differences(stored: ProtoOccConfig, given: ProtoOccConfig) -> l
     a, b = architecture_signature(stored), architecture_signature(given)
     return [f"{k}: checkpoint {a.get(k)!r}, given {b.get(k)!r}"
             for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def runtime_config(checkpoint: str | Path, config: str | Path | ProtoOccConfig | None = None,
+                   overrides: Sequence[str] = ()) -> ProtoOccConfig:
+    """The config to run a checkpoint with: its stored config, or ``config`` (a file, shipped name or loaded
+    config), with ``overrides``; either may change only what does not alter the weights (dataset paths,
+    cameras, thresholds, memory rules ...). CheckpointError names every architecture key that differs and
+    what to do.
+    """
+    path = check_checkpoint_path(checkpoint)
+    stored = stored_config(read_metadata(path), path)
+    try:
+        if isinstance(config, ProtoOccConfig):
+            cfg, given = config, f"config {config.name!r}"
+        elif config is None or str(config) == "":
+            cfg = config_from_dict(apply_overrides(config_to_dict(stored), list(overrides)))
+            given = f"overrides {list(overrides)}"
+        else:
+            cfg = load_config(config, list(overrides))
+            given = f"config {str(config)!r}" + (f" with overrides {list(overrides)}" if overrides else "")
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    diffs = architecture_differences(stored, cfg)
+    if diffs:
+        raise CheckpointError(
+            f"{path}: {given} changes {len(diffs)} setting(s) that define the weights ({'; '.join(diffs)}). "
+            "The checkpoint carries its architecture: leave the config empty to run it as trained (a config may "
+            "change only dataset paths, cameras, thresholds and other run-time settings), or train / fine-tune "
+            "a checkpoint for that architecture (docs/training.md)")
+    return cfg
 
 
 def _default_factory(cfg: ProtoOccConfig) -> nn.Module:

@@ -14,7 +14,6 @@ import json
 import shlex
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +26,6 @@ from protoocc_ros.classes import class_table
 from protoocc_ros.config import (
     ConfigError,
     ProtoOccConfig,
-    apply_overrides,
-    config_from_dict,
-    config_to_dict,
-    load_config,
 )
 from protoocc_ros.inference.predictor import OccupancyPredictor
 from protoocc_ros.metrics import OccupancyMetric, build_metric
@@ -40,7 +35,7 @@ from protoocc_ros.training.checkpoint import (
     default_checkpoint_path,
     export_checkpoint,
     load_checkpoint,
-    read_metadata,
+    runtime_config,
     stored_config,
     update_metadata,
 )
@@ -186,14 +181,6 @@ def report_dict(metric: ConfusionMetric, info: dict[str, Any], cfg: ProtoOccConf
     })
 
 
-def resolve_eval_config(checkpoint: Path, config: str | None, overrides: Sequence[str]) -> ProtoOccConfig:
-    """``--config`` (+ overrides) when given, else the checkpoint's stored config with the overrides applied."""
-    if config is not None:
-        return load_config(config, list(overrides))
-    stored = stored_config(read_metadata(checkpoint), checkpoint)
-    return config_from_dict(apply_overrides(config_to_dict(stored), list(overrides)))
-
-
 def evaluate_checkpoint(checkpoint: str | Path | None = None, cfg: ProtoOccConfig | None = None, *,
                         split: str | None = None, output_dir: str | Path | None = None, render: bool | None = None,
                         device: str | None = None, dataset: Any | None = None, max_frames: int | None = None,
@@ -254,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         ckpt = check_checkpoint_path(args.checkpoint if args.checkpoint else default_checkpoint_path())
-        cfg = resolve_eval_config(ckpt, args.config, args.overrides)
+        cfg = runtime_config(ckpt, args.config, args.overrides)
         report = evaluate_checkpoint(ckpt, cfg, split=args.split, output_dir=args.output_dir, render=args.render,
                                      device=args.device, max_frames=args.max_frames, progress=not args.no_progress)
     except (CheckpointError, ConfigError, TrainingError) as exc:

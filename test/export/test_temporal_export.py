@@ -181,3 +181,14 @@ def test_demo_rig_needs_fewer_slots_than_query_pillars() -> None:
     views = nuscenes_cameras(cfg.image_size)
     lidar2img = np.stack([lidar2img_from(v.K, v.cam2ego) for v in views])[None]
     assert max_hits_for(cfg, lidar2img, margin=0.0) < math.prod(cfg.model.query_size) / 3
+
+
+def test_temporal_export_leaves_the_model_as_it_was(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    cfg = small_cfg(True)
+    model = build_model(cfg).eval()
+    model.decoder.train()  # a mixed state must come back exactly
+    modes = {name: m.training for name, m in model.named_modules()}
+    images, lidar2img = rig_inputs(cfg, 0)
+    export_temporal_onnx(model, images, lidar2img, tmp_path / "t.onnx", max_hits_for(cfg, lidar2img))
+    assert {name: m.training for name, m in model.named_modules()} == modes

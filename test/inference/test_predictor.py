@@ -100,7 +100,8 @@ def test_a_failing_set_drops_the_memory_and_the_next_one_runs(predictor: Occupan
     images, Ks, cam2ego = camera_set(5)
     predictor.step(images, Ks, cam2ego, pose(0.0), NUSCENES_T0_NS)
     assert predictor.memory is not None
-    bad = preprocess_camera_set(images[:1], Ks[:1], cam2ego[:1], predictor.cfg.image_size)  # one camera short
+    h, w = predictor.cfg.image_size
+    bad = preprocess_camera_set(images, Ks, cam2ego, (h, w + 8))  # not the model's input size
     with pytest.raises(Exception, match="images: expected"):
         predictor.step_tensors(bad.images, bad.lidar2img, pose(0.0), NUSCENES_T0_NS / 1e9 + 0.5)
     assert predictor.memory is None
@@ -173,5 +174,9 @@ def test_onnx_file_of_another_architecture_is_refused_naming_the_key(checkpoint:
     assert load_predictor(None, "demo", OVERRIDES, "cpu", backend="onnxruntime", onnx_file=path).runner.max_hits == 1600
     with pytest.raises(PredictorError, match=r"'onnx.file' = .*nothing.onnx': file not found"):
         load_predictor(None, "demo", OVERRIDES, "cpu", backend="onnxruntime", onnx_file=tmp_path / "nothing.onnx")
+    predictor = load_predictor(None, "demo", OVERRIDES, "cpu", backend="onnxruntime", onnx_file=path)
+    assert predictor.rig_note(["CAM_FRONT", "CAM_BACK"]) is None
+    with pytest.raises(PredictorError, match=r"takes 2 cameras, the node has 3 .*export the graph for this rig"):
+        predictor.rig_note(["CAM_FRONT", "CAM_BACK", "CAM_LEFT"])
     with pytest.raises(PredictorError, match=r"'backend' = 'tensorrt': expected one of \['torch', 'onnxruntime'\]"):
         load_predictor(None, "demo", OVERRIDES, "cpu", backend="tensorrt")

@@ -129,12 +129,28 @@ def test_predict_returns_labels_confidence_and_memory(tiny_cfg) -> None:
 def test_bad_inputs_raise_model_error(tiny_cfg) -> None:
     model = build_model(tiny_cfg).eval()
     inp = make_inputs(tiny_cfg)
-    with pytest.raises(ModelError, match=r"images: expected \(B, 2, 3, H, W\)"):
-        model(**dict(inp, images=inp["images"][:, :1]))
+    h, w = tiny_cfg.image_size
+    with pytest.raises(ModelError, match=rf"images: expected \(B, N, 3, {h}, {w}\)"):
+        model(**dict(inp, images=inp["images"][..., :-8]))
+    with pytest.raises(ModelError, match=r"lidar2img: expected shape \(1, 1, 4, 4\), got \(1, 2, 4, 4\)"):
+        model(**dict(inp, images=inp["images"][:, :1]))  # one camera's image, two cameras' calibration
     with pytest.raises(ModelError, match="timestamp"):
         model(**dict(inp, timestamp=torch.zeros(3, dtype=torch.float64)))
     with pytest.raises(ModelError, match="semantics"):
         model.loss(model(**inp), {})
+
+
+def test_any_camera_count_runs_the_same_weights(tiny_cfg) -> None:
+    """The weights do not depend on the number of cameras: 1, 2 or 3 cameras of the same rig all run, and a
+    copy of a camera whose view overlaps no other camera's leaves the prediction unchanged."""
+    model = build_model(tiny_cfg).eval()
+    inp = make_inputs(tiny_cfg)
+    with torch.no_grad():
+        two = model(**inp).logits
+        one = model(**dict(inp, images=inp["images"][:, :1], lidar2img=inp["lidar2img"][:, :1])).logits
+        copy = model(**dict(inp, images=inp["images"][:, [0, 1, 1]], lidar2img=inp["lidar2img"][:, [0, 1, 1]])).logits
+    assert one.shape == two.shape and not torch.allclose(one, two)
+    torch.testing.assert_close(copy, two, rtol=1e-4, atol=1e-4)
 
 
 def test_batch_of_two_matches_two_single_frames(tiny_cfg) -> None:

@@ -234,15 +234,18 @@ def running_node(tmp: Path, active: bool = True, **extra: Any) -> Iterator[Runni
     given = extra.pop("checkpoint", checkpoint)  # e.g. a missing file, for a failing configure
     node = NodeProcess(MODULE, tmp / "node.log", params_file=params_file(tmp, config_path, given, **extra),
                        node_name=MAIN)
-    with ros_context() as ctx:
-        rig = Rig(ctx)
-        up = (lambda: all(p.get_subscription_count() >= 1 for p in rig.images.values())) if active else \
-            (lambda: MAIN in rig.diag)
-        assert rig.spin_until(up, 60.0), f"node did not come up:\n{node.output()}"
-        yield Running(rig, node, load_model(checkpoint, cfg), checkpoint)
-        code = node.stop()
-        rig.executor.shutdown()
-        rig.node.destroy_node()
+    try:
+        with ros_context() as ctx:
+            rig = Rig(ctx)
+            up = (lambda: all(p.get_subscription_count() >= 1 for p in rig.images.values())) if active else \
+                (lambda: MAIN in rig.diag)
+            assert rig.spin_until(up, 60.0), f"node did not come up:\n{node.output()}"
+            yield Running(rig, node, load_model(checkpoint, cfg), checkpoint)
+            code = node.stop()
+            rig.executor.shutdown()
+            rig.node.destroy_node()
+    finally:  # a failing test must not leave the node running on the domain for the next tests
+        node.stop()
     assert code == 0 and "Traceback" not in node.output(), node.output()[-3000:]
 
 

@@ -77,7 +77,6 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Any, str]
             "mismatched_checkpoint": {**valid, "checkpoint": str(good_for_other)},
             "invalid_config": {**valid, "config_file": str(bad_value)},
             "missing_config": {**valid, "config_file": str(tmp / "absent.yaml")},
-            "camera_count": {**valid, "cameras": ["CAM_FRONT"]},
         })
         results.update({name: ((ok, state), text) for name, (ok, state, text) in failures.items()})
     finally:
@@ -93,10 +92,10 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Any, str]
         ("missing_checkpoint", r"'checkpoint' = '.*nope.safetensors': file not found"),
         ("bad_device", r"'device' = 'tpu'"),
         ("corrupt_checkpoint", r"corrupt.safetensors.*cannot be loaded: CheckpointError.*corrupt"),
-        ("mismatched_checkpoint", r"other.safetensors.*does not match.*num_layers"),
+        ("mismatched_checkpoint", r"other.safetensors.*changes 1 setting\(s\) that define the weights "
+                                  r"\(model.encoder.num_layers: checkpoint 2, given 1\).*leave the config empty"),
         ("invalid_config", r"'config_file'.*dataset.voxel_size"),
         ("missing_config", r"'config_file'.*absent.yaml.*not found"),
-        ("camera_count", r"'cameras' = \['CAM_FRONT'\].*takes 2 cameras"),
     ],
 )
 def test_bad_start_is_refused_with_the_reason(cases: dict[str, tuple[Any, str]], case: str, expected: str) -> None:

@@ -11,7 +11,8 @@ import ros_helpers as rh
 from protoocc_ros.msg import SemanticOccupancyGrid
 from protoocc_ros.ros import bag_io, msg_builders as mb
 from protoocc_ros.ros.image_conversion import rgb_to_image
-from protoocc_ros.ros.replay_sources import BagSource, header_stamp_ns
+from protoocc_ros.ros.bag_source import BagSource
+from protoocc_ros.ros.replay_sources import header_stamp_ns
 
 CAMERAS = ["CAM_FRONT", "CAM_BACK"]
 T0 = 1_700_000_000_000_000_000
@@ -106,3 +107,58 @@ def test_replayed_bag_messages_arrive_identical(tmp_path: Path, storage: str) ->
     assert summary["frames"] == n_frames and summary["source"]["source"] == "rosbag2"
     # 20x real time: 3 gaps of 0.1 s take >= 15 ms; the run must not be paced slower than ~1x
     assert 0.015 <= summary["wall_s"] < 3.0
+
+
+@pytest.mark.parametrize("storage,compressed", [("mcap", False), ("sqlite3", True)], ids=["mcap_raw", "sqlite3_jpeg"])
+def test_consumer_paced_replay_of_a_real_recording_gives_one_grid_per_set(tmp_path: Path, storage: str,
+                                                                          compressed: bool) -> None:
+    """A six-camera recording as a recorder writes it (each camera its own jittered stamp, log time = arrival)
+    replayed at the pace of occupancy_node: one grid per camera set, no wait timeout, no resend, and the
+    start-up wait ends once the node is matched."""
+    from bag_recordings import CAMERAS as BAG_CAMERAS
+    from bag_recordings import write_recording
+    from rclpy.executors import SingleThreadedExecutor
+    from std_msgs.msg import String
+    from test_occupancy_node import MAIN, MODULE, params_file, small_model
+
+    from protoocc_ros.ros.qos import latched_qos, reliable_qos
+
+    sets = 12
+    rec = write_recording(tmp_path / "bag", storage, sets=sets, compressed=compressed, seed=3)
+    _, checkpoint, _ = small_model(tmp_path)
+    node_params = params_file(tmp_path, "", checkpoint, cameras=BAG_CAMERAS, input_reliability="reliable",
+                              image_transport="compressed" if compressed else "raw", sync_slop_s=0.05,
+                              tf_tolerance_s=0.1)
+    replay_params = {"dataroot": str(tmp_path / "bag"), "rate": 0.0, "wait_for_topic": f"/{MAIN}/occupancy",
+                     "wait_timeout_s": 30.0, "resend_after_s": 10.0, "startup_timeout_s": 120.0,
+                     "startup_settle_s": 0.5, "sync_slop_s": 0.05,
+                     "wait_for_subscribers": [mb.DONE_TOPIC, f"/cameras/{BAG_CAMERAS[0]}/image_raw"
+                                              + ("/compressed" if compressed else "")]}
+    with rh.ros_context() as context:
+        import rclpy
+
+        listener = rclpy.create_node("grid_listener", context=context)
+        grids: list[int] = []
+        done: list[String] = []
+        listener.create_subscription(SemanticOccupancyGrid, f"/{MAIN}/occupancy",
+                                     lambda m: grids.append(mb.stamp_to_ns(m.header.stamp)), reliable_qos(50))
+        listener.create_subscription(String, mb.DONE_TOPIC, done.append, latched_qos())
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(listener)
+        with rh.NodeProcess(MODULE, tmp_path / "node.log", params_file=node_params, node_name=MAIN) as node:
+            assert rh.spin_until(executor, lambda: "active:" in node.output(), 90.0), node.output()
+            with rh.NodeProcess("protoocc_ros.ros.replay_node", tmp_path / "replay.log",
+                                params=replay_params) as replay:
+                finished = rh.spin_until(executor, lambda: bool(done) or replay.proc.poll() not in (None, 0), 240.0)
+                assert finished and done, replay.output()[-3000:] + node.output()[-3000:]
+                assert replay.wait(20.0) == 0, replay.output()
+            rh.spin_until(executor, lambda: len(grids) >= sets, 5.0)
+        listener.destroy_node()
+    summary = json.loads(done[0].data)
+    assert (summary["frames"], summary["incomplete_sets"], summary["wait_timeouts"], summary["resends"]) == \
+        (sets, 0, 0, 0), summary
+    assert summary["startup_wait_s"] < 30.0, summary  # the node was up: seconds, not startup_timeout_s
+    reference = [rec.image_stamps[k][BAG_CAMERAS[0]] for k in range(sets)]  # the node stamps a set by camera 0
+    assert sorted(grids) == reference, (sorted(grids), reference)
+    print(f"{storage} {'jpeg' if compressed else 'raw'}: {sets} sets in, {len(grids)} grids out, "
+          f"startup wait {summary['startup_wait_s']} s, {summary['wall_s']} s replay")

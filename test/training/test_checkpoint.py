@@ -14,7 +14,7 @@ from torch import nn
 from protoocc_ros.config import ProtoOccConfig, load_config
 from protoocc_ros.training.checkpoint import (
     architecture_differences, check_checkpoint_path, checkpoint_files, load_checkpoint, load_training_state,
-    read_metadata, save_checkpoint,
+    read_metadata, runtime_config, save_checkpoint,
 )
 from protoocc_ros.training.errors import CheckpointError
 from protoocc_ros.training.schedule import build_optimizer, build_scheduler
@@ -96,6 +96,24 @@ def test_given_config_must_match_architecture_keys(tmp_path: Path, cfg: ProtoOcc
     assert isinstance(model, TinyNet)
     assert architecture_differences(cfg, load_config("demo_baseline")) == [
         "model.prototypes.enabled: checkpoint True, given False"]
+
+
+def test_a_checkpoint_carries_its_config_and_a_config_changes_only_run_time_settings(
+        tmp_path: Path, cfg: ProtoOccConfig) -> None:
+    trained = load_config("demo", ["model.encoder.num_layers=2", "dataset.cameras=[CAM_FRONT,CAM_BACK]"])
+    path = save_checkpoint(tmp_path / "ck.safetensors", TinyNet(trained), trained)
+    alone = runtime_config(path)  # no config at all: the checkpoint's own
+    assert alone.model.encoder.num_layers == 2 and alone.dataset.cameras == ["CAM_FRONT", "CAM_BACK"]
+    run = runtime_config(path, None, ["dataset.dataroot=/data/nuscenes", "dataset.cameras=[front, left, right]",
+                                      "model.temporal.memory_max_gap_s=3.0"])
+    assert (run.dataset.dataroot, run.dataset.cameras, run.model.temporal.memory_max_gap_s) == \
+        ("/data/nuscenes", ["front", "left", "right"], 3.0)  # other cameras are a run-time setting
+    with pytest.raises(CheckpointError, match=r"config 'demo' changes 1 setting\(s\) that define the weights "
+                                              r"\(model.encoder.num_layers: checkpoint 2, given 1\).*leave the "
+                                              r"config empty"):
+        runtime_config(path, "demo")
+    with pytest.raises(CheckpointError, match=r"model.query_size: checkpoint \[50, 50, 4\], given \[25, 25, 4\]"):
+        runtime_config(path, None, ["model.query_size=[25,25,4]"])
 
 
 def test_missing_and_reshaped_keys_are_refused(tmp_path: Path, cfg: ProtoOccConfig) -> None:

@@ -11,7 +11,9 @@ const { FoxgloveClient } = require("@foxglove/ws-protocol");
 const [url, offers, topicList, stampText, timeoutText] = process.argv.slice(2);
 const topics = new Set(topicList.split(","));
 const stamp = BigInt(stampText);
-const print = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
+const fs = require("fs");
+// Synchronous: process.exit() would cut an asynchronous write to the pipe (a message line is megabytes).
+const print = (obj) => fs.writeSync(1, JSON.stringify(obj) + "\n");
 
 const ws = new WebSocket(url, offers.split(","));
 const client = new FoxgloveClient({ ws });
