@@ -4,6 +4,7 @@ input rate and the node's memory over a long replay.
     python benchmarks/bench_node.py                               # latency (consumer-paced) + rate sweep, demo
     python benchmarks/bench_node.py --memory --duration 600       # RSS over a 10-minute replay (nohup ... &)
     python benchmarks/bench_node.py --memory --duration 60        # smoke run
+    python benchmarks/bench_node.py --distortion plumb_bob --no-sweep   # + rectification cost per set
 
 Three processes on a private ROS_DOMAIN_ID (201..230, localhost discovery): occupancy_node, replay_node
 (synthetic sample, raw rgb8 images, no ground truth) and an in-process probe that records, per
@@ -18,6 +19,10 @@ the grid on /occupancy_node/occupancy (raw CDR, matched by header stamp), plus t
   dropped no set (inference_queue_size 1 drops the older set when the model is busy).
 * memory: consumer-paced looping replay for --duration seconds; VmRSS / VmHWM of the node sampled
   from /proc; slope (MB/min, least squares) after the warm-up.
+* --distortion MODEL: the probe republishes the replay's CameraInfo with that distortion (plumb_bob,
+  rational_polynomial, equidistant) on /bench_distorted/<camera>/camera_info, which the node reads, so it
+  rectifies every image (the node's 'rectify' stage = the cost per set); the same rectification of six
+  nuScenes-size 1600x900 images is timed in this process too (maps once, then remap per set).
 Writes benchmarks/results/node.json + node.png, or node_memory.json + node_memory.png.
 """
 from __future__ import annotations
@@ -52,13 +57,18 @@ REPLAY_MODULE = "protoocc_ros.ros.replay_node"
 NODE = "occupancy_node"
 GRID_TOPIC = "/occupancy_node/occupancy"
 FRAME_PERIOD_S = 0.5  # synthetic sample: 2 Hz keyframes (replay `rate` is a factor on stamp gaps)
-STAGES = ("queue", "decode_tf", "preprocess", "inference", "publish", "total")
+STAGES = ("queue", "decode_tf", "rectify", "preprocess", "inference", "publish", "total")
+DISTORTIONS = {"plumb_bob": [-0.30, 0.10, 0.001, -0.001, 0.0],
+               "rational_polynomial": [-0.25, 0.08, 0.0005, 0.0005, 0.0, 0.02, 0.0, 0.0],
+               "equidistant": [0.10, -0.05, 0.01, -0.002]}
+DISTORTED_INFO = "/bench_distorted/{camera}/camera_info"
 
 
 class Probe:
     """In-process subscriber: image / grid arrival times (paired by stamp) and the node's /diagnostics."""
 
-    def __init__(self, context: Any, image_topic: str, compressed: bool = False) -> None:
+    def __init__(self, context: Any, image_topic: str, compressed: bool = False, distortion: str = "",
+                 cameras: list[str] | None = None) -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
@@ -74,11 +84,19 @@ class Probe:
         self.e2e: list[tuple[float, float]] = []     # (grid arrival, end-to-end s)
         self._pending: dict[int, float] = {}
         self.diagnostics: list[dict[str, Any]] = []
+        self.camera_size: tuple[int, int] | None = None  # (width, height) of the relayed CameraInfo
         self.grid_sub = self.node.create_subscription(SemanticOccupancyGrid, GRID_TOPIC, self._on_grid,
                                                       reliable_qos(50), raw=True)
         self.node.create_subscription(CompressedImage if compressed else Image, image_topic, self._on_image,
                                       reliable_qos(50), raw=True)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, reliable_qos(20))
+        if distortion:  # CameraInfo relay: the replay's, with distortion, on the topics the node reads
+            from sensor_msgs.msg import CameraInfo
+
+            for cam in cameras or []:
+                relay = self.node.create_publisher(CameraInfo, DISTORTED_INFO.format(camera=cam), reliable_qos(10))
+                self.node.create_subscription(CameraInfo, f"/cameras/{cam}/camera_info",
+                                              self._distort(relay, distortion), reliable_qos(10))
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self._spin, daemon=True)
@@ -91,6 +109,13 @@ class Probe:
             self.executor.spin()
         except ExternalShutdownException:
             pass
+
+    def _distort(self, relay: Any, model: str) -> Any:
+        def callback(msg: Any) -> None:
+            msg.distortion_model, msg.d = model, DISTORTIONS[model]
+            self.camera_size = (int(msg.width), int(msg.height))
+            relay.publish(msg)
+        return callback
 
     def _on_image(self, data: bytes) -> None:
         from protoocc_ros.ros.replay_sources import header_stamp_ns
@@ -168,6 +193,8 @@ def start_node(tmp: Path, args: argparse.Namespace) -> NodeProcess:
               "torch_threads": args.node_threads}
     if args.checkpoint:
         params["checkpoint"] = args.checkpoint
+    if args.distortion:
+        params["camera_info_topic_pattern"] = DISTORTED_INFO
     STARTED.append(NodeProcess(NODE_MODULE, tmp / "occupancy_node.log", params=params, cwd=REPO))
     return STARTED[-1]
 
@@ -249,7 +276,7 @@ def latency_phase(probe: Probe, tmp: Path, args: argparse.Namespace) -> dict[str
     mean_e2e = e2e_ms["mean_ms"]
     # the grid is the first message of the publish stage: what the probe sees before the node's own stages
     # is DDS in + camera-set completion + grid message building + DDS out
-    transport = mean_e2e - sum(stages[k] for k in ("queue", "decode_tf", "preprocess", "inference"))
+    transport = mean_e2e - sum(stages[k] for k in ("queue", "decode_tf", "rectify", "preprocess", "inference"))
     worker_ms = stages["total"] - stages["queue"]
     return {
         "frames_timed": len(e2e), "sets_in_diagnostics_window": stages["sets"], "warmup": args.warmup,
@@ -372,7 +399,7 @@ def latency_table(result: dict[str, Any]) -> str:
     rows = [["end to end (image published -> grid received)", f"{e2e:.1f}", "100.0"],
             ["  DDS in + camera-set completion + grid message + DDS out", f"{transport:.1f}",
              f"{100 * transport / e2e:.1f}"]]
-    for stage in ("queue", "decode_tf", "preprocess", "inference"):
+    for stage in ("queue", "decode_tf", "rectify", "preprocess", "inference"):
         rows.append([f"  {stage}", f"{st[stage]:.1f}", f"{100 * st[stage] / e2e:.1f}"])
     rows.append(["  publish (grid + cloud + markers; grid is out first)", f"{st['publish']:.1f}",
                  "(after grid)"])
@@ -385,7 +412,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     st = result["latency"]["node_stage_means_ms"]
     e2e = result["latency"]["end_to_end"]["mean_ms"]
     parts = {"DDS + sync + grid msg": result["latency"]["transport_sync_grid_msg_ms"], "queue": st["queue"],
-             "decode+TF": st["decode_tf"],
+             "decode+TF": st["decode_tf"], "rectify": st["rectify"],
              "preprocess": st["preprocess"], "model": st["inference"], "publish (all 3 topics)": st["publish"]}
     left = 0.0
     for i, (k, v) in enumerate(parts.items()):
@@ -433,6 +460,33 @@ def plot_memory(result: dict[str, Any], path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def offline_rectification(model: str, cameras: int, size: tuple[int, int] = (1600, 900), sets: int = 20) -> dict:
+    """The node's rectification (rectification.py) of ``cameras`` images of ``size`` (w, h), in this process:
+    maps once per calibration, then cv2.remap per image; ms per set (median over ``sets``)."""
+    import numpy as np
+
+    from protoocc_ros.ros.msg_builders import camera_info_msg
+    from protoocc_ros.ros.rectification import camera_model, rectify_image, rectify_maps
+
+    w, h = size
+    K = np.array([[1266.0, 0.0, w / 2], [0.0, 1266.0, h / 2], [0.0, 0.0, 1.0]])
+    info = camera_info_msg(K, w, h, 0, "cam")
+    info.distortion_model, info.d = model, DISTORTIONS[model]
+    cam = camera_model(info)
+    t0 = time.perf_counter()
+    maps = rectify_maps(cam)
+    maps_ms = 1e3 * (time.perf_counter() - t0)
+    images = [np.random.default_rng(i).integers(0, 256, (h, w, 3), dtype=np.uint8) for i in range(cameras)]
+    per_set = []
+    for _ in range(sets):
+        t0 = time.perf_counter()
+        for img in images:
+            rectify_image(cam, img, maps)
+        per_set.append(1e3 * (time.perf_counter() - t0))
+    return {"images_wxh": [w, h], "maps_ms_per_camera": round(maps_ms, 2),
+            "rectify_ms_per_set": round(statistics.median(per_set), 2), "sets": sets}
+
+
 def summary_table(result: dict[str, Any]) -> str | None:
     """Latency table (latency run) or the memory figures (memory run), printed."""
     if "memory" in result:
@@ -444,6 +498,14 @@ def summary_table(result: dict[str, Any]) -> str | None:
         return None
     print(f"[bench_node] outside the model: {100 * result['latency']['outside_model_share_of_end_to_end']:.1f} % "
           f"of end to end; max sustained input rate {result.get('max_sustained_hz')} Hz", flush=True)
+    rect = result.get("rectification")
+    if rect:
+        off = rect["offline"]
+        print(f"[bench_node] rectification ({rect['distortion_model']}, {rect['cameras']} cameras): in the node "
+              f"{rect['node_rectify_ms_per_set']:.2f} ms per set at {rect['node_images_wxh']} (of "
+              f"{result['latency']['worker_ms_per_set']:.1f} ms worker time); {off['rectify_ms_per_set']:.1f} ms per "
+              f"set at {off['images_wxh']} (+ {off['maps_ms_per_camera']:.0f} ms maps per camera, once per "
+              "calibration)", flush=True)
     return latency_table(result)
 
 
@@ -470,7 +532,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     node = start_node(tmp, args)
     try:
         with ros_context() as ctx:
-            probe = Probe(ctx, image_topic(args.camera, args), args.image_format != "rgb8")
+            probe = Probe(ctx, image_topic(args.camera, args), args.image_format != "rgb8", args.distortion,
+                          args.cameras)
             try:
                 node_ready(probe, node)
                 result["checkpoint"] = checkpoint_used(node)
@@ -479,6 +542,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     result["memory"] = memory_phase(probe, node, tmp, args)
                 else:
                     result["latency"] = latency_phase(probe, tmp, args)
+                    if args.distortion:
+                        result["rectification"] = {
+                            "distortion_model": args.distortion, "cameras": len(args.cameras),
+                            "node_images_wxh": probe.camera_size,
+                            "node_rectify_ms_per_set": result["latency"]["node_stage_means_ms"]["rectify"],
+                            "offline": offline_rectification(args.distortion, len(args.cameras))}
                     if args.rates or not args.no_sweep:
                         est = result["latency"]["max_rate_estimate_hz"]
                         rates = args.rates or [round(est * f, 2) for f in (0.5, 0.75, 0.9, 1.0, 1.15, 1.4)]
@@ -524,6 +593,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-markers", action="store_true", help="node: publish_markers false")
     p.add_argument("--no-cloud", action="store_true", help="node: publish_occupied_voxels false")
     p.add_argument("--memory", action="store_true", help="run the memory replay instead of latency + sweep")
+    p.add_argument("--distortion", default="", choices=["", *DISTORTIONS],
+                   help="give the node distorted CameraInfo (relayed): measures the rectification per set")
     p.add_argument("--duration", type=float, default=600.0, help="memory replay length, seconds")
     p.add_argument("--sample-s", type=float, default=2.0, help="RSS sampling period, seconds")
     p.add_argument("--memory-warmup-s", type=float, default=None, help="default: min(120, 20 %% of duration)")

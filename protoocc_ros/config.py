@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import reprlib
 import types
 import typing
 from collections.abc import Mapping
@@ -36,8 +37,27 @@ SPATIAL_AUGMENTATIONS = ("transpose", "flip_x", "flip_y", "flip")
 AUGMENTATIONS = FEATURE_AUGMENTATIONS + SPATIAL_AUGMENTATIONS
 
 
+MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a config YAML larger than this is refused unread
+VALUE_PREVIEW = 80  # characters of a value shown in an error message
+
+
 class ConfigError(ValueError):
     """Invalid configuration; the message starts with the dotted key (and file when known)."""
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, 60, 60, 40
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = _REPR.maxfrozenset = 6
+
+
+def preview(value: Any, limit: int = VALUE_PREVIEW) -> str:
+    """repr(value) cut to ``limit`` characters, in time and memory bounded by the limit (nested containers
+    and long strings are abbreviated before they are formatted): the only way a value enters a message."""
+    try:
+        text = _REPR.repr(value)
+    except Exception:  # e.g. an int beyond sys.get_int_max_str_digits()
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # --------------------------------------------------------------------------------------------
@@ -71,8 +91,8 @@ class BackboneConfig:
     type: Literal["resnet50", "resnet18", "small_cnn"] = "resnet50"
     pretrained: str | None = None
     out_indices: list[int] = field(default_factory=lambda: [1, 2, 3])  # stages -> strides 8, 16, 32
-    frozen_stages: int = 1  # -1: none, 0: stem, i: stem + layer1..i
-    norm_eval: bool = True  # keep BatchNorm statistics frozen while training
+    frozen_stages: int = -1  # -1: none, 0: stem, i: stem + layer1..i (>= 0 needs `pretrained`)
+    norm_eval: bool = False  # keep BatchNorm statistics frozen while training (needs `pretrained`)
     width: int = 16  # small_cnn only: channels of the first stage (x1, x2, x4, x8)
 
 
@@ -166,6 +186,28 @@ class LossConfig:
 
 
 @dataclass
+class AugmentationConfig:
+    """Training-time image augmentation (data/augmentation.py; BEVFormer/PanoOcc pipelines), all off by default.
+
+    Per camera: photometric distortion (mmdet PhotoMetricDistortion), then resize by a factor drawn from
+    ``resize_range``, a crop back to the network input (random column, the bottom kept unless
+    ``bottom_crop_range`` > 0), a horizontal flip with probability ``flip_prob`` and a rotation drawn from
+    ±``rotate_deg``; lidar2img is updated with the same affine map, the 3D targets are unchanged.
+    """
+
+    photometric: bool = False
+    brightness_delta: float = 32.0  # on 0..255
+    contrast_range: list[float] = field(default_factory=lambda: [0.5, 1.5])
+    saturation_range: list[float] = field(default_factory=lambda: [0.5, 1.5])
+    hue_delta: float = 18.0  # degrees
+    channel_swap: bool = True  # part of mmdet's PhotoMetricDistortion (p = 0.5)
+    resize_range: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    bottom_crop_range: list[float] = field(default_factory=lambda: [0.0, 0.0])  # BEVDet bot_pct_lim
+    flip_prob: float = 0.0
+    rotate_deg: float = 0.0
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 12
     max_steps: int | None = None
@@ -180,6 +222,11 @@ class TrainConfig:
     amp: bool = False
     seed: int = 0
     num_workers: int = 2
+    prefetch_factor: int = 2  # batches each DataLoader worker loads ahead (num_workers > 0)
+    # SEEDS pseudo masks of L_cls on disk (protoocc-precompute-masks fills it; the loader computes what is
+    # missing, in its workers); null = <output_dir>/pseudo_masks.
+    pseudo_mask_dir: str | None = None
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     checkpoint_every: int = 1000
     log_every: int = 50
     output_dir: str = "runs/protoocc"
@@ -254,7 +301,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{key}: expected a mapping (section), got {value!r}")
+            raise ConfigError(f"{key}: expected a mapping (section), got {preview(value)}")
         return _build(typing.cast(type, tp), value, key)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(tp)
@@ -269,37 +316,37 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
                 return _coerce(option, value, key)
             except ConfigError:
                 continue
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {preview(value)}")
     if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices:
-            raise ConfigError(f"{key}: expected one of {list(choices)}, got {value!r}")
+            raise ConfigError(f"{key}: expected one of {list(choices)}, got {preview(value)}")
         return value
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list of {_type_name(item_tp)}, got {value!r}")
+            raise ConfigError(f"{key}: expected a list of {_type_name(item_tp)}, got {preview(value)}")
         return [_coerce(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected a boolean (true/false), got {value!r}")
+            raise ConfigError(f"{key}: expected a boolean (true/false), got {preview(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+            raise ConfigError(f"{key}: expected an integer, got {preview(value)}")
         return value
     if tp is float:
         if isinstance(value, str):  # PyYAML reads "1e-3" as a string
             try:
                 return float(value)
             except ValueError:
-                raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+                raise ConfigError(f"{key}: expected a number, got {preview(value)}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
+            raise ConfigError(f"{key}: expected a number, got {preview(value)}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
+            raise ConfigError(f"{key}: expected a string, got {preview(value)}")
         return value
     raise ConfigError(f"{key}: unsupported schema type {tp!r}")  # pragma: no cover - schema bug
 
@@ -309,7 +356,7 @@ def _build(cls: type, data: Mapping, prefix: str) -> Any:
     names = [f.name for f in dataclasses.fields(cls)]
     for key in data:
         if key not in names:
-            where = f"{prefix}.{key}" if prefix else str(key)
+            where = f"{prefix}.{str(key)[:60]}" if prefix else str(key)[:60]
             raise ConfigError(f"{where}: unknown key (expected one of {names})")
     kwargs = {
         name: _coerce(hints[name], data[name], f"{prefix}.{name}" if prefix else name)
@@ -360,21 +407,59 @@ def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]
     return out
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses aliases: ``*name`` would let a few hundred bytes stand for billions of
+    items (an alias bomb) once anything walks or prints the value; a config never needs one."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"alias *{str(event.anchor)[:40]} refused: anchors and aliases are not allowed in "
+                            "config files (write the value out)", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line: 'line L, column C: <problem>' of a PyYAML error (its str() spans several lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    text = " ".join(f"{context}: {problem}".split() if context else problem.split())
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{text[:200]}"
+
+
+def safe_yaml(text: str, where: str) -> Any:
+    """Parse untrusted YAML: safe_load without aliases; ConfigError('<where>: line L, column C: not valid YAML:
+    <problem>') on one line otherwise."""
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader subclass: no Python tags
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML: {_yaml_problem(exc)}") from None
+    except ValueError as exc:  # e.g. an integer literal longer than sys.get_int_max_str_digits()
+        raise ConfigError(f"{where}: not valid YAML: {' '.join(str(exc).split())[:200]}") from None
+
+
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     path = path.resolve()
     if path in seen:
         raise ConfigError(f"{path}: base: cycle through {[str(s) for s in seen]}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {size} bytes, larger than a config can be ({MAX_CONFIG_BYTES} bytes)")
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({type(exc).__name__}: {preview(str(exc), 120)})") from None
+    data = safe_yaml(text, str(path)) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     base = data.pop("base", None)
     if base is None:
         return data
     if not isinstance(base, str):
-        raise ConfigError(f"{path}: base: expected a file name, got {base!r}")
+        raise ConfigError(f"{path}: base: expected a file name, got {preview(base)}")
     return _deep_merge(_read_yaml(path.parent / base, (*seen, path)), data)
 
 
@@ -383,19 +468,19 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
     out = copy.deepcopy(data)
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override {item!r}: expected KEY=VALUE (e.g. train.lr=1e-3)")
+            raise ConfigError(f"override {preview(item)}: expected KEY=VALUE (e.g. train.lr=1e-3)")
         key, raw = item.split("=", 1)
         key = key.strip()
         parts = key.split(".")
         if not key or any(not p for p in parts):
-            raise ConfigError(f"override {item!r}: empty key")
+            raise ConfigError(f"override {preview(item)}: empty key")
         _check_override_key(parts, key)
         node = out
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"{key}: {part} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+        node[parts[-1]] = safe_yaml(raw, f"override {preview(item)}") if raw.strip() else None
     return out
 
 
@@ -430,14 +515,14 @@ def _require(ok: bool, key: str, message: str) -> None:
 
 
 def _length(values: list, n: int, key: str) -> None:
-    _require(len(values) == n, key, f"expected {n} values, got {len(values)} ({values!r})")
+    _require(len(values) == n, key, f"expected {n} values, got {len(values)} ({preview(values)})")
 
 
 def _positive(value: float | int | None, key: str, allow_zero: bool = False) -> None:
     if value is None:
         return
     _require(value >= 0 if allow_zero else value > 0, key,
-             f"must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+             f"must be {'>= 0' if allow_zero else '> 0'}, got {preview(value)}")
 
 
 def validate_config(cfg: ProtoOccConfig) -> None:
@@ -450,20 +535,21 @@ def validate_config(cfg: ProtoOccConfig) -> None:
 
 def _validate_dataset(d: DatasetConfig) -> None:
     _require(len(d.cameras) > 0, "dataset.cameras", "needs at least one camera")
-    _require(len(set(d.cameras)) == len(d.cameras), "dataset.cameras", f"duplicate names in {d.cameras}")
+    _require(len(set(d.cameras)) == len(d.cameras), "dataset.cameras", f"duplicate names in {preview(d.cameras)}")
     _length(d.image_size, 2, "dataset.image_size")
-    _require(all(v >= 16 for v in d.image_size), "dataset.image_size", f"[H, W] must be >= 16, got {d.image_size}")
+    _require(all(v >= 16 for v in d.image_size), "dataset.image_size",
+             f"[H, W] must be >= 16, got {preview(d.image_size)}")
     _length(d.point_cloud_range, 6, "dataset.point_cloud_range")
     pcr = d.point_cloud_range
     _require(all(pcr[i + 3] > pcr[i] for i in range(3)), "dataset.point_cloud_range",
-             f"max must exceed min on every axis, got {pcr}")
+             f"max must exceed min on every axis, got {preview(pcr)}")
     _positive(d.voxel_size, "dataset.voxel_size")
     _length(d.grid_size, 3, "dataset.grid_size")
-    _require(all(g > 0 for g in d.grid_size), "dataset.grid_size", f"must be positive, got {d.grid_size}")
+    _require(all(g > 0 for g in d.grid_size), "dataset.grid_size", f"must be positive, got {preview(d.grid_size)}")
     implied = [round((pcr[i + 3] - pcr[i]) / d.voxel_size) for i in range(3)]
     _require(list(d.grid_size) == implied and all(
         abs((pcr[i + 3] - pcr[i]) / d.voxel_size - implied[i]) < 1e-3 for i in range(3)),
-        "dataset.grid_size", f"{d.grid_size} does not match point_cloud_range / voxel_size = "
+        "dataset.grid_size", f"{preview(d.grid_size)} does not match point_cloud_range / voxel_size = "
         f"{[(pcr[i + 3] - pcr[i]) / d.voxel_size for i in range(3)]}")
     _require(d.num_classes >= 2, "dataset.num_classes", f"must be >= 2, got {d.num_classes}")
     _require(0 <= d.free_label < d.num_classes, "dataset.free_label",
@@ -478,12 +564,20 @@ def _validate_model(cfg: ProtoOccConfig) -> None:
     m, d = cfg.model, cfg.dataset
     b = m.backbone
     _require(len(b.out_indices) > 0 and all(0 <= i <= 3 for i in b.out_indices), "model.backbone.out_indices",
-             f"stages must be in 0..3, got {b.out_indices}")
+             f"stages must be in 0..3, got {preview(b.out_indices)}")
     _require(list(b.out_indices) == list(range(b.out_indices[0], b.out_indices[0] + len(b.out_indices))),
-             "model.backbone.out_indices", f"must be consecutive and increasing, got {b.out_indices}")
+             "model.backbone.out_indices", f"must be consecutive and increasing, got {preview(b.out_indices)}")
     _require(-1 <= b.frozen_stages <= 4, "model.backbone.frozen_stages", f"must be in -1..4, got {b.frozen_stages}")
     _require(b.type != "small_cnn" or b.pretrained is None, "model.backbone.pretrained",
              "small_cnn has no pretrained weights; use null")
+    # Freezing and frozen BatchNorm statistics keep ImageNet features; on random weights they would keep the
+    # stem (and layers) random for the whole run and BatchNorm would never learn its statistics.
+    _require(b.pretrained is not None or b.frozen_stages == -1, "model.backbone.frozen_stages",
+             f"{b.frozen_stages} freezes the randomly initialised {b.type} (model.backbone.pretrained is null): "
+             "use -1 when training from scratch, or give a local ImageNet checkpoint in model.backbone.pretrained")
+    _require(b.pretrained is not None or not b.norm_eval, "model.backbone.norm_eval",
+             f"true keeps the random BatchNorm statistics of the {b.type} fixed (model.backbone.pretrained is "
+             "null): use false when training from scratch, or give a local ImageNet checkpoint")
     _positive(b.width, "model.backbone.width")
     _positive(m.neck.channels, "model.neck.channels")
     _require(m.neck.num_levels >= len(b.out_indices), "model.neck.num_levels",
@@ -503,11 +597,12 @@ def _validate_model(cfg: ProtoOccConfig) -> None:
     _require(0.0 <= e.dropout < 1.0, "model.encoder.dropout", f"must be in [0, 1), got {e.dropout}")
     _length(m.query_size, 3, "model.query_size")
     for axis, (q, g) in enumerate(zip(m.query_size, d.grid_size)):
-        _require(q > 0, "model.query_size", f"must be positive, got {m.query_size}")
-        _require(q <= g, "model.query_size", f"query larger than grid on axis {'xyz'[axis]}: {m.query_size} vs "
-                 f"dataset.grid_size {d.grid_size}")
-        _require(g % q == 0, "model.query_size", f"dataset.grid_size {d.grid_size} is not a multiple of "
-                 f"{m.query_size} on axis {'xyz'[axis]}")
+        _require(q > 0, "model.query_size", f"must be positive, got {preview(m.query_size)}")
+        _require(q <= g, "model.query_size", f"query larger than grid on axis {'xyz'[axis]}: "
+                 f"{preview(m.query_size)} vs "
+                 f"dataset.grid_size {preview(d.grid_size)}")
+        _require(g % q == 0, "model.query_size", f"dataset.grid_size {preview(d.grid_size)} is not a multiple of "
+                 f"{preview(m.query_size)} on axis {'xyz'[axis]}")
     _validate_prototypes(cfg)
     _validate_decoder(cfg)
     t = m.temporal
@@ -528,11 +623,11 @@ def _validate_prototypes(cfg: ProtoOccConfig) -> None:
     if p.layers is not None:
         _require(len(p.layers) > 0 and len(set(p.layers)) == len(p.layers)
                  and all(0 <= i < n_layers for i in p.layers), "model.prototypes.layers",
-                 f"must be distinct encoder layer indices in [0, {n_layers}) or null, got {p.layers}")
+                 f"must be distinct encoder layer indices in [0, {n_layers}) or null, got {preview(p.layers)}")
     expected = expected_num_prototypes(cfg)
     rows, cols = prototype_grid(cfg)
     _require(p.num_prototypes == expected, "model.prototypes.num_prototypes",
-             f"{p.num_prototypes} does not match image_size {cfg.dataset.image_size} at FPN level "
+             f"{p.num_prototypes} does not match image_size {preview(cfg.dataset.image_size)} at FPN level "
              f"{p.feature_level} (stride {level_strides(cfg.model)[p.feature_level]}) with ratio r={p.ratio}: "
              f"expected {rows} x {cols} = {expected}")
 
@@ -549,12 +644,15 @@ def _validate_decoder(cfg: ProtoOccConfig) -> None:
         ops = spec.split("+")
         for op in ops:
             _require(op in AUGMENTATIONS, f"model.decoder.augmentations[{i}]",
-                     f"unknown augmentation {op!r} in {spec!r} (expected '+'-joined names from {list(AUGMENTATIONS)})")
-        _require(len(set(ops)) == len(ops), f"model.decoder.augmentations[{i}]", f"repeated operation in {spec!r}")
+                     f"unknown augmentation {preview(op)} in {preview(spec)} (expected '+'-joined names from "
+                     f"{list(AUGMENTATIONS)})")
+        _require(len(set(ops)) == len(ops), f"model.decoder.augmentations[{i}]",
+                 f"repeated operation in {preview(spec)}")
         if "transpose" in ops:
             _require(m.query_size[0] == m.query_size[1] and cfg.dataset.grid_size[0] == cfg.dataset.grid_size[1],
                      f"model.decoder.augmentations[{i}]",
-                     f"transpose needs a square query and grid, got {m.query_size} / {cfg.dataset.grid_size}")
+                     f"transpose needs a square query and grid, got {preview(m.query_size)} / "
+                     f"{preview(cfg.dataset.grid_size)}")
 
 
 def _validate_loss(cfg: ProtoOccConfig) -> None:
@@ -578,3 +676,21 @@ def _validate_train(t: TrainConfig) -> None:
     _positive(t.warmup_steps, "train.warmup_steps", allow_zero=True)
     _positive(t.grad_clip, "train.grad_clip")
     _positive(t.num_workers, "train.num_workers", allow_zero=True)
+    _positive(t.prefetch_factor, "train.prefetch_factor")
+    _validate_augmentation(t.augmentation)
+
+
+def _validate_augmentation(a: AugmentationConfig) -> None:
+    key = "train.augmentation"
+    _positive(a.brightness_delta, f"{key}.brightness_delta", allow_zero=True)
+    _positive(a.hue_delta, f"{key}.hue_delta", allow_zero=True)
+    for name in ("contrast_range", "saturation_range", "resize_range", "bottom_crop_range"):
+        values = getattr(a, name)
+        _length(values, 2, f"{key}.{name}")
+        _require(values[0] <= values[1], f"{key}.{name}", f"expected [low, high] with low <= high, got {values}")
+    for name in ("contrast_range", "saturation_range", "resize_range"):
+        _require(getattr(a, name)[0] > 0, f"{key}.{name}", f"factors must be > 0, got {getattr(a, name)}")
+    _require(a.bottom_crop_range[0] >= 0.0 and a.bottom_crop_range[1] < 1.0, f"{key}.bottom_crop_range",
+             f"fractions must be in [0, 1), got {a.bottom_crop_range}")
+    _require(0.0 <= a.flip_prob <= 1.0, f"{key}.flip_prob", f"must be in [0, 1], got {a.flip_prob}")
+    _require(0.0 <= a.rotate_deg <= 180.0, f"{key}.rotate_deg", f"must be in [0, 180], got {a.rotate_deg}")

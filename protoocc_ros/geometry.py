@@ -56,7 +56,7 @@ def optical_rotation(yaw: float) -> np.ndarray:
     return yaw_matrix(yaw) @ OPTICAL_AXES
 
 
-def make_transform(R: np.ndarray | None = None, t: Sequence[float] | None = None) -> np.ndarray:
+def make_transform(R: np.ndarray | None = None, t: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
     """4x4 transform from rotation (3, 3) and translation (3,); missing parts are identity / zero."""
     T = np.eye(4)
     if R is not None:

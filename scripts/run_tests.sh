@@ -9,4 +9,5 @@ source "$ROOT/.venv/protoocc_env.sh"
 cd "$ROOT"
 # Lint (ruff) and type check (mypy) of the package, with the settings of pyproject.toml; then the tests.
 ruff check protoocc_ros
+mypy
 exec python -m pytest -q "$@"

@@ -9,10 +9,10 @@ import yaml
 
 from protoocc_ros.config import (
     ConfigError, ProtoOccConfig, config_from_dict, config_to_dict, expected_num_prototypes,
-    load_config, resolve_config_path, upsample_factors,
+    load_config, preview, resolve_config_path, upsample_factors,
 )
 
-SHIPPED = ["occ3d_base", "occ3d_small", "occ3d_tiny", "kitti_base", "kitti_small", "demo", "demo_baseline"]
+SHIPPED = ["occ3d_base", "occ3d_small", "occ3d_tiny", "kitti_base", "kitti_small", "demo", "demo_baseline", "ablation"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -106,6 +106,57 @@ def test_base_cycle_is_reported(tmp_path: Path) -> None:
     (tmp_path / "b.yaml").write_text("base: a.yaml\n")
     with pytest.raises(ConfigError, match="cycle"):
         load_config(tmp_path / "a.yaml")
+
+
+ALIAS_BOMB = """\
+base: {base}
+a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+name: *c
+"""
+
+
+def test_alias_in_a_config_file_is_refused_at_once_naming_line_and_alias(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(ALIAS_BOMB.format(base=resolve_config_path("demo")))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert "\n" not in message and len(message) < 300, message
+    assert message.startswith(f"{path}: not valid YAML: line 3, column 8: alias *a refused"), message
+
+
+def test_alias_in_an_override_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"override .*line 1, column \d+: alias \*x refused"):
+        load_config("demo", ["name=[&x [1, 2], *x]"])
+
+
+def test_python_tag_is_refused_on_one_line_naming_file_line_and_tag(tmp_path: Path) -> None:
+    path = tmp_path / "tag.yaml"
+    path.write_text(f"base: {resolve_config_path('demo')}\nname: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert "\n" not in message, message
+    assert message == (f"{path}: not valid YAML: line 2, column 7: could not determine a constructor for the tag "
+                       "'tag:yaml.org,2002:python/object/apply:os.system'")
+
+
+def test_values_in_messages_are_short_previews(tmp_path: Path) -> None:
+    long_name = "x" * 10_000
+    with pytest.raises(ConfigError) as err:
+        load_config("demo", [f"dataset.cameras=[[{long_name}]]"])
+    assert len(str(err.value)) < 300 and "..." in str(err.value)
+    nested: list = [0]
+    for _ in range(40):  # a deep structure: the preview is bounded in time too
+        nested = [nested] * 10
+    assert len(preview(nested)) <= 80
+    assert preview(int("9" * 4000)).startswith("999")  # no ValueError from int -> str limits
+    path = tmp_path / "digits.yaml"
+    path.write_text("name: " + "9" * 5000 + "\n")
+    with pytest.raises(ConfigError, match=r"digits.yaml: not valid YAML: Exceeds the limit"):
+        load_config(path)
 
 
 def test_defaults_validate_and_are_the_occ3d_grid() -> None:

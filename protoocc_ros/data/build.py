@@ -46,18 +46,21 @@ def build_dataset(cfg: Any, split: str):
     which = {"train": getattr(d, "train_split", "train"), "val": getattr(d, "val_split", "val")}.get(split, split)
     names = None if isinstance(which, str) else list(which)
     split_name = which if isinstance(which, str) else None
-    image_size = tuple(d.image_size) if getattr(d, "image_size", None) else None
-    common = {"image_size": image_size, "point_cloud_range": tuple(d.point_cloud_range),
-                  "voxel_size": float(d.voxel_size), "grid_size": tuple(getattr(d, "grid_size", None) or ()) or None}
+    image_size = (int(d.image_size[0]), int(d.image_size[1])) if getattr(d, "image_size", None) else None
+    pc_range = tuple(float(v) for v in d.point_cloud_range)
+    voxel_size = float(d.voxel_size)
+    grid_size = tuple(int(v) for v in getattr(d, "grid_size", None) or ()) or None
     root = resolve_dataroot(getattr(d, "dataroot", SYNTHETIC), kind)
     if kind == "occ3d":
         from protoocc_ros.data.occ3d_nuscenes import Occ3DNuScenesDataset
 
         return Occ3DNuScenesDataset(root, version=getattr(d, "version", "v1.0-trainval"), split=split_name,
                                     scenes=names, cameras=tuple(getattr(d, "cameras", NUSCENES_CAMERAS)),
-                                    num_classes=int(getattr(d, "num_classes", 18)), **common)
+                                    num_classes=int(getattr(d, "num_classes", 18)), image_size=image_size,
+                                    point_cloud_range=pc_range, voxel_size=voxel_size, grid_size=grid_size)
     if kind == "kitti":
         from protoocc_ros.data.semantic_kitti import SemanticKittiDataset
 
-        return SemanticKittiDataset(root, split=split_name, sequences=names, **common)
+        return SemanticKittiDataset(root, split=split_name, sequences=names, image_size=image_size,
+                                    point_cloud_range=pc_range, voxel_size=voxel_size, grid_size=grid_size)
     raise DatasetError(f"dataset.kind {kind!r} is unknown; expected 'occ3d' or 'kitti'")

@@ -18,7 +18,7 @@ import torch
 from protoocc_ros.classes import OCC3D_NUM_CLASSES
 from protoocc_ros.data.errors import DatasetError
 from protoocc_ros.data.io import check_array, check_labels, load_npz, read_json, read_rgb
-from protoocc_ros.data.preprocessing import preprocess_camera_set
+from protoocc_ros.data.preprocessing import preprocess_camera_set, resize_images
 from protoocc_ros.data.sequences import SceneDataset
 from protoocc_ros.geometry import grid_shape, invert_transform, transform_from_pose
 from protoocc_ros.layouts import NUSCENES_CAMERAS, OCC3D, OCC3D_RANGE
@@ -99,7 +99,8 @@ class Occ3DNuScenesDataset(SceneDataset):
         self.dataroot = Path(dataroot)
         self.version = version
         self.cameras = tuple(cameras)
-        self.image_size = tuple(image_size) if image_size is not None else None
+        self.image_size: tuple[int, int] | None = (
+            (int(image_size[0]), int(image_size[1])) if image_size is not None else None)
         self.grid_size = tuple(grid_size) if grid_size is not None else grid_shape(point_cloud_range, voxel_size)
         if tuple(self.grid_size) != grid_shape(point_cloud_range, voxel_size):
             raise DatasetError(f"grid_size {self.grid_size} does not match point_cloud_range {point_cloud_range} "
@@ -165,10 +166,19 @@ class Occ3DNuScenesDataset(SceneDataset):
                 "mask_camera": check_array(arrays["mask_camera"], path, "mask_camera", self.grid_size, "mask"),
                 "mask_lidar": check_array(arrays["mask_lidar"], path, "mask_lidar", self.grid_size, "mask")}
 
+    def raw_images(self, index: int) -> np.ndarray:
+        """uint8 (N, H, W, 3) camera images at the network input size: ``sample["raw_images"]`` without the
+        normalisation, lidar2img and targets (for pseudo-mask precomputation)."""
+        images = [read_rgb(p) for p in self.frames[index].image_paths]
+        return resize_images(images, self.image_size or (images[0].shape[0], images[0].shape[1]))
+
+    def sample_token(self, index: int) -> str:
+        return self.frames[index].sample_token
+
     def __getitem__(self, index: int) -> dict:
         f = self.frames[index]
         images = [read_rgb(p) for p in f.image_paths]
-        size = self.image_size or images[0].shape[:2]
+        size = self.image_size or (images[0].shape[0], images[0].shape[1])
         pre = preprocess_camera_set(images, f.intrinsics, f.cam2ego, size)
         scale = [np.diag([size[1] / im.shape[1], size[0] / im.shape[0], 1.0]) for im in images]
         item = {

@@ -65,6 +65,21 @@ def _check_inputs(images: Sequence[np.ndarray], intrinsics: Sequence[np.ndarray]
             raise DatasetError(f"camera {i}: cam2ego {T.tolist()} is not a finite 4x4 rigid transform")
 
 
+def resize_images(images: Sequence[np.ndarray], image_size: tuple[int, int]) -> np.ndarray:
+    """N RGB images (uint8 (H_i, W_i, 3)) -> uint8 (N, H, W, 3) at ``image_size``: area filter when shrinking
+    both sides, else bilinear (the resize of :func:`preprocess_camera_set`)."""
+    H, W = int(image_size[0]), int(image_size[1])
+    raw = np.empty((len(images), H, W, 3), dtype=np.uint8)
+    for i, img in enumerate(images):
+        h, w = img.shape[:2]
+        if (h, w) == (H, W):
+            raw[i] = img
+        else:
+            interp = cv2.INTER_AREA if (h > H and w > W) else cv2.INTER_LINEAR
+            raw[i] = cv2.resize(np.ascontiguousarray(img), (W, H), interpolation=interp)
+    return raw
+
+
 def preprocess_camera_set(images: Sequence[np.ndarray], intrinsics: Sequence[np.ndarray],
                           cam2ego: Sequence[np.ndarray], image_size: tuple[int, int]) -> PreprocessedSet:
     """Resize + normalise N RGB images (uint8 (H_i, W_i, 3)) and compute lidar2img for ``image_size`` (H, W).
@@ -73,14 +88,9 @@ def preprocess_camera_set(images: Sequence[np.ndarray], intrinsics: Sequence[np.
     """
     _check_inputs(images, intrinsics, cam2ego, image_size)
     H, W = int(image_size[0]), int(image_size[1])
-    raw = np.empty((len(images), H, W, 3), dtype=np.uint8)
+    raw = resize_images(images, (H, W))
     l2i = np.empty((len(images), 4, 4), dtype=np.float32)
     for i, (img, K, T) in enumerate(zip(images, intrinsics, cam2ego)):
         h, w = img.shape[:2]
-        if (h, w) == (H, W):
-            raw[i] = img
-        else:
-            interp = cv2.INTER_AREA if (h > H and w > W) else cv2.INTER_LINEAR
-            raw[i] = cv2.resize(np.ascontiguousarray(img), (W, H), interpolation=interp)
         l2i[i] = lidar2img_from(K, T, (W / w, H / h))
     return PreprocessedSet(images=normalize_images(raw), lidar2img=torch.from_numpy(l2i), raw=raw)

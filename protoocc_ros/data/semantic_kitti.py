@@ -18,7 +18,7 @@ import torch
 from protoocc_ros.classes import IGNORE_LABEL, KITTI_LEARNING_MAP, kitti_ssc_lut
 from protoocc_ros.data.errors import DatasetError
 from protoocc_ros.data.io import read_rgb, require_file
-from protoocc_ros.data.preprocessing import preprocess_camera_set
+from protoocc_ros.data.preprocessing import preprocess_camera_set, resize_images
 from protoocc_ros.data.sequences import SceneDataset
 from protoocc_ros.geometry import grid_shape, invert_transform, make_transform
 from protoocc_ros.layouts import KITTI, KITTI_RANGE
@@ -95,7 +95,8 @@ class SemanticKittiDataset(SceneDataset):
         self.seq_root = root / "sequences" if (root / "sequences").is_dir() else root / "dataset" / "sequences"
         if not self.seq_root.is_dir():
             raise DatasetError(f"{root}: no sequences/ directory (expected <dataroot>/sequences/NN/...)")
-        self.image_size = tuple(image_size) if image_size is not None else None
+        self.image_size: tuple[int, int] | None = (
+            (int(image_size[0]), int(image_size[1])) if image_size is not None else None)
         self.grid_size = tuple(grid_size) if grid_size is not None else grid_shape(point_cloud_range, voxel_size)
         self.load_gt = load_gt
         self.camera = camera
@@ -164,11 +165,20 @@ class SemanticKittiDataset(SceneDataset):
         labels[unpack_bits(packed) == 1] = IGNORE_LABEL
         return labels.reshape(self.grid_size)
 
+    def raw_images(self, index: int) -> np.ndarray:
+        """uint8 (1, H, W, 3) image at the network input size (``sample["raw_images"]`` without the rest)."""
+        image = read_rgb(self.frames[index].image_path)
+        return resize_images([image], self.image_size or (image.shape[0], image.shape[1]))
+
+    def sample_token(self, index: int) -> str:
+        f = self.frames[index]
+        return f"{f.sequence}/{f.frame_id}"
+
     def __getitem__(self, index: int) -> dict:
         f = self.frames[index]
         K, cam2ego = self._calib[f.sequence]
         image = read_rgb(f.image_path)
-        size = self.image_size or image.shape[:2]
+        size = self.image_size or (image.shape[0], image.shape[1])
         pre = preprocess_camera_set([image], [K], [cam2ego], size)
         S = np.diag([size[1] / image.shape[1], size[0] / image.shape[0], 1.0])
         item = {

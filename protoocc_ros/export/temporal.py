@@ -46,6 +46,7 @@ from torch import Tensor, nn
 
 from protoocc_ros.config import ProtoOccConfig
 from protoocc_ros.export.onnx_export import DEFAULT_OPSET, ExportError, trace_to_onnx
+from protoocc_ros.model.protoocc import ProtoOcc
 from protoocc_ros.model.spatial_cross_attention import CameraQueries, project_points
 from protoocc_ros.model.temporal_memory import TemporalMemory
 from protoocc_ros.model.voxel_query import voxel_centres
@@ -78,7 +79,7 @@ def hits_per_camera(cfg: ProtoOccConfig, lidar2img: Tensor | np.ndarray, pillars
     lidar2img (B, N, 4, 4)."""
     pts = pillar_points(cfg) if pillars is None else pillars
     l2i = torch.as_tensor(np.asarray(lidar2img) if not isinstance(lidar2img, Tensor) else lidar2img).float()
-    _, visible = project_points(pts, l2i, tuple(cfg.image_size))  # (B, N, Q, Z_a)
+    _, visible = project_points(pts, l2i, (int(cfg.image_size[0]), int(cfg.image_size[1])))  # (B, N, Q, Z_a)
     return visible.any(-1).sum(-1).numpy()
 
 
@@ -126,9 +127,9 @@ def _warp_by_motion(features: Tensor, ego_motion: Tensor, point_cloud_range: Seq
 class TemporalGraph(nn.Module):
     """ProtoOcc in eval mode with the memory as tensors (module docstring); ``max_hits`` = K slots per camera."""
 
-    def __init__(self, model: nn.Module, max_hits: int) -> None:
+    def __init__(self, model: ProtoOcc, max_hits: int) -> None:
         super().__init__()
-        self.model = model
+        self.model: ProtoOcc = model
         self.max_hits = int(max_hits)
         self.eval()
 
@@ -174,7 +175,7 @@ def example_memory_inputs(cfg: ProtoOccConfig, device: torch.device | str = "cpu
             torch.eye(4, dtype=torch.float64, device=device)[None])
 
 
-def export_temporal_onnx(model: nn.Module, images: Tensor, lidar2img: Tensor, path: str | Path, max_hits: int,
+def export_temporal_onnx(model: ProtoOcc, images: Tensor, lidar2img: Tensor, path: str | Path, max_hits: int,
                          opset: int = DEFAULT_OPSET) -> Path:
     """Trace ``TemporalGraph`` with example inputs (a first frame) and write it, K = ``max_hits`` in its metadata.
 
@@ -280,7 +281,7 @@ def _numpy(value: Tensor | np.ndarray, dtype: Any) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype)
 
 
-def compare_sequence(runner: TemporalOnnxRunner, model: nn.Module,
+def compare_sequence(runner: TemporalOnnxRunner, model: ProtoOcc,
                      frames: Sequence[tuple[Tensor, Tensor, Tensor, Tensor]]) -> list[dict[str, Any]]:
     """ONNX Runtime (``runner``, caller-side memory) vs ``ProtoOcc.forward`` with a ``TemporalMemory``, over a
     sequence of (images (1,N,3,H,W), lidar2img (1,N,4,4), ego2global (1,4,4) f64, timestamp (1,) f64) frames.

@@ -234,7 +234,7 @@ def load_model(checkpoint: Path | None, cfg: ProtoOccConfig, device: torch.devic
     if checkpoint is None:
         return build_model(cfg).to(device).eval()
     model, _ = load_checkpoint(checkpoint, cfg, device=device)
-    return model  # type: ignore[return-value]
+    return model
 
 
 BACKENDS = ("torch", "onnxruntime")

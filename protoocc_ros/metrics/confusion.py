@@ -113,7 +113,15 @@ class ConfusionMetric:
         check_pred_range(p[keep], self.num_classes)
         return p[keep], g[keep]
 
+    def update(self, pred: Any, gt: Any, mask: Any | None = None) -> None:
+        """Accumulate one frame (or a batch) of predictions against ground truth."""
+        raise NotImplementedError
+
     def compute(self) -> dict:
+        raise NotImplementedError
+
+    def table(self) -> str:
+        """The results as the benchmark's printed table."""
         raise NotImplementedError
 
     def merge(self, other: ConfusionMetric) -> ConfusionMetric:

@@ -184,31 +184,67 @@ def build_backbone(cfg: BackboneConfig) -> _StagedBackbone:
     return model
 
 
-def _read_state_dict(path: Path) -> dict[str, Tensor]:
+CAFFE_STYLE_PROBLEM = (
+    "caffe-style ResNet weights (MSRA/Detectron, mmdet style='caffe', e.g. FCOS3D's) expect BGR input on 0..255 "
+    "minus the mean with std 1 and put the stride on the 1x1 convolution; this backbone feeds RGB normalised by "
+    "the ImageNet mean and std (values ~58x smaller, channels reversed) with torchvision's stride on the 3x3 "
+    "convolution, so they would load without error and compute wrong features. Use torchvision's ImageNet file "
+    "(resnet50-0676ba61.pth / resnet18-f37072fd.pth)")
+
+
+def _read_state_dict(path: Path) -> tuple[dict[str, Tensor], str]:
+    """(state_dict, text of any metadata stored beside it)."""
     if path.suffix == ".safetensors":
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
-        return load_file(str(path))
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
+        with safe_open(str(path), framework="pt") as fh:
+            meta = str(fh.metadata() or "")
+        return load_file(str(path)), meta
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelError(f"{path}: not a weights-only torch checkpoint ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    meta = ""
+    if isinstance(state, dict):
+        meta = " ".join(str(state[k]) for k in ("meta", "config", "cfg") if k in state)
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict):
         raise ModelError(f"{path}: expected a state_dict (mapping of tensors), got {type(state).__name__}")
-    return state
+    return state, meta
+
+
+def _caffe_style_reason(path: Path, state: dict[str, Tensor], meta: str) -> str | None:
+    """Why ``state`` looks like caffe-style (or untrained) weights, None when it looks like torchvision's."""
+    if "caffe" in path.name.lower():
+        return f"the file name {path.name!r} says caffe"
+    if "caffe" in meta.lower():
+        return "its metadata names style='caffe'"
+    means = [v for k, v in state.items() if k.endswith("running_mean")]
+    variances = [v for k, v in state.items() if k.endswith("running_var")]
+    if means and all(bool((m == 0).all()) for m in means) and all(bool((v == 1).all()) for v in variances):
+        return ("every BatchNorm running_mean is 0 and running_var is 1: BatchNorm folded into scale/shift as in "
+                "the caffe conversions, or a network that was never trained")
+    return None
 
 
 def load_backbone_checkpoint(model: nn.Module, path: str | Path) -> None:
     """Load torchvision-format ResNet weights (.pth/.pt via weights_only, or .safetensors) by path.
 
     Prefixes ``module.``/``backbone.``/``img_backbone.`` are stripped and ``fc.*`` is dropped;
-    any other missing or unexpected key, or a shape mismatch, raises ModelError.
+    any other missing or unexpected key, or a shape mismatch, raises ModelError. Caffe-style files (a
+    'caffe' file name or metadata, or BatchNorm statistics that are all 0 / 1) are refused: their shapes
+    match but they expect BGR, unscaled input and another stride placement (``CAFFE_STYLE_PROBLEM``).
     """
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: backbone checkpoint not found (pretrained weights are never downloaded)")
+    loaded, meta = _read_state_dict(path)
     state = {}
-    for key, value in _read_state_dict(path).items():
+    for key, value in loaded.items():
         for prefix in ("module.", "img_backbone.", "backbone."):
             if key.startswith(prefix):
                 key = key[len(prefix):]
@@ -225,4 +261,7 @@ def load_backbone_checkpoint(model: nn.Module, path: str | Path) -> None:
     if wrong:
         raise ModelError(f"{path}: shape mismatch for {wrong[:5]} (e.g. {wrong[0]}: "
                          f"{tuple(state[wrong[0]].shape)} vs {tuple(own[wrong[0]].shape)})")
+    reason = _caffe_style_reason(path, state, meta)
+    if reason is not None:
+        raise ModelError(f"{path}: refused as backbone weights: {reason}. {CAFFE_STYLE_PROBLEM}")
     model.load_state_dict(state)

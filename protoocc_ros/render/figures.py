@@ -105,3 +105,34 @@ def render_iou_bars(path: str | Path, per_class_iou: Mapping[str, float], miou: 
 def render_camera_mosaic(path: str | Path, images: Sequence[np.ndarray], names: Sequence[str] | None = None) -> Path:
     """PNG of ``camera_mosaic``."""
     return save_png(path, camera_mosaic(images, names))
+
+
+def render_cameras_and_bev(path: str | Path, images: Sequence[np.ndarray], camera_names: Sequence[str] | None,
+                           pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None, num_classes: int = 18,
+                           title: str | None = None) -> Path:
+    """What the model sees and what it predicts (the layout of the paper's Fig. 3): the camera images of a
+    frame (nuScenes layout for the six nuScenes cameras) beside the BEV prediction and ground truth."""
+    names, colors, free = _palette(num_classes)
+    p, g = as_grid(pred, "pred"), as_grid(gt, "gt")
+    if p.shape != g.shape:
+        raise RenderError(f"pred has shape {p.shape} but gt has shape {g.shape}; expected equal shapes")
+    mosaic = camera_mosaic(list(images), list(camera_names) if camera_names else None)
+    mh, mw = mosaic.shape[:2]
+    width = 16.0
+    cam_w = width * 0.5
+    fig = Figure(figsize=(width, max(4.5, cam_w * mh / mw + 1.0)))
+    ax = fig.add_axes((0.0, 0.04, 0.5, 0.86))
+    ax.imshow(mosaic)
+    ax.set_axis_off()
+    ax.set_title("camera images (input)")
+    valid = g != IGNORE_LABEL if mask is None else (np.asarray(mask).astype(bool) & (g != IGNORE_LABEL))
+    for i, (grid, sub) in enumerate(((p, "prediction (BEV, forward up)"), (g, "ground truth (BEV)"))):
+        bax = fig.add_axes((0.51 + i * 0.205, 0.04, 0.2, 0.86))
+        bax.imshow(bev_image(grid, colors, free, mask), interpolation="nearest")
+        bax.set_axis_off()
+        bax.set_title(sub)
+    if title:
+        fig.suptitle(title)
+    _legend(fig, [p[valid], g[valid]], names, colors, free)
+    return _save(fig, path)
+

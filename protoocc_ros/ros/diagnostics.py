@@ -1,6 +1,12 @@
 """/diagnostics of occupancy_node (docs/architecture.md "ROS interfaces"): input rates, per-stage latency, drops and
 memory resets by reason.
 
+Drops come in two families, each counted once per thing lost: ``dropped`` counts camera sets that were not
+published (by the reason the set was lost), ``dropped messages`` counts input messages refused on their own
+(a camera image, CameraInfo or TF message: bad stamp, encoding, size, calibration, transform). A bad image
+costs one of each; a repeated 6-camera set costs six messages and one set; a camera missing from a set costs
+one set and no message.
+
 Health levels (the numbers are in each status's key/values; limits in :class:`HealthLimits`, from the
 node's ``diagnostics.*`` parameters): OK; WARN when a camera's input rate is below the expected rate,
 the recent mean latency is above the budget, or a camera was missing from recent sets; ERROR when the
@@ -111,8 +117,8 @@ class NodeDiagnostics:
 
     Statuses (name = "<node>: <part>"): lifecycle (state, last transition error), inputs (msg/s per input,
     cameras missing from recent sets), latency (ms per stage: last, mean, max since start; recent mean vs
-    budget), tf (ego pose age), model (inference failures, warm-up time), dropped (count per reason),
-    memory resets (count per reason), output (sets published).
+    budget), tf (ego pose age), model (inference failures, warm-up time), dropped (sets, count per reason),
+    dropped messages (input messages, count per reason), memory resets (count per reason), output (sets published).
     """
 
     def __init__(self, node_name: str, hardware_id: str = "", clock: Callable[[], float] = time.monotonic,
@@ -126,7 +132,8 @@ class NodeDiagnostics:
         self.transition_error = ""          # reason of the last failed transition ('' = none)
         self.inputs: dict[str, RateMeter] = {}
         self.output = RateMeter(clock=clock)
-        self.drops: Counter[str] = Counter()
+        self.drops: Counter[str] = Counter()          # camera sets not published, by reason
+        self.message_drops: Counter[str] = Counter()  # input messages refused, by reason
         self.resets: Counter[str] = Counter()
         self._latency: dict[str, list[float]] = {}  # stage -> [last, sum, count, max] (s)
         self._recent_total: deque[tuple[float, float]] = deque()  # (time, total latency s)
@@ -137,6 +144,7 @@ class NodeDiagnostics:
         self.model_error = ""   # message of the last inference failure; '' after a success
         self.warmup_ms: float | None = None
         self._drops_reported: Counter[str] = Counter()
+        self._message_drops_reported: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     def set_limits(self, limits: HealthLimits) -> None:
@@ -191,8 +199,14 @@ class NodeDiagnostics:
                 self._recent_total.append((self.clock(), seconds))
 
     def drop(self, reason: str, n: int = 1) -> None:
+        """``n`` camera sets lost for ``reason``."""
         with self._lock:
             self.drops[reason] += n
+
+    def drop_message(self, reason: str, n: int = 1) -> None:
+        """``n`` input messages (image, CameraInfo, TF) refused for ``reason``."""
+        with self._lock:
+            self.message_drops[reason] += n
 
     def reset(self, reason: str) -> None:
         with self._lock:
@@ -273,6 +287,10 @@ class NodeDiagnostics:
             new_drops = {k: v - self._drops_reported[k] for k, v in drops.items()
                          if v > self._drops_reported[k] and k not in QUIET_DROPS}
             self._drops_reported = Counter(drops)
+            message_drops = dict(sorted(self.message_drops.items()))
+            new_message_drops = {k: v - self._message_drops_reported[k] for k, v in message_drops.items()
+                                 if v > self._message_drops_reported[k]}
+            self._message_drops_reported = Counter(message_drops)
             resets = dict(sorted(self.resets.items()))
             published = {"sets_published": self.output.count, "rate_hz": self.output.rate()}
             model = {"failures": self.model_failures, **({"warmup_ms": self.warmup_ms} if self.warmup_ms else {}),
@@ -291,7 +309,10 @@ class NodeDiagnostics:
             self._status("model", _ERROR if model_error else _OK,
                          f"inference failed: {model_error}" if model_error else "ok", model),
             self._status("dropped", _WARN if new_drops else _OK,
-                         f"new drops: {new_drops}" if new_drops else "no new drops", drops),
+                         f"sets dropped since the last report: {new_drops}" if new_drops else "no new drops", drops),
+            self._status("dropped messages", _WARN if new_message_drops else _OK,
+                         f"input messages refused since the last report: {new_message_drops}" if new_message_drops
+                         else "no new refusals", message_drops),
             self._status("memory resets", _OK, "temporal memory resets by reason", resets),
             self._status("output", _OK, "occupancy sets published", published),
         ]

@@ -12,9 +12,9 @@ activates at start; a failure then exits with a one-line reason and a non-zero c
 Sets are synchronised (sync.py) in the subscription callbacks and handed to one worker thread through a
 bounded queue (inference_worker.py), which gathers them (camera_inputs.py), runs the ROS-free predictor
 (protoocc_ros.inference) and publishes (occupancy_outputs.py, foxglove_bridge.py); /diagnostics reports
-rates, per-stage latency, TF age, model failures, dropped sets and memory resets by reason (diagnostics.py).
-Bad input is dropped and counted, never fatal. Live parameters take effect at once; the others are
-refused while configured (occupancy_params.py).
+rates, per-stage latency, TF age, model failures, memory resets and drops by reason (diagnostics.py), in two
+families: sets not published, and input messages refused. Bad input is dropped and counted, never fatal.
+Live parameters take effect at once; the others are refused while configured (occupancy_params.py).
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ from protoocc_ros.ros.occupancy_outputs import OccupancyOutputs
 from protoocc_ros.ros.occupancy_params import OccupancyNodeParams
 from protoocc_ros.ros.params import ParamError, apply_change, current_values, declare_params, param_specs, read_params
 from protoocc_ros.ros.qos import reliable_qos, sensor_qos
-from protoocc_ros.ros.sync import ApproximateTimeSync, SyncedSet
+from protoocc_ros.ros.sync import MESSAGE_DROPS, ApproximateTimeSync, SyncedSet
 from protoocc_ros.ros.tf_buffer import TfBuffer, attach_tf_listener
 
 __all__ = ["OccupancyNode", "NodeStartError", "main"]
@@ -133,8 +133,7 @@ class OccupancyNode(ManagedNode):
             if p.torch_threads:
                 torch.set_num_threads(p.torch_threads)
             predictor = load_predictor(checkpoint, p.config_file, p.model_overrides(), device, p.memory_enabled,
-                                       warn=lambda line: log.warning(line), backend=p.backend,
-                                       onnx_file=p.onnx_file or None, providers=p.onnx_providers, cameras=p.cameras)
+                                       warn=lambda line: log.warning(line), **p.backend_options())
             cfg = predictor.cfg
             cameras = p.cameras or list(cfg.dataset.cameras)
             if checkpoint is not None:
@@ -151,7 +150,8 @@ class OccupancyNode(ManagedNode):
         tf = TfBuffer(p.tf_cache_s, p.tf_tolerance_s, on_reject=self._on_tf_reject, jump_back_s=p.time_jump_s)
         ds = cfg.dataset
         self.run = _Run(
-            params=p, cameras=cameras, predictor=predictor, tf=tf, inputs=CameraInputs(cameras, tf, self._drop),
+            params=p, cameras=cameras, predictor=predictor, tf=tf,
+            inputs=CameraInputs(cameras, tf, lambda reason, detail: self._drop(reason, detail, message=True)),
             outputs=OccupancyOutputs(self, predictor.classes, ds.point_cloud_range, ds.voxel_size, ds.grid_size,
                                      cfg.image_size, p),
             sync=ApproximateTimeSync(cameras, p.sync_slop_s, p.sync_queue_size, p.time_jump_s,
@@ -264,7 +264,7 @@ class OccupancyNode(ManagedNode):
             self.diag.tick_input(f"{camera}/camera_info")
             run = self.run
             if run is not None:
-                run.inputs.on_camera_info(camera, topic, msg)
+                run.inputs.on_camera_info(run.params, camera, topic, msg)
         return callback
 
     def _on_tf_message(self, msg: Any, static: bool) -> None:
@@ -291,16 +291,19 @@ class OccupancyNode(ManagedNode):
         if reason == "time_jump_backwards":
             self.diag.reset("sync.time_jump_backwards")
             self.diag.restart_stamps()
-            if self.run is not None:
-                self.run.last_set_ns = None
+            run = self.run
+            if run is not None:
+                run.last_set_ns = None
+                run.tf.time_jumped(run.sync.jumped_to_ns or 0)  # TF still on the old timeline goes too
+                run.inputs.time_jumped()
             line = self.throttled("sync.reset", f"inputs jumped back in time, synchronizer reset: {detail}")
             if line:
                 self.get_logger().warning(line)
             return
-        self._drop(reason, detail)
+        self._drop(reason, detail, message=reason in MESSAGE_DROPS)
 
     def _on_tf_reject(self, reason: str, detail: str) -> None:
-        self._drop(f"tf_rejected_{reason}", detail)
+        self._drop(f"tf_rejected_{reason}", detail, message=True)
 
     def _on_busy_drop(self, job: _Job) -> None:
         queue = self.run.params.inference_queue_size if self.run is not None else "?"
@@ -312,9 +315,10 @@ class OccupancyNode(ManagedNode):
             return
         self._drop("internal_error", f"set at {job.synced.stamp_ns} ns: {type(exc).__name__}: {exc}")
 
-    def _drop(self, reason: str, detail: str) -> None:
-        self.diag.drop(reason)
-        line = self.throttled(reason, f"dropped ({reason}): {detail}")
+    def _drop(self, reason: str, detail: str, message: bool = False) -> None:
+        """Count one set (``message``: one input message) lost for ``reason``; log it, throttled per reason."""
+        (self.diag.drop_message if message else self.diag.drop)(reason)
+        line = self.throttled(reason, f"{'refused' if message else 'dropped'} ({reason}): {detail}")
         if line:
             self.get_logger().warning(line)
 
@@ -338,6 +342,8 @@ class OccupancyNode(ManagedNode):
         try:
             self._run_set(run, job)
         except SetDropped as drop:
+            for reason, n in drop.messages.items():  # camera messages at fault: counted in both families
+                self.diag.drop_message(reason, n)
             self._drop(drop.reason, str(drop))
 
     def _run_set(self, run: _Run, job: _Job) -> None:
@@ -368,7 +374,8 @@ class OccupancyNode(ManagedNode):
         t3 = time.monotonic()
         shown, cells = run.outputs.publish(p, out.labels, out.confidence, synced.stamp_ns, batch.lidar2img)
         t4 = time.monotonic()
-        stages = [("queue", t0 - job.queued_at), ("decode_tf", t1 - t0), ("preprocess", t2 - t1),
+        stages = [("queue", t0 - job.queued_at), ("decode_tf", t1 - t0 - got.rectify_s), ("rectify", got.rectify_s),
+                  ("preprocess", t2 - t1),
                   ("inference", t3 - t2), ("publish", t4 - t3), ("total", t4 - job.queued_at)]
         if run.fox is not None:
             transforms = [(p.odom_frame, p.base_frame, ego2global)] + [

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from protoocc_ros.ros.params import ParamError, check, param
+from protoocc_ros.ros.rectification import DEFAULT_MAX_PIXELS, RECTIFICATION_MODES
 
 __all__ = ["OccupancyNodeParams"]
 
@@ -43,6 +45,20 @@ class OccupancyNodeParams:
     image_transport: str = param("raw", "raw (sensor_msgs/Image) or compressed (CompressedImage on "
                                         "<image topic>/compressed).", choices=("raw", "compressed"))
     camera_info_topic_pattern: str = param("/cameras/{camera}/camera_info", "CameraInfo topic per camera.")
+    rectification: str = param("rectify", "How camera images relate to their CameraInfo: rectify = image_raw, "
+                                          "distortion (plumb_bob, rational_polynomial, equidistant) and R removed "
+                                          "in the node; rectified_input = image_rect (already rectified): P and R "
+                                          "are used, D ignored; refuse_distorted = a CameraInfo with non-zero D is "
+                                          "refused (distorted_camera_info). Applies to CameraInfo received after a "
+                                          "change.", choices=RECTIFICATION_MODES, live=True)
+    camera_info_tolerance_s: float = param(0.005, "An image is read with the CameraInfo of its stamp or the newest "
+                                                  "one not newer than the image stamp plus this (s).",
+                                           range=(0.0, 1.0), live=True)
+    image_max_pixels: int = param(DEFAULT_MAX_PIXELS, "Largest image (width x height) accepted; a CameraInfo or "
+                                                      "image claiming more is refused before decoding.",
+                                  range=(1, 1 << 30), live=True)
+    image_16bit_white: int = param(65535, "16-bit encodings (mono16, 16UC1, bayer_*16): the value shown as white "
+                                          "(65535 full range, 4095 for 12-bit data).", range=(1, 65535), live=True)
     base_frame: str = param("base_link", "Ego frame: the grid's frame and the parent of the camera optical frames.")
     odom_frame: str = param("odom", "World frame of the ego pose (odom -> base_link) used by the temporal memory.")
     sync_slop_s: float = param(0.05, "Largest stamp spread inside one camera set (s).", range=(0.0, 10.0))
@@ -138,6 +154,11 @@ class OccupancyNodeParams:
         if self.memory_max_pose_jump_m != -1.0:
             overrides.append(f"model.temporal.memory_max_pose_jump_m={self.memory_max_pose_jump_m}")
         return overrides
+
+    def backend_options(self) -> dict[str, Any]:
+        """load_predictor's backend keywords: backend, onnx_file, providers, cameras (the rig, for an export)."""
+        return {"backend": self.backend, "onnx_file": self.onnx_file or None, "providers": self.onnx_providers,
+                "cameras": self.cameras}
 
     def checkpoint_path(self) -> Path | None:
         """The checkpoint to load: the parameter's file (ParamError when missing or not a file), else the

@@ -23,6 +23,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from protoocc_ros.config import preview
+
 __all__ = ["ParamError", "ParamSpec", "param", "param_specs", "declare_params", "read_params", "params_from_values",
            "apply_change", "check", "live_parameters", "VALUE_PREVIEW"]
 
@@ -80,15 +82,10 @@ def live_parameters(cls: type) -> frozenset[str]:
     return frozenset(s.name for s in param_specs(cls) if s.live)
 
 
-def _preview(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= VALUE_PREVIEW else text[:VALUE_PREVIEW - 3] + "..."
-
-
 def check(ok: bool, name: str, value: Any, expected: str) -> None:
     """Raise ParamError("parameter 'name' = value: expected ...") unless ``ok``."""
     if not ok:
-        raise ParamError(f"parameter {name!r} = {_preview(value)}: expected {expected}")
+        raise ParamError(f"parameter {name!r} = {preview(value, VALUE_PREVIEW)}: expected {expected}")
 
 
 def _coerce(spec: ParamSpec, value: Any) -> Any:

@@ -5,8 +5,17 @@ Fed with TFMessage from /tf (dynamic, kept for ``cache_time_s``) and /tf_static 
 ancestor) and interpolates each dynamic edge in time: linear for translation, slerp for rotation.
 Semantics follow tf2: a TransformStamped (parent = header.frame_id, child = child_frame_id) maps
 child-frame points into the parent frame; the result of lookup_transform(target, source) maps
-source-frame points into the target frame. Errors are TransformError subclasses; transforms with
-NaN/inf, a zero quaternion or bad frame ids are rejected at insert and counted by reason.
+source-frame points into the target frame. Errors are TransformError subclasses.
+
+Rejected at insert and counted by reason (``REJECT_REASONS``), each leaving the stored tree as it was:
+NaN/inf, a quaternion whose squared norm is off 1 by more than tf2's 0.01 (zero_quaternion,
+unnormalised_quaternion), bad frame ids, a repeated stamp, data older than the cache, and an edge that would
+close a loop (a driver sending ``base_link -> odom`` beside ``odom -> base_link``): a loop edge is refused while
+the edges it conflicts with are fresh, and replaces them once they are older than the cache (they age out as
+tf2's cache does), so no single message poisons the tree. A late transform is inserted alone; with
+``jump_back_s`` a transform that far behind its edge's newest is held as a possible backwards time jump, and
+only a second one continuing that earlier timeline (or ``time_jumped()``, when the images jumped back too)
+clears the history: a bag looping or sim time restarting resets, a single late message does not.
 """
 from __future__ import annotations
 
@@ -20,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from protoocc_ros.config import preview
 from protoocc_ros.geometry import quaternion_to_matrix
 
 __all__ = [
@@ -144,8 +154,9 @@ class _Edge:
                 return self.values[0 if i == 0 else -1]
             direction = "past" if i == 0 else "future"
             raise ExtrapolationError(
-                f"{self.parent} -> {child}: extrapolation into the {direction} at {time_ns} ns by {gap / 1e9:.3f} s "
-                f"(data {self.stamps[0]}..{self.stamps[-1]} ns, tolerance {tolerance_ns / 1e9:.3f} s)",
+                f"{self.parent[:80]} -> {child[:80]}: extrapolation into the {direction} at {time_ns} ns by "
+                f"{gap / 1e9:.3f} s (data {self.stamps[0]}..{self.stamps[-1]} ns, tolerance "
+                f"{tolerance_ns / 1e9:.3f} s)",
                 direction,
             )
         t0, t1 = self.stamps[i - 1], self.stamps[i]
@@ -157,18 +168,32 @@ class _Edge:
 RejectCallback = Callable[[str, str], None]  # (reason, detail)
 
 
+@dataclass
+class _Held:
+    """A dynamic transform far behind its edge, kept until the next one tells late data from a time jump."""
+
+    parent: str
+    stamp: int
+    value: Transform
+    stored: bool = False  # inserted as late data already (inside the cache)
+
+
 class TfBuffer:
     """Transform buffer fed by /tf and /tf_static messages (thread-safe).
 
     cache_time_s: how long dynamic transforms are kept (relative to the newest stamp of each edge).
     tolerance_s: default allowed extrapolation beyond the stored history (0 = none, like tf2).
-    jump_back_s: when set, a dynamic transform more than this much older than the newest one of its
-    edge is a backwards time jump (a bag restarting): all dynamic history is cleared (``resets`` counts
-    it) and the transform is kept. None = tf2 behaviour (data older than the cache is rejected).
+    jump_back_s: when set, a dynamic transform more than this much older than the newest one of its edge may be a
+    backwards time jump (a bag restarting): it is held (and inserted when inside the cache); a second such
+    transform of that edge, newer than the first, or ``time_jumped()`` confirms the jump: the dynamic history
+    of the old timeline is cleared (``resets`` counts it) and the held transforms are kept. A held transform
+    followed by one on the old timeline was just late; one it could not be stored is then counted as rejected.
+    None = tf2 behaviour (data older than the cache is rejected).
     """
 
-    REJECT_REASONS = ("empty_frame_id", "self_transform", "nan", "zero_quaternion", "older_than_cache",
-                      "repeated_stamp")
+    REJECT_REASONS = ("empty_frame_id", "self_transform", "nan", "zero_quaternion", "unnormalised_quaternion",
+                      "loop", "older_than_cache", "repeated_stamp")
+    QUATERNION_TOLERANCE = 0.01  # |x²+y²+z²+w² - 1| allowed, as tf2's QUATERNION_NORMALIZATION_TOLERANCE
 
     def __init__(self, cache_time_s: float = 10.0, tolerance_s: float = 0.0,
                  on_reject: RejectCallback | None = None, jump_back_s: float | None = None) -> None:
@@ -183,6 +208,7 @@ class TfBuffer:
         self.rejected: Counter[str] = Counter()
         self.resets = 0
         self._edges: dict[str, _Edge] = {}
+        self._held: dict[str, list[_Held]] = {}  # child -> transforms far behind its edge (a possible time jump)
         self._lock = threading.Lock()
 
     # -- insert ---------------------------------------------------------------------------------
@@ -193,9 +219,10 @@ class TfBuffer:
         return False
 
     def set_transform(self, ts: Any, authority: str = "", static: bool = False) -> bool:
-        """Insert one geometry_msgs/TransformStamped; returns False (and counts why) when rejected."""
+        """Insert one geometry_msgs/TransformStamped; returns False when it is not stored (rejected and counted,
+        or held as a possible time jump)."""
         parent, child = ts.header.frame_id.lstrip("/"), ts.child_frame_id.lstrip("/")
-        name = f"{parent or '?'} -> {child or '?'}" + (f" from {authority}" if authority else "")
+        name = f"{parent[:80] or '?'} -> {child[:80] or '?'}" + (f" from {authority}" if authority else "")
         if not parent or not child:
             return self._reject("empty_frame_id", f"transform {name}: empty frame id")
         if parent == child:
@@ -203,39 +230,119 @@ class TfBuffer:
         value = Transform.from_msg(ts.transform)
         if not (np.isfinite(value.translation).all() and np.isfinite(value.rotation).all()):
             return self._reject("nan", f"transform {name}: NaN/inf in {value.translation}, {value.rotation}")
-        norm = float(np.linalg.norm(value.rotation))
-        if norm < 1e-6:
+        norm2 = float(np.dot(value.rotation, value.rotation))
+        if norm2 < 1e-12:
             return self._reject("zero_quaternion", f"transform {name}: quaternion {value.rotation} has zero length")
-        value = Transform(value.translation, value.rotation / norm)
+        if abs(norm2 - 1.0) > self.QUATERNION_TOLERANCE:
+            return self._reject("unnormalised_quaternion", f"transform {name}: quaternion {value.rotation} has norm "
+                                f"{math.sqrt(norm2):.4f}; |q|² must be 1 within {self.QUATERNION_TOLERANCE} (as tf2)")
+        value = Transform(value.translation, value.rotation / math.sqrt(norm2))
         stamp = int(ts.header.stamp.sec) * 1_000_000_000 + int(ts.header.stamp.nanosec)
         with self._lock:
-            problem = self._insert_locked(parent, child, stamp, value, static)
-        return True if problem is None else self._reject(problem[0], f"transform {name}: {problem[1]}")
+            problems: list[tuple[str, str]] = []
+            stored = self._insert_locked(parent, child, stamp, value, static, problems)
+        for reason, detail in problems:
+            self._reject(reason, f"transform {name}: {detail}")
+        return stored
 
-    def _insert_locked(self, parent: str, child: str, stamp: int, value: Transform,
-                       static: bool) -> tuple[str, str] | None:
-        """Store one checked transform; returns (reason, detail) when it is not stored."""
+    def _loop_locked(self, parent: str, child: str) -> list[str] | None:
+        """Children of the edges that parent -> child would close a loop with; None when it closes none."""
+        path, frame = [], parent
+        while frame in self._edges and frame != child:
+            path.append(frame)
+            frame = self._edges[frame].parent
+            if len(path) > len(self._edges):  # pragma: no cover - the tree never holds a loop
+                break
+        return path if frame == child else None
+
+    def _insert_locked(self, parent: str, child: str, stamp: int, value: Transform, static: bool,
+                       problems: list[tuple[str, str]]) -> bool:
+        """Store one checked transform; appends (reason, detail) for what is rejected."""
+        loop = self._loop_locked(parent, child)
+        if loop is not None:
+            fresh = [f for f in loop if self._edges[f].static or self._edges[f].stamps[-1] >= stamp - self.cache_ns]
+            if fresh:
+                edges = preview([f"{self._edges[f].parent[:80]} -> {f[:80]}" for f in loop[:8]], 300)
+                problems.append(("loop", f"would close a loop with {edges} (kept: {len(fresh)} of them are static "
+                                         "or newer than the cache)"))
+                return False
+            for f in loop:  # every conflicting edge is older than the cache: it ages out, this one replaces it
+                del self._edges[f]
+                self._held.pop(f, None)
         if static:
             self._edges[child] = _Edge(parent, True, [stamp], [value])
-            return None
+            return True
         edge = self._edges.get(child)
         if edge is None or edge.static or edge.parent != parent:
             edge = self._edges[child] = _Edge(parent, False)
+            self._held.pop(child, None)
         if self.jump_back_ns is not None and edge.stamps and stamp < edge.stamps[-1] - self.jump_back_ns:
-            self.resets += 1
-            self._edges = {k: e for k, e in self._edges.items() if e.static}
-            edge = self._edges[child] = _Edge(parent, False)
+            return self._behind_locked(child, edge, _Held(parent, stamp, value), problems)
+        self._settle_held_locked(child, problems)  # a transform on the current timeline: what was held was late
+        return self._store_locked(edge, stamp, value, problems)
+
+    def _store_locked(self, edge: _Edge, stamp: int, value: Transform, problems: list[tuple[str, str]] | None) -> bool:
         if edge.stamps and stamp < edge.stamps[-1] - self.cache_ns:
-            return "older_than_cache", (f"stamp {stamp} ns is more than the cache length "
-                                        f"({self.cache_ns / 1e9:.1f} s) before the newest ({edge.stamps[-1]} ns)")
+            if problems is not None:
+                problems.append(("older_than_cache", f"stamp {stamp} ns is more than the cache length "
+                                 f"({self.cache_ns / 1e9:.1f} s) before the newest ({edge.stamps[-1]} ns)"))
+            return False
         i = bisect.bisect_left(edge.stamps, stamp)
         if i < len(edge.stamps) and edge.stamps[i] == stamp:
-            return "repeated_stamp", f"stamp {stamp} ns already stored"
+            if problems is not None:
+                problems.append(("repeated_stamp", f"stamp {stamp} ns already stored"))
+            return False
         edge.stamps.insert(i, stamp)
         edge.values.insert(i, value)
         cut = bisect.bisect_left(edge.stamps, edge.stamps[-1] - self.cache_ns)
         del edge.stamps[:cut], edge.values[:cut]
-        return None
+        return True
+
+    def _behind_locked(self, child: str, edge: _Edge, held: _Held, problems: list[tuple[str, str]]) -> bool:
+        """A transform far behind its edge: late data, or the first of a timeline that jumped back."""
+        earlier = self._held.get(child, [])
+        if earlier and earlier[-1].stamp < held.stamp <= earlier[-1].stamp + self.cache_ns:
+            self._held[child] = [*earlier, held]  # a second one continuing the earlier timeline: a jump
+            self._jump_locked(held.stamp)
+            return True
+        self._settle_held_locked(child, problems)
+        held.stored = self._store_locked(edge, held.stamp, held.value, None)  # late but maybe inside the cache
+        self._held[child] = [held]
+        return held.stored
+
+    def _settle_held_locked(self, child: str, problems: list[tuple[str, str]]) -> None:
+        """The transforms held for ``child`` were late, not a jump: count those that could not be stored."""
+        for held in self._held.pop(child, []):
+            if not held.stored:
+                edge = self._edges.get(child)
+                newest = edge.stamps[-1] if edge is not None and edge.stamps else held.stamp
+                reason = "older_than_cache" if held.stamp < newest - self.cache_ns else "repeated_stamp"
+                problems.append((reason, f"stamp {held.stamp} ns, {(newest - held.stamp) / 1e9:.3f} s before the "
+                                         f"newest ({newest} ns), not followed by a time jump"))
+
+    def _jump_locked(self, to_ns: int) -> bool:
+        """Clear the dynamic edges still on a timeline after ``to_ns`` and store the held transforms."""
+        margin = self.jump_back_ns if self.jump_back_ns is not None else 0
+        old = [c for c, e in self._edges.items() if not e.static and e.stamps and e.stamps[-1] > to_ns + margin]
+        for child in old:
+            del self._edges[child]
+        for child, held_list in self._held.items():
+            for held in held_list:
+                edge = self._edges.get(child)
+                if edge is None or edge.static or edge.parent != held.parent:
+                    edge = self._edges[child] = _Edge(held.parent, False)
+                self._store_locked(edge, held.stamp, held.value, None)
+        self._held.clear()
+        if old:
+            self.resets += 1
+        return bool(old)
+
+    def time_jumped(self, to_ns: int) -> bool:
+        """Time jumped back to about ``to_ns`` (e.g. the camera stamps did): clear the dynamic edges whose data is
+        newer than that by more than ``jump_back_s``, keep what was held for the new timeline. True when it
+        cleared something (``resets`` counts it)."""
+        with self._lock:
+            return self._jump_locked(to_ns)
 
     def set_transform_static(self, ts: Any, authority: str = "") -> bool:
         return self.set_transform(ts, authority, static=True)
@@ -248,6 +355,7 @@ class TfBuffer:
         """Drop all dynamic history (after a backwards time jump); static transforms stay."""
         with self._lock:
             self._edges = {k: e for k, e in self._edges.items() if e.static}
+            self._held.clear()
 
     # -- query ----------------------------------------------------------------------------------
     def frames(self) -> set[str]:
@@ -277,14 +385,16 @@ class TfBuffer:
             for frame in (target, source):
                 if frame not in known:
                     raise FrameLookupError(
-                        f"frame {frame!r} does not exist (looking up {target!r} <- {source!r}); known: {sorted(known)}")
+                        f"frame {frame[:80]!r} does not exist (looking up {target[:80]!r} <- {source[:80]!r}); "
+                        f"known: {preview(sorted(known), 240)}")
             if target == source:
                 return Transform.identity()
             up_source, up_target = self._chain(source), self._chain(target)
             common = next((f for f in up_source if f in set(up_target)), None)
             if common is None:
                 raise ConnectivityError(
-                    f"frames {target!r} and {source!r} are not connected (roots {up_target[-1]!r}, {up_source[-1]!r})")
+                    f"frames {target[:80]!r} and {source[:80]!r} are not connected (roots {up_target[-1][:80]!r}, "
+                    f"{up_source[-1][:80]!r})")
             path_s = up_source[: up_source.index(common)]
             path_t = up_target[: up_target.index(common)]
             t = time_ns or self._latest_common_ns(path_s + path_t)

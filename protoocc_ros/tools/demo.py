@@ -25,6 +25,7 @@ import numpy as np
 from protoocc_ros.package_files import find_package_file
 
 MARKERS_TOPIC = "/occupancy_node/markers"
+GRID_TOPIC = "/occupancy_node/occupancy"
 VOXELS_TOPIC = "/occupancy_node/occupied_voxels"
 
 
@@ -44,7 +45,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="protoocc-demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", default="outputs/demo", help="where results are written")
-    parser.add_argument("--config", default="demo", help="model config (a YAML path or a shipped name)")
+    parser.add_argument("--config", default="", help="config (a YAML path or a shipped name); '' = the checkpoint's")
     parser.add_argument("--checkpoint", default="", help="checkpoint (.safetensors); empty = bundled demo weights")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     parser.add_argument("--max-frames", type=int, default=0, help="replay at most this many frames (0 = all)")
@@ -94,6 +95,29 @@ def _render_markers_view(bag_path: Path, out_png: Path) -> Path | None:
     centers = np.stack([points["x"], points["y"], points["z"]], axis=1)
     colors = OCC3D_COLORS[np.minimum(points["label"], len(OCC3D_COLORS) - 1)]
     return render_voxels_3d(out_png, centers, colors, title="occupancy_node occupied voxels (last frame of the replay)")
+
+
+def _render_cameras_and_bev(bag_path: Path, dataroot: Path, out_png: Path) -> Path | None:
+    """The six camera images of the last evaluated frame beside its BEV prediction and ground truth (the
+    layout of the paper's Fig. 3): the prediction from the recording, images and ground truth from the sample."""
+    from protoocc_ros.data.occ3d_nuscenes import Occ3DNuScenesDataset, nuscenes_version
+    from protoocc_ros.render import render_cameras_and_bev
+    from protoocc_ros.ros.msg_builders import seconds_to_ns
+    from protoocc_ros.ros.occupancy_msg import msg_to_grid
+
+    grid_msg = _last_recorded(bag_path, GRID_TOPIC, lambda m: len(m.labels) > 0)
+    if grid_msg is None:
+        return None
+    pred = msg_to_grid(grid_msg)
+    dataset = Occ3DNuScenesDataset(dataroot, nuscenes_version(dataroot), split="val")  # images at the stored size
+    index = next((i for i, f in enumerate(dataset.frames) if seconds_to_ns(f.timestamp) == pred.stamp_ns), None)
+    if index is None:
+        return None
+    sample = dataset[index]
+    return render_cameras_and_bev(out_png, list(sample["raw_images"]), list(dataset.cameras), pred.labels,
+                                  np.asarray(sample["semantics"]), np.asarray(sample["mask_camera"]),
+                                  title=f"{sample['scene']} frame {sample['frame_index']}: what the six cameras see, "
+                                        "and the occupancy_node prediction vs ground truth (camera mask)")
 
 
 def _wait_for_pipeline(nodes: dict, finishers: tuple[str, ...], timeout_s: float) -> None:
@@ -163,6 +187,7 @@ def run_demo(args: argparse.Namespace) -> dict:
         raise DemoError(f"evaluation_node paired no prediction with its ground truth (counts {report.get('counts')}); "
                         f"logs: {', '.join(str(n.log_path) for n in nodes.values())}")
     markers_png = _render_markers_view(recording, out / "markers_view.png")
+    cameras_png = _render_cameras_and_bev(recording, dataroot, out / "cameras_and_bev.png")
     summary = {
         "frames_replayed": report.get("replay", {}).get("frames"),
         "frames_evaluated": report["counts"]["paired"],
@@ -172,7 +197,7 @@ def run_demo(args: argparse.Namespace) -> dict:
         "seconds": round(elapsed, 1),
         "report": str(report_path),
         "renders": [*sorted(str(p) for p in (out / "evaluation").glob("*.png")),
-                    *([str(markers_png)] if markers_png else [])],
+                    *[str(p) for p in (markers_png, cameras_png) if p]],
         "recording": str(recording),
         "logs": str(logs),
         "checkpoint": checkpoint,

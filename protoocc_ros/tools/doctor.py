@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from protoocc_ros.config import load_config
+from protoocc_ros.config import ConfigError, load_config, safe_yaml
 from protoocc_ros.package_files import find_package_file
 
 __all__ = ["Check", "DoctorError", "run_checks", "format_report", "main"]
@@ -122,9 +122,11 @@ def check_tf2() -> Check:
 def read_params_file(path: Path, node: str = "occupancy_node") -> dict[str, Any]:
     """ROS parameter name -> value of ``node`` in a --params-file YAML (nested keys joined with '.')."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        data = safe_yaml(path.read_text(), f"--params-file {path}") or {}
+    except OSError as exc:
         raise DoctorError(f"--params-file {path}: cannot read it ({exc})") from None
+    except ConfigError as exc:
+        raise DoctorError(str(exc)) from None
     section = next((data[k] for k in (node, f"/{node}", "/**") if isinstance(data.get(k), dict)), None)
     if section is None or not isinstance(section.get("ros__parameters"), dict):
         raise DoctorError(f"--params-file {path}: no '{node}: ros__parameters:' section")

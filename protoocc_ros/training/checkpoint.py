@@ -11,6 +11,7 @@ architecture) and refuses a corrupt, edited or mismatched checkpoint with :class
 """
 from __future__ import annotations
 
+import copy
 import datetime
 import hashlib
 import json
@@ -21,7 +22,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -41,6 +42,9 @@ from protoocc_ros.package_files import find_package_file, package_file_candidate
 from protoocc_ros.training.errors import CheckpointError
 from protoocc_ros.training.state_codec import flatten_state, unflatten_state
 
+if TYPE_CHECKING:
+    from protoocc_ros.model import ProtoOcc
+
 FORMAT = "protoocc_ros.checkpoint"
 FORMAT_VERSION = 1
 WEIGHTS_SUFFIX = ".safetensors"
@@ -58,7 +62,7 @@ _RUNTIME_MODEL_KEYS = frozenset({
 _DATASET_ARCH_KEYS = ("kind", "image_size", "point_cloud_range", "voxel_size", "grid_size", "num_classes",
                       "free_label")
 
-ModelFactory = Callable[[ProtoOccConfig], nn.Module]
+ModelFactory = Callable[[ProtoOccConfig], "ProtoOcc"]
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+def _atomic(path: Path, write: Callable[[Path], object]) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     write(tmp)
     os.replace(tmp, path)
@@ -324,9 +328,12 @@ def runtime_config(checkpoint: str | Path, config: str | Path | ProtoOccConfig |
     return cfg
 
 
-def _default_factory(cfg: ProtoOccConfig) -> nn.Module:
+def _default_factory(cfg: ProtoOccConfig) -> ProtoOcc:
     from protoocc_ros.model.protoocc import ProtoOcc
 
+    if cfg.model.backbone.pretrained:  # the checkpoint's weights replace the ImageNet ones: do not read that file
+        cfg = copy.deepcopy(cfg)
+        cfg.model.backbone.pretrained = None
     return ProtoOcc.from_config(cfg)
 
 
@@ -352,7 +359,7 @@ def load_weights_into(model: nn.Module, path: str | Path) -> None:
 
 
 def load_checkpoint(path: str | Path, cfg: ProtoOccConfig | None = None, device: str | torch.device = "cpu",
-                    model_factory: ModelFactory | None = None) -> tuple[nn.Module, dict[str, Any]]:
+                    model_factory: ModelFactory | None = None) -> tuple[ProtoOcc, dict[str, Any]]:
     """Rebuild the model of a checkpoint; returns ``(model in eval mode on device, metadata)``.
 
     ``cfg`` None: the stored config is used. Otherwise ``cfg`` must agree with the stored config on every

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from protoocc_ros.classes import class_table
@@ -30,6 +29,7 @@ from protoocc_ros.config import (
 from protoocc_ros.inference.predictor import OccupancyPredictor
 from protoocc_ros.metrics import OccupancyMetric, build_metric
 from protoocc_ros.metrics.confusion import ConfusionMetric, nan_to_none
+from protoocc_ros.model import ProtoOcc
 from protoocc_ros.training.checkpoint import (
     check_checkpoint_path,
     default_checkpoint_path,
@@ -61,15 +61,16 @@ def _default_dataset(cfg: ProtoOccConfig, split: str) -> Any:
 
 
 def _render_frame(cfg: ProtoOccConfig, sample: dict[str, Any], pred: np.ndarray, path: Path) -> list[str]:
-    """Prediction | ground truth | errors in BEV, plus the camera mosaic of the frame."""
-    from protoocc_ros.render import render_camera_mosaic, render_comparison
+    """Prediction | ground truth | errors in BEV, and the camera images beside prediction and ground truth."""
+    from protoocc_ros.render import render_cameras_and_bev, render_comparison
 
     mask = np.asarray(sample["mask_camera"]) if cfg.dataset.use_mask_camera else None
     title = f"{sample.get('scene')} frame {sample.get('frame_index')}: prediction vs ground truth"
-    out = [render_comparison(path, pred, np.asarray(sample["semantics"]), mask, cfg.dataset.num_classes, title)]
+    gt = np.asarray(sample["semantics"])
+    out = [render_comparison(path, pred, gt, mask, cfg.dataset.num_classes, title)]
     if sample.get("raw_images") is not None:
-        out.append(render_camera_mosaic(path.with_name(f"{path.stem}_cameras.png"), list(sample["raw_images"]),
-                                        list(cfg.dataset.cameras)))
+        out.append(render_cameras_and_bev(path.with_name(f"{path.stem}_cameras.png"), list(sample["raw_images"]),
+                                          list(cfg.dataset.cameras), pred, gt, mask, cfg.dataset.num_classes, title))
     return [str(p) for p in out]
 
 
@@ -85,7 +86,7 @@ def render_summary(metric: ConfusionMetric, out_dir: Path) -> str:
 
 
 @torch.no_grad()
-def evaluate_model(model: nn.Module, cfg: ProtoOccConfig, dataset: Any, *, device: torch.device | str = "cpu",
+def evaluate_model(model: ProtoOcc, cfg: ProtoOccConfig, dataset: Any, *, device: torch.device | str = "cpu",
                    render_dir: Path | None = None, renders_per_scene: int = 1, max_frames: int | None = None,
                    progress: bool = True) -> tuple[ConfusionMetric, dict[str, Any]]:
     """Run every scene of ``dataset`` in order with memory; returns (metric, info with timing and renders)."""

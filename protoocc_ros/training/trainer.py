@@ -13,20 +13,18 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from protoocc_ros.config import ProtoOccConfig
-from protoocc_ros.model.pseudo_masks import PseudoMaskCache
 from protoocc_ros.training.batching import collate_frame
 from protoocc_ros.training.checkpoint import (
+    ModelFactory,
     architecture_differences,
     check_checkpoint_path,
     load_training_state,
@@ -37,11 +35,23 @@ from protoocc_ros.training.checkpoint import (
 from protoocc_ros.training.clips import Batch, ClipSampler, frame_keys
 from protoocc_ros.training.distributed import DistContext, mean_over_ranks, pick_device, process_seed, wrap_model
 from protoocc_ros.training.errors import CheckpointError, TrainingError
-from protoocc_ros.training.schedule import build_optimizer, build_scheduler
+from protoocc_ros.training.loader import (
+    TrainingSamples,
+    needs_pseudo_masks,
+    pseudo_mask_store,
+    single_threaded_cv2_before_fork,
+    worker_init,
+)
+from protoocc_ros.training.schedule import LrFactor, build_optimizer, build_scheduler
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+
+    from protoocc_ros.model import ProtoOcc
 
 CHECKPOINT_DIR = "checkpoints"
+HISTORY_LIMIT = 10_000  # per-step loss terms kept in memory (the tail of the run; tensorboard has all)
 SYNTHETIC_INFO = "synthetic.json"  # written by the synthetic sample generator next to its nuScenes tables
-ModelFactory = Callable[[ProtoOccConfig], nn.Module]
 
 
 def seed_everything(seed: int) -> None:
@@ -67,24 +77,32 @@ def latest_checkpoint(path: str | Path) -> Path:
 
 
 class _ClipBatches(Dataset):
-    """Loads the samples of a list of batches, frame-major: item k = [frame_0 samples (B), ..., frame_T-1]."""
+    """Loads the samples of a list of batches, frame-major: item k = [frame_0 samples (B), ..., frame_T-1].
 
-    def __init__(self, dataset: Any, batches: list[Batch]) -> None:
-        self.dataset, self.batches = dataset, batches
+    The batches are kept as flat int64 arrays (indices, (B, T) shapes, offsets), not as nested lists: no
+    per-index Python objects for the forked workers to copy on read.
+    """
+
+    def __init__(self, samples: TrainingSamples, batches: list[Batch], epoch: int) -> None:
+        self.samples, self.epoch = samples, epoch
+        self.shapes = np.array([(len(b), len(b[0])) for b in batches], dtype=np.int64).reshape(-1, 2)
+        self.offsets = np.concatenate([[0], np.cumsum(self.shapes.prod(1))]).astype(np.int64)
+        self.indices = np.array([i for b in batches for clip in b for i in clip], dtype=np.int64)
 
     def __len__(self) -> int:
-        return len(self.batches)
+        return len(self.shapes)
 
     def __getitem__(self, k: int) -> list[list[dict[str, Any]]]:
-        batch = self.batches[k]
-        return [[self.dataset[clip[t]] for clip in batch] for t in range(len(batch[0]))]
+        b, t = (int(v) for v in self.shapes[k])
+        batch = self.indices[self.offsets[k]:self.offsets[k + 1]].reshape(b, t)
+        return [[self.samples.sample(int(i), self.epoch) for i in batch[:, f]] for f in range(t)]
 
 
 def _identity(x: Any) -> Any:
     return x
 
 
-def _default_model(cfg: ProtoOccConfig) -> nn.Module:
+def _default_model(cfg: ProtoOccConfig) -> ProtoOcc:
     from protoocc_ros.model import build_model
 
     return build_model(cfg)
@@ -126,15 +144,14 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, t, self.total_steps)
         self.use_amp = bool(t.amp and self.device.type == "cuda")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
-        proto = cfg.model.prototypes
-        self.pseudo_cache = PseudoMaskCache(proto.num_prototypes, t.seed) if proto.enabled and proto.optimization \
-            else None
+        self.mask_store = pseudo_mask_store(cfg, self.output_dir)
+        self.samples = TrainingSamples(self.dataset, cfg, self.mask_store)  # what the loader workers build
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0  # batches of `epoch` already done
-        self.history: list[dict[str, float]] = []
+        self.history: list[dict[str, float]] = []  # the last HISTORY_LIMIT..2*HISTORY_LIMIT steps
         self.reset_reasons: list[list[str | None]] = []  # per frame of the last clip batch: why memory started empty
-        self._writer = None
+        self._writer: SummaryWriter | None = None
         self._tensorboard = tensorboard and self.ctx.is_main
 
     # ---------------------------------------------------------------------------------------
@@ -144,7 +161,8 @@ class Trainer:
         return contextlib.nullcontext()
 
     def accumulate_gradients(self, frames: list[list[dict[str, Any]]]) -> dict[str, float]:
-        """Forward/backward one batch of clips (frame-major sample lists); returns the mean loss terms."""
+        """Forward/backward one batch of clips (frame-major lists of ``self.samples`` items); returns the mean
+        loss terms."""
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         memory = None
@@ -152,7 +170,7 @@ class Trainer:
         num_frames = len(frames)
         self.reset_reasons = []
         for t, samples in enumerate(frames):
-            inputs, targets = collate_frame(samples, self.device, self.pseudo_cache, self.cfg.dataset.cameras)
+            inputs, targets = collate_frame(samples, self.device, needs_pseudo_masks(self.cfg))
             with self._frame_context(t == num_frames - 1):
                 with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
                     out = self.model(**inputs, memory=memory)
@@ -187,11 +205,17 @@ class Trainer:
 
     def epoch_loader(self, epoch: int, skip: int = 0) -> DataLoader:
         batches = self.sampler.batches(epoch)[skip:]
-        workers = self.cfg.train.num_workers
+        t = self.cfg.train
+        workers = t.num_workers
+        if workers > 0:
+            single_threaded_cv2_before_fork()
         # An own generator: creating a loader must not draw from the global RNG (exact resume).
-        return DataLoader(_ClipBatches(self.dataset, batches), batch_size=None, shuffle=False,
+        return DataLoader(_ClipBatches(self.samples, batches, epoch), batch_size=None, shuffle=False,
                           num_workers=workers, collate_fn=_identity, persistent_workers=False,
-                          generator=torch.Generator().manual_seed(self.cfg.train.seed + epoch))
+                          pin_memory=self.device.type == "cuda",
+                          generator=torch.Generator().manual_seed(t.seed + epoch),
+                          prefetch_factor=t.prefetch_factor if workers > 0 else None,
+                          worker_init_fn=worker_init if workers > 0 else None)
 
     # ---------------------------------------------------------------------------------------
     def save(self, path: str | Path | None = None, metric: dict[str, Any] | None = None) -> Path:
@@ -227,7 +251,8 @@ class Trainer:
         meta = load_training_state(ckpt, self.module, self.optimizer, self.scheduler,
                                    self.scaler if self.use_amp else None)
         for factor in self.scheduler.lr_lambdas:  # a longer/shorter run may continue a checkpoint
-            factor.total_steps = self.total_steps
+            if isinstance(factor, LrFactor):
+                factor.total_steps = self.total_steps
         self.step, self.epoch = int(meta["step"]), int(meta["epoch"])
         self.batch_in_epoch = int(meta.get("extra", {}).get("batch_in_epoch", 0))
         if self.ctx.rank != 0:  # the stored RNG is rank 0's
@@ -261,6 +286,8 @@ class Trainer:
                         self.epoch, self.batch_in_epoch = self.epoch + 1, 0
                     last = mean_over_ranks(terms, self.ctx)
                     self.history.append(last)
+                    if len(self.history) > 2 * HISTORY_LIMIT:
+                        del self.history[:-HISTORY_LIMIT]
                     bar.update(1)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in last.items() if k not in ("lr",)}, refresh=False)
                     if self.step % t.log_every == 0 or self.step == self.total_steps:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from protoocc_ros.config import BackboneConfig
+from protoocc_ros.config import BackboneConfig, ConfigError, load_config
 from protoocc_ros.model.backbone import ResNet, SmallCNN, build_backbone, load_backbone_checkpoint
 from protoocc_ros.model.errors import ModelError
 from protoocc_ros.model.fpn import FPN
@@ -75,6 +75,54 @@ def test_checkpoint_errors_name_the_problem(tmp_path: Path) -> None:
     torch.save(wrong, tmp_path / "r50.pth")
     with pytest.raises(ModelError, match="keys do not match|shape mismatch"):
         load_backbone_checkpoint(model, tmp_path / "r50.pth")
+
+
+@pytest.mark.parametrize("name", ["occ3d_small", "kitti_small"])
+def test_shipped_full_size_configs_train_the_whole_backbone_from_scratch(name: str) -> None:
+    """No ImageNet file given: nothing may stay frozen at its random initialisation, BatchNorm must learn."""
+    cfg = load_config(name)
+    assert cfg.model.backbone.pretrained is None
+    model = build_backbone(cfg.model.backbone).train()
+    assert all(p.requires_grad for p in model.parameters())
+    assert all(m.training for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+@pytest.mark.parametrize("override,key", [("model.backbone.frozen_stages=1", "model.backbone.frozen_stages"),
+                                          ("model.backbone.norm_eval=true", "model.backbone.norm_eval")])
+def test_freezing_random_weights_is_refused_with_the_reason(override: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=rf"{key}: .*randomly initialised|{key}: .*random BatchNorm"):
+        load_config("occ3d_small", [override])
+
+
+def test_a_torchvision_file_enables_freezing_and_norm_eval(tmp_path: Path) -> None:
+    path = tmp_path / "resnet18-f37072fd.pth"
+    torch.save(_torchvision_style_state(ResNet("resnet18", [1, 2, 3])), path)
+    cfg = load_config("occ3d_small", ["model.backbone.type=resnet18", f"model.backbone.pretrained={path}",
+                                      "model.backbone.frozen_stages=1", "model.backbone.norm_eval=true"])
+    model = build_backbone(cfg.model.backbone).train()
+    assert not any(p.requires_grad for p in model.layer1.parameters())
+    assert all(p.requires_grad for p in model.layer2.parameters()) and not model.layer2[0].bn1.training
+
+
+def test_caffe_style_weights_are_refused_not_loaded(tmp_path: Path) -> None:
+    """Same keys and shapes, other input convention (BGR, std 1) and stride placement: never load silently."""
+    model = ResNet("resnet18", [1, 2, 3])
+    folded = {k: (torch.zeros_like(v) if k.endswith("running_mean") else torch.ones_like(v)
+                  if k.endswith("running_var") else torch.randn_like(v.float()).to(v.dtype))
+              for k, v in model.state_dict().items()}  # BatchNorm folded into scale/shift, as caffe conversions
+    torch.save(folded, tmp_path / "r18.pth")
+    with pytest.raises(ModelError, match="refused as backbone weights: every BatchNorm.*BGR"):
+        load_backbone_checkpoint(model, tmp_path / "r18.pth")
+    good = _torchvision_style_state(model)
+    torch.save(good, tmp_path / "resnet18_caffe.pth")
+    with pytest.raises(ModelError, match="file name 'resnet18_caffe.pth' says caffe"):
+        load_backbone_checkpoint(model, tmp_path / "resnet18_caffe.pth")
+    torch.save({"state_dict": good, "meta": {"config": "img_backbone=dict(type='ResNet', style='caffe')"}},
+               tmp_path / "fcos3d.pth")
+    with pytest.raises(ModelError, match="metadata names style='caffe'"):
+        load_backbone_checkpoint(model, tmp_path / "fcos3d.pth")
+    torch.save({"state_dict": good}, tmp_path / "ok.pth")
+    load_backbone_checkpoint(model, tmp_path / "ok.pth")  # the torchvision-style file loads
 
 
 def test_fpn_levels_and_strides() -> None:

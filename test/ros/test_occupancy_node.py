@@ -8,6 +8,7 @@ The lifecycle, live-parameter, diagnostics and Foxglove tests reuse Rig, running
 from __future__ import annotations
 
 import math
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,27 +64,30 @@ def ego_pose(stamp_ns: int) -> np.ndarray:
 
 
 def camera_image(stamp_ns: int, cam: str) -> np.ndarray:
-    rng = np.random.default_rng([stamp_ns % 2**32, CAMERAS.index(cam)])
+    rng = np.random.default_rng([stamp_ns % 2**32, CAMERAS.index(cam) if cam in CAMERAS else zlib.crc32(cam.encode())])
     return rng.integers(0, 256, size=(H, W, 3), dtype=np.uint8)
 
 
 class Rig:
-    """The test's side of the graph: publishers of inputs, subscribers of outputs of ``node``, a stamp clock."""
+    """The test's side of the graph: publishers of inputs, subscribers of outputs of ``node``, a stamp clock.
+    ``cam2ego`` (camera -> 4x4) is the rig (default: the two cameras of the small model)."""
 
-    def __init__(self, ctx: Any, node: str = MAIN) -> None:
+    def __init__(self, ctx: Any, node: str = MAIN, cam2ego: dict[str, np.ndarray] | None = None) -> None:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
 
         self.name = node
+        self.cam2ego = dict(CAM2EGO if cam2ego is None else cam2ego)
+        self.cameras = list(self.cam2ego)
         self.node = Node("occupancy_test_rig", context=ctx)
         self.executor = SingleThreadedExecutor(context=ctx)
         self.executor.add_node(self.node)
-        self.images = {c: self.node.create_publisher(Image, mb.image_topic(c), reliable_qos(10)) for c in CAMERAS}
+        self.images = {c: self.node.create_publisher(Image, mb.image_topic(c), reliable_qos(10)) for c in self.cameras}
         self.infos = {c: self.node.create_publisher(CameraInfo, mb.camera_info_topic(c), reliable_qos(10))
-                      for c in CAMERAS}
+                      for c in self.cameras}
         self.tf_pub = self.node.create_publisher(TFMessage, "/tf", tf_qos())
         self.static_pub = self.node.create_publisher(TFMessage, "/tf_static", latched_qos(1))
-        self.static_msg = mb.camera_static_tf(CAM2EGO, T0_NS)
+        self.static_msg = mb.camera_static_tf(self.cam2ego, T0_NS)
         self.static_pub.publish(self.static_msg)
         self.grids: dict[int, SemanticOccupancyGrid] = {}
         self.clouds: dict[int, PointCloud2] = {}
@@ -131,7 +135,7 @@ class Rig:
     def publish_set(self, stamp_ns: int, tf: bool = True, **image_kwargs: Any) -> None:
         if tf:
             self.publish_tf(stamp_ns)
-        for cam in CAMERAS:
+        for cam in self.cameras:
             self.publish_image(cam, stamp_ns, **image_kwargs)
 
     # -- outputs --------------------------------------------------------------------------------
@@ -386,11 +390,12 @@ def test_occupancy_2d_is_the_reference_projection_and_unknown_is_the_unseen_colu
         "occupancy_2d.min_confidence": 0.0}))
 
 
-def check_drop_then_recovery(rig: Rig, reason: str, publish_bad: Any, node: str = MAIN) -> None:
-    """Publish bad input, wait for ``reason`` to be counted once more, then check a good set still comes out."""
-    before = rig.counts("dropped", node).get(reason, 0)
+def check_drop_then_recovery(rig: Rig, reason: str, publish_bad: Any, node: str = MAIN, part: str = "dropped") -> None:
+    """Publish bad input, wait for ``reason`` to be counted once more in ``part`` ('dropped': sets, 'dropped
+    messages': input messages), then check a good set still comes out."""
+    before = rig.counts(part, node).get(reason, 0)
     publish_bad()
-    rig.wait_count("dropped", reason, before + 1, node)
+    rig.wait_count(part, reason, before + 1, node)
     good = rig.next_stamp()
     rig.publish_set(good)
     rig.wait_grid(good)
@@ -399,7 +404,7 @@ def check_drop_then_recovery(rig: Rig, reason: str, publish_bad: Any, node: str 
 @pytest.mark.parametrize(
     "reason,bad_set",
     [
-        ("image_encoding", {"encoding": "yuv422"}),
+        ("image_encoding", {"encoding": "nv21"}),
         ("image_size_mismatch", {"rgb": np.zeros((H // 2, W // 2, 3), np.uint8)}),  # CameraInfo says W x H
         ("tf_missing", {"frame_id": "ghost_optical_frame"}),                       # no such frame in TF
         ("tf_stale", {"tf": False}),                                               # no ego pose at the stamp
@@ -442,7 +447,7 @@ def test_nan_transform_is_rejected_and_counted(setup) -> None:
         rig.publish_tf(stamp, pose=bad_pose)
         rig.publish_set(stamp, tf=False)
 
-    check_drop_then_recovery(rig, "tf_rejected_nan", publish_nan)
+    check_drop_then_recovery(rig, "tf_rejected_nan", publish_nan, part="dropped messages")
 
 
 def test_out_of_order_image_is_counted(setup) -> None:
@@ -450,7 +455,8 @@ def test_out_of_order_image_is_counted(setup) -> None:
     stamp = rig.next_stamp()
     rig.publish_set(stamp)
     rig.wait_grid(stamp)
-    check_drop_then_recovery(rig, "out_of_order", lambda: rig.publish_image("CAM_FRONT", stamp - S // 5))
+    check_drop_then_recovery(rig, "out_of_order", lambda: rig.publish_image("CAM_FRONT", stamp - S // 5),
+                             part="dropped messages")
 
 
 def test_backwards_time_jump_resets_memory_and_keeps_publishing(setup) -> None:

@@ -24,7 +24,10 @@ MODULE = "protoocc_ros.ros.occupancy_node"
 SMALL = {"dataset": {"cameras": ["CAM_FRONT", "CAM_BACK"], "image_size": [48, 88],
                      "point_cloud_range": [-8.0, -8.0, -1.0, 8.0, 8.0, 5.4], "grid_size": [40, 40, 16]},
          "model": {"query_size": [20, 20, 4], "prototypes": {"num_prototypes": 18}}}
-EXIT_CASES = ("missing_checkpoint", "bad_device")  # autostart: the process exits
+EXIT_CASES = ("missing_checkpoint", "bad_device", "python_tag_config")  # autostart: the process exits
+ALIAS_BOMB = ('name: [&a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"],\n'
+              + "".join(f"  &{n} [{', '.join([f'*{p}'] * 9)}],\n" for p, n in zip("abcdefg", "bcdefgh"))
+              + f"  [{', '.join(['*h'] * 9)}]]\n")  # inside a value: 9^9 strings once expanded, in 400 bytes
 
 
 def write_config(path: Path, data: dict) -> Path:
@@ -62,11 +65,16 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Any, str]
     corrupt = save_checkpoint(tmp / "corrupt.safetensors", build_model(small_cfg), small_cfg)
     corrupt.write_bytes(corrupt.read_bytes()[:-100])  # truncated weights, metadata left as it was
     bad_value = write_config(tmp / "bad.yaml", {"dataset": {"voxel_size": -0.4}})
+    bomb = tmp / "bomb.yaml"
+    bomb.write_text(f"base: {REPO / 'config' / 'demo.yaml'}\n" + ALIAS_BOMB)
+    tagged = tmp / "tagged.yaml"
+    tagged.write_text(f"base: {REPO / 'config' / 'demo.yaml'}\nname: !!python/object/apply:os.system ['true']\n")
     base = {"device": "cpu", "config_file": str(small)}
     exiting = {
         "missing_checkpoint": NodeProcess(MODULE, tmp / "missing.log",
                                           params={**base, "checkpoint": str(tmp / "nope.safetensors")}),
         "bad_device": NodeProcess(MODULE, tmp / "device.log", params={**base, "device": "tpu"}),
+        "python_tag_config": NodeProcess(MODULE, tmp / "tagged.log", params={**base, "config_file": str(tagged)}),
     }
     managed = NodeProcess(MODULE, tmp / "managed.log", params={**base, "autostart": False}, node_name=MAIN)
     valid = {"config_file": str(small), "checkpoint": str(good), "cameras": [""]}
@@ -77,6 +85,8 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Any, str]
             "mismatched_checkpoint": {**valid, "checkpoint": str(good_for_other)},
             "invalid_config": {**valid, "config_file": str(bad_value)},
             "missing_config": {**valid, "config_file": str(tmp / "absent.yaml")},
+            "alias_bomb_config": {**valid, "config_file": str(bomb)},
+            "checkpoint_directory": {**valid, "checkpoint": str(tmp)},
         })
         results.update({name: ((ok, state), text) for name, (ok, state, text) in failures.items()})
     finally:
@@ -96,11 +106,16 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Any, str]
                                   r"\(model.encoder.num_layers: checkpoint 2, given 1\).*leave the config empty"),
         ("invalid_config", r"'config_file'.*dataset.voxel_size"),
         ("missing_config", r"'config_file'.*absent.yaml.*not found"),
+        ("alias_bomb_config", r"'config_file'.*bomb.yaml: not valid YAML: line 3, column 7: alias \*a refused"),
+        ("python_tag_config", r"'config_file'.*tagged.yaml: not valid YAML: line 2, column 7: could not determine a "
+                              r"constructor for the tag 'tag:yaml.org,2002:python/object/apply:os.system'$"),
+        ("checkpoint_directory", r"'checkpoint' = '.*startup\d*': is a directory"),
     ],
 )
 def test_bad_start_is_refused_with_the_reason(cases: dict[str, tuple[Any, str]], case: str, expected: str) -> None:
     result, output = cases[case]
     assert "Traceback" not in output, output
+    assert "<unicode string>" not in output, output  # PyYAML's multi-line report
     if case in EXIT_CASES:  # autostart: exit code 2, one FATAL line with the reason
         assert result == 2, output
         fatal = [line for line in output.splitlines() if "FATAL" in line]

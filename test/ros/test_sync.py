@@ -10,9 +10,13 @@ from hypothesis import strategies as st
 from protoocc_ros.ros.sync import (
     DROP_INCOMPLETE,
     DROP_OUT_OF_ORDER,
+    DROP_OUT_OF_ORDER_SET,
     DROP_TOO_OLD,
     DROP_UNKNOWN_KEY,
+    DROP_UNMATCHED,
+    MESSAGE_DROPS,
     RESET_TIME_JUMP,
+    SET_DROPS,
     ApproximateTimeSync,
     SyncedSet,
     SyncError,
@@ -117,6 +121,72 @@ def test_backwards_time_jump_resets_and_sets_continue() -> None:
     assert sync.resets == {RESET_TIME_JUMP: 1}
     assert len(done) == 1 and done[0].stamp_ns == 1_000 * MS
     assert not sync.drops
+
+
+def feed_sets(sync: ApproximateTimeSync, stamps_ms: list[int], keys: list[str] = CAMS) -> list[SyncedSet]:
+    return [s for t in stamps_ms for k in keys for s in sync.add(k, t * MS, (k, t))]
+
+
+def families(sync: ApproximateTimeSync) -> tuple[int, int]:
+    """(messages dropped, sets dropped) so far."""
+    return (sum(n for r, n in sync.drops.items() if r in MESSAGE_DROPS),
+            sum(n for r, n in sync.drops.items() if r in SET_DROPS))
+
+
+def test_repeated_set_counts_every_message_and_the_set_once() -> None:
+    sync = ApproximateTimeSync(CAMS, slop_s=0.02)
+    assert len(feed_sets(sync, [1000, 1500])) == 2
+    assert feed_sets(sync, [1500]) == []  # the same set again
+    assert sync.drops == {DROP_OUT_OF_ORDER: 3, DROP_OUT_OF_ORDER_SET: 1} and families(sync) == (3, 1)
+    assert feed_sets(sync, [1250]) == []  # an older set after newer ones
+    assert families(sync) == (6, 2)
+    assert len(feed_sets(sync, [2000])) == 1
+
+
+def test_one_late_message_is_not_a_set() -> None:
+    sync = ApproximateTimeSync(CAMS, slop_s=0.02)
+    feed_sets(sync, [1000, 1500])
+    sync.add("CAM_LEFT", 1200 * MS, "late")
+    assert sync.drops == {DROP_OUT_OF_ORDER: 1} and families(sync) == (1, 0)
+
+
+def test_camera_later_than_the_slop_loses_one_set_not_two() -> None:
+    sync = ApproximateTimeSync(CAMS, slop_s=0.02)
+    feed_sets(sync, [0, 500])
+    sync.add("CAM_FRONT", 1000 * MS, 1)
+    sync.add("CAM_LEFT", 1000 * MS, 1)
+    sync.add("CAM_RIGHT", 1080 * MS, 1)  # 80 ms late: a set of its own within the slop
+    assert len(feed_sets(sync, [1500])) == 1
+    assert sync.drops == {DROP_INCOMPLETE: 1, DROP_UNMATCHED: 1} and families(sync) == (1, 1)
+    assert sync.missing == {"CAM_RIGHT": 1}
+
+
+def test_one_stamp_far_behind_is_dropped_alone_without_a_reset() -> None:
+    sync = ApproximateTimeSync(CAMS, slop_s=0.02, time_jump_s=1.0)
+    feed_sets(sync, [100_000, 100_500])
+    sync.add("CAM_FRONT", 101_000 * MS, 1)
+    sync.add("CAM_LEFT", 101_000 * MS, 1)
+    assert sync.add("CAM_RIGHT", 0, 1) == []  # stamped 0: held, a jump or a stray stamp?
+    assert not sync.drops and not sync.resets
+    assert len(feed_sets(sync, [101_500])) == 1  # CAM_RIGHT goes on: a stray stamp, its set lost once
+    assert sync.drops == {DROP_OUT_OF_ORDER: 1, DROP_INCOMPLETE: 1} and not sync.resets
+    assert families(sync) == (1, 1)
+
+
+def test_backwards_jump_of_a_single_input_is_confirmed_by_its_next_message() -> None:
+    sync = ApproximateTimeSync(["a"], slop_s=0.0, time_jump_s=1.0)
+    assert len(feed_sets(sync, [50_000, 50_100], ["a"])) == 2
+    assert feed_sets(sync, [1_000], ["a"]) == []  # held
+    assert [s.stamp_ns for s in feed_sets(sync, [1_100], ["a"])] == [1_000 * MS, 1_100 * MS]
+    assert sync.resets == {RESET_TIME_JUMP: 1} and sync.jumped_to_ns == 1_000 * MS and not sync.drops
+
+
+def test_backwards_jump_gives_up_the_pending_set_once() -> None:
+    sync = ApproximateTimeSync(CAMS, slop_s=0.02, time_jump_s=1.0)
+    feed_sets(sync, [50_000])
+    sync.add("CAM_FRONT", 50_500 * MS, 1)  # a set the bag never finished
+    assert len(feed_sets(sync, [1_000])) == 1
+    assert sync.resets == {RESET_TIME_JUMP: 1} and sync.drops == {DROP_INCOMPLETE: 1}
 
 
 def test_unknown_key_is_counted() -> None:

@@ -168,11 +168,37 @@ def test_nan_does_not_poison_existing_history() -> None:
     assert buf.rejected["nan"] == 1
 
 
-def test_non_unit_quaternion_is_normalised() -> None:
+def test_quaternion_far_from_unit_is_rejected_and_one_within_tolerance_is_normalised() -> None:
     buf = TfBuffer()
-    buf.set_transform(tf("odom", "base_link", S, quat=2 * yaw_quat(0.3)))
+    assert not buf.set_transform(tf("odom", "base_link", S, quat=2 * yaw_quat(0.3)))  # tf2 rejects it too
+    assert buf.rejected == {"unnormalised_quaternion": 1} and buf.frames() == set()
+    assert buf.set_transform(tf("odom", "base_link", S, quat=1.002 * yaw_quat(0.3)))  # |q|² - 1 = 0.004 < 0.01
     rot = buf.lookup_matrix("odom", "base_link", S)[:3, :3]
     np.testing.assert_allclose(rot @ rot.T, np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(rot, quat_to_matrix(yaw_quat(0.3)), atol=1e-12)
+
+
+def test_wrong_way_edge_is_rejected_as_a_loop_and_lookups_keep_working() -> None:
+    buf = TfBuffer(cache_time_s=10.0)
+    buf.set_transform_static(tf("base_link", "cam", 0, xyz=(0, 0, 1)))
+    for t in (1, 2):
+        assert buf.set_transform(tf("odom", "base_link", t * S, xyz=(t, 0, 0)))
+    assert not buf.set_transform(tf("base_link", "odom", 2 * S + S // 2))  # a misconfigured driver
+    assert not buf.set_transform(tf("cam", "odom", 2 * S + S // 2))        # a longer loop: odom -> base -> cam
+    assert buf.rejected == {"loop": 2}
+    assert buf.set_transform(tf("odom", "base_link", 3 * S, xyz=(3, 0, 0)))
+    assert buf.lookup_matrix("odom", "cam", int(2.5 * S))[0, 3] == pytest.approx(2.5)
+
+
+def test_loop_edge_replaces_the_edges_it_conflicts_with_once_they_aged_out() -> None:
+    buf = TfBuffer(cache_time_s=5.0)
+    assert buf.set_transform(tf("base_link", "odom", 1 * S))  # the wrong edge came first
+    assert not buf.set_transform(tf("odom", "base_link", 2 * S))  # conflicts with fresh data: refused
+    assert buf.rejected == {"loop": 1}
+    assert buf.set_transform(tf("odom", "base_link", 7 * S, xyz=(7, 0, 0)))  # the wrong edge is older than the cache
+    assert buf.lookup_matrix("odom", "base_link", 7 * S)[0, 3] == 7.0
+    assert not buf.set_transform(tf("base_link", "odom", 7 * S + 1))  # and now it is the one refused
+    assert buf.rejected == {"loop": 2}
 
 
 def test_dynamic_history_is_limited_to_cache_length_but_static_never_expires() -> None:
@@ -188,19 +214,63 @@ def test_dynamic_history_is_limited_to_cache_length_but_static_never_expires() -
     np.testing.assert_allclose(buf.lookup_matrix("odom", "cam", 20 * S)[:3, 3], [20, 0, 1])
 
 
-def test_backwards_jump_clears_dynamic_history_when_enabled() -> None:
+def test_late_transform_inside_the_cache_is_inserted_alone() -> None:
+    buf = TfBuffer(cache_time_s=10.0, jump_back_s=1.0)
+    for t in range(10, 16):
+        buf.set_transform(tf("odom", "base_link", t * S, xyz=(t, 0, 0)))
+    assert buf.set_transform(tf("odom", "base_link", int(10.5 * S), xyz=(99, 0, 0)))  # 5 s late, inside the cache
+    assert buf.set_transform(tf("odom", "base_link", 16 * S, xyz=(16, 0, 0)))  # the timeline goes on
+    assert buf.resets == 0 and not buf.rejected
+    assert buf.lookup_matrix("odom", "base_link", int(10.5 * S))[0, 3] == 99.0
+    assert buf.lookup_matrix("odom", "base_link", 15 * S)[0, 3] == 15.0
+
+
+def test_single_transform_far_behind_is_counted_once_when_the_timeline_goes_on() -> None:
+    buf = TfBuffer(cache_time_s=10.0, jump_back_s=1.0)
+    for t in (48, 49, 50):
+        buf.set_transform(tf("odom", "base_link", t * S, xyz=(t, 0, 0)))
+    assert not buf.set_transform(tf("odom", "base_link", 2 * S))  # held: a jump, or one stale message?
+    assert not buf.rejected and buf.resets == 0
+    assert buf.set_transform(tf("odom", "base_link", 51 * S, xyz=(51, 0, 0)))  # the old timeline goes on
+    assert buf.rejected == {"older_than_cache": 1} and buf.resets == 0
+    assert buf.lookup_matrix("odom", "base_link", 49 * S)[0, 3] == 49.0
+
+
+def test_backwards_jump_is_confirmed_by_a_second_transform() -> None:
     buf = TfBuffer(cache_time_s=10.0, jump_back_s=1.0)
     buf.set_transform_static(tf("base_link", "cam", 0, xyz=(0, 0, 1)))
     buf.set_transform(tf("odom", "other", 50 * S))
     for t in (48, 49, 50):
         buf.set_transform(tf("odom", "base_link", t * S, xyz=(t, 0, 0)))
     assert buf.set_transform(tf("odom", "base_link", int(49.5 * S)))  # slightly late: kept, no reset
-    assert buf.resets == 0
-    assert buf.set_transform(tf("odom", "base_link", 2 * S, xyz=(2, 0, 0)))  # bag restarted
+    buf.set_transform(tf("odom", "base_link", 2 * S, xyz=(2, 0, 0)))  # bag restarted ...
+    assert buf.set_transform(tf("odom", "base_link", 3 * S, xyz=(3, 0, 0)))  # ... and goes on from there
     assert buf.resets == 1 and not buf.rejected
     assert buf.lookup_matrix("odom", "cam", 2 * S)[0, 3] == 2.0
     assert not buf.can_transform("odom", "base_link", 49 * S)
     assert "other" not in buf.frames()
+
+
+def test_bag_loop_repeating_its_stamps_resets_on_the_second_transform() -> None:
+    buf = TfBuffer(cache_time_s=10.0, jump_back_s=1.0)
+    for t in range(0, 6):  # a 5 s bag, shorter than the cache, played twice with its own stamps
+        buf.set_transform(tf("odom", "base_link", t * S, xyz=(t, 0, 0)))
+    for t in range(0, 3):
+        buf.set_transform(tf("odom", "base_link", t * S, xyz=(10 + t, 0, 0)))
+    assert buf.resets == 1 and not buf.rejected
+    assert buf.lookup_matrix("odom", "base_link", 1 * S)[0, 3] == 11.0
+    assert not buf.can_transform("odom", "base_link", 5 * S)
+
+
+def test_time_jumped_clears_the_old_timeline_and_keeps_what_was_held() -> None:
+    buf = TfBuffer(cache_time_s=10.0, jump_back_s=1.0)
+    for t in (48, 49, 50):
+        buf.set_transform(tf("odom", "base_link", t * S, xyz=(t, 0, 0)))
+    buf.set_transform(tf("odom", "base_link", 2 * S, xyz=(2, 0, 0)))  # held
+    assert buf.time_jumped(2 * S) and buf.resets == 1  # the cameras jumped back too
+    assert buf.lookup_matrix("odom", "base_link", 2 * S)[0, 3] == 2.0
+    assert not buf.time_jumped(2 * S) and buf.resets == 1  # already on the new timeline: nothing to clear
+    assert not buf.rejected
 
 
 def test_repeated_stamp_is_ignored_and_counted() -> None:

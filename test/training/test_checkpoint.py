@@ -215,3 +215,24 @@ def test_state_codec_roundtrips_nested_types() -> None:
         unflatten_state(skeleton, {})
     with pytest.raises(CheckpointError, match="cannot be stored without pickle"):
         flatten_state({"f": object()}, "s")
+
+
+def test_loading_a_checkpoint_does_not_read_its_imagenet_file(tmp_path: Path) -> None:
+    """The stored config names the ImageNet file training started from; the checkpoint's weights replace it."""
+    from protoocc_ros.model import build_model
+    from protoocc_ros.model.backbone import ResNet
+
+    from training_helpers import tiny_config
+
+    src = ResNet("resnet18", [1, 2, 3])
+    imagenet = tmp_path / "resnet18-f37072fd.pth"
+    torch.save({k: torch.randn_like(v.float()).to(v.dtype) for k, v in src.state_dict().items()}, imagenet)
+    cfg = tiny_config("model.backbone.type=resnet18", f"model.backbone.pretrained={imagenet}",
+                      "model.backbone.frozen_stages=1", "model.backbone.norm_eval=true")
+    model = build_model(cfg)
+    path = save_checkpoint(tmp_path / "run.safetensors", model, cfg)
+    imagenet.unlink()  # e.g. evaluated on another machine
+    loaded, meta = load_checkpoint(path)
+    assert meta["config"]["model"]["backbone"]["pretrained"] == str(imagenet)
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), name

@@ -25,8 +25,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _frames(dataset: SequenceDataset, batch: list[list[int]]) -> list[list[dict]]:
-    return [[dataset[clip[t]] for clip in batch] for t in range(len(batch[0]))]
+def _frames(trainer: Trainer, batch: list[list[int]]) -> list[list[dict]]:
+    return [[trainer.samples.sample(clip[t]) for clip in batch] for t in range(len(batch[0]))]
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
@@ -40,7 +40,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         trainer = Trainer(cfg, dataset=dataset, output_dir=out_dir, ctx=ctx, progress=False, tensorboard=False)
         assert isinstance(trainer.model, torch.nn.parallel.DistributedDataParallel)
         batch = trainer.sampler.batches(0)[0]
-        trainer.accumulate_gradients(_frames(dataset, batch))
+        trainer.accumulate_gradients(_frames(trainer, batch))
         grads = {n: p.grad.contiguous() for n, p in trainer.module.named_parameters() if p.grad is not None}
         save_file(grads, os.path.join(out_dir, f"rank{rank}.safetensors"))
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps(batch))
@@ -63,7 +63,7 @@ def test_two_process_ddp_matches_single_process_gradients(tmp_path: Path) -> Non
     per_rank: list[dict[str, torch.Tensor]] = []
     for rank, batch in enumerate(batches):
         torch.manual_seed(process_seed(cfg.train.seed, rank))  # the dropout stream that rank used
-        single.accumulate_gradients(_frames(dataset, batch))
+        single.accumulate_gradients(_frames(single, batch))
         per_rank.append({n: p.grad.clone() for n, p in single.module.named_parameters() if p.grad is not None})
     mean = {n: sum(g[n] for g in per_rank) / WORLD for n in per_rank[0]}
     assert set(mean) == set(ddp[0]) == set(ddp[1]) and len(mean) > 20

@@ -19,7 +19,7 @@ def _trainer(cfg, dataset, out: Path, **kw) -> Trainer:
 
 def test_few_steps_reduce_the_loss_on_a_fixed_batch(tmp_path: Path, tiny_cfg, sequence_dataset) -> None:
     trainer = _trainer(tiny_cfg, sequence_dataset, tmp_path, tensorboard=False)
-    frames = [[sequence_dataset[0]], [sequence_dataset[1]]]
+    frames = [[trainer.samples.sample(0)], [trainer.samples.sample(1)]]
     losses = [trainer.train_step(frames)["total"] for _ in range(12)]
     assert losses[-1] < 0.95 * losses[0], losses
     assert min(losses[-3:]) < min(losses[:3])
@@ -28,7 +28,7 @@ def test_few_steps_reduce_the_loss_on_a_fixed_batch(tmp_path: Path, tiny_cfg, se
 
 def test_memory_is_carried_inside_a_clip_and_reset_at_its_start(tmp_path: Path, tiny_cfg, sequence_dataset) -> None:
     trainer = _trainer(tiny_cfg, sequence_dataset, tmp_path, tensorboard=False)
-    clip = [[sequence_dataset[i]] for i in range(4)]  # four consecutive frames of scene 0
+    clip = [[trainer.samples.sample(i)] for i in range(4)]  # four consecutive frames of scene 0, 0.5 s apart
     trainer.accumulate_gradients(clip)
     assert trainer.reset_reasons == [["first_frame"], [None], [None], [None]]
     trainer.accumulate_gradients(clip[2:])
@@ -83,6 +83,6 @@ def test_mixed_precision_step_on_cuda(tmp_path: Path, sequence_dataset) -> None:
     cfg = tiny_config("train.amp=true")
     trainer = _trainer(cfg, sequence_dataset, tmp_path, device="cuda", tensorboard=False)
     assert trainer.use_amp and trainer.scaler.is_enabled()
-    frames = [[sequence_dataset[0]], [sequence_dataset[1]]]
+    frames = [[trainer.samples.sample(0)], [trainer.samples.sample(1)]]
     losses = [trainer.train_step(frames)["total"] for _ in range(6)]
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]

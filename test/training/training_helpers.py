@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -25,15 +26,34 @@ def tiny_config(*extra: str) -> ProtoOccConfig:
     return load_config("demo", TINY_OVERRIDES + list(extra))
 
 
+# Timestamps at nuScenes magnitude (~1.53e9 s). NUSCENES_STAMP is a multiple of 128 s, the spacing of float32
+# there: frames at +63.0, +63.5, +64.0, +64.5 s straddle a float32 rounding boundary (+64 s), so a float32
+# cast anywhere turns dt = 0.5 s into 0 s or 128 s (a 'gap' memory reset) and the tests see it.
+NUSCENES_STAMP = 1_530_000_000.0
+STAMP_OFFSET = 63.0
+SCENE_STRIDE_S = 1024.0  # scene starts, a multiple of 128 s: every scene straddles the same way
+
+
+def ros_now_stamp() -> float:
+    """A multiple of 128 s near the current ROS time (wall clock), for the same straddling pattern."""
+    return float(int(time.time()) // 128 * 128)
+
+
+def frame_stamp(scene: int, frame: int, base: float = NUSCENES_STAMP) -> float:
+    return base + SCENE_STRIDE_S * scene + STAMP_OFFSET + 0.5 * frame
+
+
 class SequenceDataset:
     """Scenes of consecutive frames in the sample-dict format of docs/architecture.md.
 
     Each scene is a fixed random label volume (ground slab + boxes) seen by cameras whose pixels are
-    the colour of the class of a voxel column they look at, while the ego drives 1 m per 0.5 s.
+    the colour of the class of a voxel column they look at, while the ego drives 1 m per 0.5 s; the
+    timestamps are real-magnitude seconds (:func:`frame_stamp`).
     """
 
-    def __init__(self, cfg: ProtoOccConfig, num_scenes: int = 2, frames_per_scene: int = 4, seed: int = 0) -> None:
-        self.cfg, self.seed = cfg, seed
+    def __init__(self, cfg: ProtoOccConfig, num_scenes: int = 2, frames_per_scene: int = 4, seed: int = 0,
+                 stamp_base: float = NUSCENES_STAMP) -> None:
+        self.cfg, self.seed, self.stamp_base = cfg, seed, stamp_base
         self.keys = [(f"scene-{s:04d}", f) for s in range(num_scenes) for f in range(frames_per_scene)]
         rng = np.random.default_rng(seed)
         x, y, z = cfg.dataset.grid_size
@@ -83,6 +103,6 @@ class SequenceDataset:
         mask = np.ones((x, y, z), dtype=bool)
         mask[:, :, -1] = False
         return {"images": pre.images, "lidar2img": pre.lidar2img, "ego2global": torch.from_numpy(ego),
-                "timestamp": 0.5 * frame + 100.0 * s, "scene": scene, "frame_index": frame,
+                "timestamp": frame_stamp(s, frame, self.stamp_base), "scene": scene, "frame_index": frame,
                 "sample_token": f"{scene}-{frame}", "semantics": torch.from_numpy(sem),
                 "mask_camera": torch.from_numpy(mask), "mask_lidar": torch.from_numpy(mask), "raw_images": pre.raw}

@@ -6,6 +6,7 @@ labels are exactly what the images show (docs/architecture.md "Data").
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +40,7 @@ class FrameOutput:
 class FrameRenderer:
     """Renders frames of any scene for a fixed rig and grid (visibility tables are built once)."""
 
-    def __init__(self, cameras: list[PinholeView], point_cloud_range: list[float], voxel_size: float,
+    def __init__(self, cameras: list[PinholeView], point_cloud_range: Sequence[float], voxel_size: float,
                  ego_height: float, lidar_origin: tuple[float, float, float],
                  lidar_elevation: tuple[float, float], lidar_rings: int = 32, lidar_azimuths: int = 256) -> None:
         """``ego_height``: road-frame z of the ego origin (0 for nuScenes' base_link, 1.8 for KITTI's velodyne);

@@ -241,6 +241,6 @@ def semantic_prior(scenes: list[W.Scene]) -> np.ndarray:
         M = np.array([[-s * r, -c * r, s * ox + c * (Hm - oy) - y0],
                       [c * r, -s * r, -c * ox + s * (Hm - oy) - x0]]) / W.VOXEL
         src = np.isin(sc.ground.classes, [W.ROAD, W.SIDEWALK, W.OTHER_FLAT]).astype(np.uint8) * 255
-        out |= cv2.warpAffine(src, M, (size, size), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+        out |= cv2.warpAffine(src, M, (size, size), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,  # type: ignore[call-overload]
                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     return out

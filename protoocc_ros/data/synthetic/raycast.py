@@ -69,19 +69,22 @@ def slab(origin: np.ndarray, inv_dirs: np.ndarray, lo: np.ndarray, hi: np.ndarra
     o = np.asarray(origin, dtype=np.float32)
     lo = np.asarray(lo, dtype=np.float32)
     hi = np.asarray(hi, dtype=np.float32)
-    tn = tf = axis = None
+    tn: np.ndarray | None = None
+    tf: np.ndarray | None = None
+    axis: np.ndarray | None = None
     for a in range(3):
         inv = inv_dirs[..., a]
         t1 = (lo[..., a] - o[a]) * inv
         t2 = (hi[..., a] - o[a]) * inv
         near, far = np.minimum(t1, t2), np.maximum(t1, t2)
-        if tn is None:
+        if tn is None or tf is None:
             tn, tf = near, far
             axis = np.zeros(near.shape, dtype=np.int8) if with_axis else None
         else:
-            if with_axis:
+            if axis is not None:
                 axis[near > tn] = a
             tn, tf = np.maximum(tn, near), np.minimum(tf, far)
+    assert tn is not None and tf is not None
     return tn, tf, axis
 
 
@@ -135,7 +138,7 @@ def render_boxes(view: PinholeView, inv_dirs: np.ndarray, lo: np.ndarray, hi: np
         if hit.any():
             cur[hit] = tn[hit]
             index[r0:r1, c0:c1][hit] = k
-            if with_axis:
+            if axis is not None and ax is not None:
                 axis[r0:r1, c0:c1][hit] = ax[hit]
     return depth, index, axis
 

@@ -326,7 +326,7 @@ def voxelize(scene: Scene, frame: int, grid_lo: np.ndarray, shape: tuple[int, in
 
     ``box_labels`` (K,) is the label of every box, ``ground_labels`` maps Occ3D ground classes to output labels
     (None: identity)."""
-    labels = np.full(shape, free, dtype=dtype)
+    labels: np.ndarray = np.full(shape, free, dtype=dtype)
     inst = np.full(shape, -1, dtype=np.int32)
     zc = grid_lo[2] + (np.arange(shape[2]) + 0.5) * voxel
     layers = np.nonzero((zc > GROUND_BOTTOM) & (zc < GROUND_TOP))[0]

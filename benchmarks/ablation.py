@@ -1,0 +1,180 @@
+"""Paper Table 4 on the synthetic sample: the ProtoOcc components against the PanoOcc-style baseline, several seeds.
+
+Every variant is the ablation config (config/ablation.yaml) with the Table 4 flags of benchmarks/common.py,
+trained with the same steps, recipe and data for each seed, and evaluated on the held-out synthetic scenes
+(Occ3D mIoU with the camera mask) at every checkpoint, so the learning curve shows whether a run converged.
+The paper's headline claim is the extra variant ``baseline_4x``: the baseline with a 4x larger voxel query.
+Results: runs/ablation/<variant>_seed<k>/ (resumable: finished runs are kept), benchmarks/results/ablation.json
+and ablation.png (per-seed values, mean ± std, paired differences against the baseline on the same seed).
+
+    python benchmarks/ablation.py --steps 400 --seeds 0 1 2 3 4                # nohup ... > runs/ablation.log &
+    python benchmarks/ablation.py --variants exp1 exp5 baseline_4x --summary-only
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from common import ABLATIONS, RESULTS_DIR, machine_info, pyplot, save_figure
+
+
+def flags(name: str) -> list[str]:
+    """--set overrides of a Table 4 flag set of benchmarks/common.py."""
+    return [f"model.{key}={str(value).lower()}" for key, value in ABLATIONS[name].items()]
+
+
+QUERY_4X = "model.query_size=[100,100,4]"
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "exp1": ("baseline (PanoOcc-style, Table 4 Exp. 1)", flags("exp1_baseline")),
+    "exp2": ("+ prototype mapping (Exp. 2)", flags("exp2_mapping")),
+    "exp3": ("+ prototype optimization (Exp. 3)", flags("exp3_mapping_opt")),
+    "exp4": ("baseline + multi-perspective decoding (Exp. 4)", flags("exp4_mod")),
+    "exp5": ("ProtoOcc (Exp. 5)", flags("exp5_full")),
+    "baseline_4x": ("baseline, 4x larger query (100x100x4)", [*flags("exp1_baseline"), QUERY_4X]),
+}
+
+
+def run_dir(out_root: Path, variant: str, seed: int) -> Path:
+    return out_root / f"{variant}_seed{seed}"
+
+
+def train(variant: str, seed: int, steps: int, every: int, out_root: Path, config: str, extra: list[str]) -> float:
+    """Train one (variant, seed) unless its last checkpoint exists; returns the training seconds."""
+    out = run_dir(out_root, variant, seed)
+    if (out / "checkpoints" / f"step_{steps:07d}.safetensors").is_file():
+        return float(json.loads((out / "train_seconds.json").read_text())) if (out / "train_seconds.json").is_file() \
+            else float("nan")
+    cmd = [sys.executable, "-m", "protoocc_ros.train", "--config", config, "--output-dir", str(out),
+           "--set", f"train.max_steps={steps}", "--set", f"train.seed={seed}", "--set", f"train.checkpoint_every={every}",
+           "--no-progress", "--no-tensorboard"]
+    for item in [*VARIANTS[variant][1], *extra]:
+        cmd += ["--set", item]
+    print(f"[ablation] {variant} seed {seed}: {' '.join(cmd)}", flush=True)
+    start = time.monotonic()
+    subprocess.run(cmd, check=True)
+    seconds = time.monotonic() - start
+    (out / "train_seconds.json").write_text(json.dumps(seconds))
+    return seconds
+
+
+def evaluate(variant: str, seed: int, step: int, out_root: Path) -> dict[str, Any]:
+    """Held-out metric of one checkpoint (cached in its run directory)."""
+    out = run_dir(out_root, variant, seed)
+    report = out / f"eval_step{step}" / "report.json"
+    if not report.is_file():
+        ckpt = out / "checkpoints" / f"step_{step:07d}.safetensors"
+        subprocess.run([sys.executable, "-m", "protoocc_ros.evaluate", "--checkpoint", str(ckpt), "--split", "val",
+                        "--output-dir", str(report.parent), "--no-render", "--no-progress"], check=True,
+                       stdout=subprocess.DEVNULL)
+    data = json.loads(report.read_text())
+    return {"miou": 100 * data["results"]["miou"], "geometry_iou": 100 * data["results"].get("geometry_iou", math.nan),
+            "per_class_iou": {k: (None if v is None else 100 * v) for k, v in data["results"]["per_class_iou"].items()}}
+
+
+def paired(a: list[float], b: list[float]) -> dict[str, float]:
+    """Paired comparison of b - a over seeds: mean, std, and the t statistic (seeds as pairs)."""
+    diffs = [y - x for x, y in zip(a, b)]
+    mean = statistics.mean(diffs)
+    std = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+    t = mean / (std / math.sqrt(len(diffs))) if std > 0 else math.inf
+    return {"mean_diff": mean, "std_diff": std, "t": t, "n": len(diffs), "wins": sum(d > 0 for d in diffs)}
+
+
+def summarise(results: dict[str, dict[int, dict[int, dict[str, Any]]]], steps: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for variant, by_seed in results.items():
+        final = [by_seed[s][steps]["miou"] for s in sorted(by_seed)]
+        out[variant] = {
+            "label": VARIANTS[variant][0], "flags": VARIANTS[variant][1], "seeds": sorted(by_seed),
+            "miou_per_seed": final, "miou_mean": statistics.mean(final),
+            "miou_std": statistics.stdev(final) if len(final) > 1 else 0.0,
+            "geometry_iou_mean": statistics.mean(by_seed[s][steps]["geometry_iou"] for s in by_seed),
+            "curve": {str(step): statistics.mean(by_seed[s][step]["miou"] for s in by_seed)
+                      for step in sorted(next(iter(by_seed.values())))},
+        }
+    if "exp1" in results:
+        base = results["exp1"]
+        for variant, by_seed in results.items():
+            seeds = sorted(set(by_seed) & set(base))
+            if variant != "exp1" and seeds:
+                out[variant]["vs_baseline"] = paired([base[s][steps]["miou"] for s in seeds],
+                                                     [by_seed[s][steps]["miou"] for s in seeds])
+    return out
+
+
+def table(summary: dict[str, Any]) -> str:
+    rows = ["| model | mIoU per seed [%] | mean ± std [%] | vs baseline, paired (mean ± std, wins) | geometry IoU [%] |",
+            "|---|---|---|---|---|"]
+    for variant, s in summary.items():
+        if not isinstance(s, dict) or "miou_per_seed" not in s:
+            continue
+        vs = s.get("vs_baseline")
+        vs_text = f"{vs['mean_diff']:+.2f} ± {vs['std_diff']:.2f} ({vs['wins']}/{vs['n']})" if vs else "—"
+        rows.append(f"| {s['label']} | {' / '.join(f'{m:.2f}' for m in s['miou_per_seed'])} | "
+                    f"{s['miou_mean']:.2f} ± {s['miou_std']:.2f} | {vs_text} | {s['geometry_iou_mean']:.2f} |")
+    return "\n".join(rows)
+
+
+def plot(summary: dict[str, Any], path: Path) -> None:
+    plt = pyplot()
+    variants = [v for v, s in summary.items() if isinstance(s, dict) and "miou_per_seed" in s]
+    fig, (ax, curve) = plt.subplots(1, 2, figsize=(13, 4.8))
+    for i, v in enumerate(variants):
+        s = summary[v]
+        ax.bar(i, s["miou_mean"], yerr=s["miou_std"], color="tab:orange" if v == "exp5" else "tab:blue", alpha=0.6,
+               capsize=4)
+        ax.scatter([i] * len(s["miou_per_seed"]), s["miou_per_seed"], color="black", s=12, zorder=3)
+        steps = [int(k) for k in s["curve"]]
+        curve.plot(steps, list(s["curve"].values()), marker="o", label=s["label"])
+    ax.set_xticks(range(len(variants)), [summary[v]["label"] for v in variants], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("held-out mIoU [%] (seeds as dots)")
+    ax.set_title("paper Table 4 on the synthetic sample")
+    curve.set_xlabel("training step")
+    curve.set_ylabel("held-out mIoU [%], mean over seeds")
+    curve.set_title("learning curves (convergence)")
+    curve.legend(fontsize=7)
+    save_figure(fig, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="ablation", help="base config of every variant (default config/ablation.yaml)")
+    p.add_argument("--steps", type=int, default=400, help="optimizer steps per run (the same for every run)")
+    p.add_argument("--eval-every", type=int, default=100, help="checkpoint and evaluate every this many steps")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--variants", nargs="+", default=["exp1", "exp5", "baseline_4x"], choices=list(VARIANTS))
+    p.add_argument("--out", type=Path, default=Path("runs/ablation"))
+    p.add_argument("--set", dest="extra", action="append", default=[], help="extra override for every run")
+    p.add_argument("--summary-only", action="store_true", help="no training: summarise the finished runs")
+    args = p.parse_args(argv)
+    results: dict[str, dict[int, dict[int, dict[str, Any]]]] = {v: {} for v in args.variants}
+    seconds: dict[str, list[float]] = {v: [] for v in args.variants}
+    for seed in args.seeds:  # interleave variants so a partial run still compares like with like
+        for variant in args.variants:
+            done = (run_dir(args.out, variant, seed) / "checkpoints" / f"step_{args.steps:07d}.safetensors").is_file()
+            if not done and args.summary_only:
+                continue
+            seconds[variant].append(train(variant, seed, args.steps, args.eval_every, args.out, args.config,
+                                          args.extra))
+            results[variant][seed] = {step: evaluate(variant, seed, step, args.out)
+                                      for step in range(args.eval_every, args.steps + 1, args.eval_every)}
+    results = {v: r for v, r in results.items() if r}
+    summary = summarise(results, args.steps)
+    summary["setup"] = {"config": args.config, "steps": args.steps, "eval_every": args.eval_every,
+                        "extra": args.extra, "train_seconds": seconds, "machine": machine_info()}
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / "ablation.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot(summary, RESULTS_DIR / "ablation.png")
+    print(table(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
