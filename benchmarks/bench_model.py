@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     ABLATIONS, CONFIGS, RESULTS_DIR, BenchmarkError, FrameInputs, add_common_args, finish, header,
     inference_signature, load_average, print_table, pyplot, resolve_device, sample_frames, save_figure, set_threads,
-    summarize_ms, sync, variant_config, wait_for_low_load, write_json,
+    summarize_ms, sync, time_repeated, variant_config, wait_for_low_load, write_json,
 )
 
 from protoocc_ros.model.protoocc import ProtoOcc, count_parameters_by_stage, count_prototype_parameters  # noqa: E402
@@ -157,7 +157,15 @@ def latency(model: ProtoOcc, frames: list[FrameInputs], warmup: int, repeats: in
                              "frame must follow frame 0 of the same scene")
     keys = samples[0].keys()
     stats = {k: summarize_ms([s[k] for s in samples]) for k in keys}
-    return {"stages": stats, "warmup": warmup, "repeats": repeats, "load_average": [load_before, load_average()]}
+    result: dict[str, Any] = {"stages": stats, "warmup": warmup, "repeats": repeats,
+                              "load_average": [load_before, load_average()]}
+    if device.type == "cuda":  # the stage hooks synchronise at every stage; the end-to-end figure has none
+        torch.cuda.reset_peak_memory_stats(device)
+        with torch.inference_mode(), amp:
+            plain = time_repeated(lambda: model(*f1.args(), memory=memory), 1, repeats, device)
+        result["total_unhooked"] = summarize_ms(plain)
+        result["peak_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return result
 
 
 class _Caches:
@@ -191,7 +199,7 @@ def measure_latency(config: str, ablation: str, caches: _Caches, args: argparse.
     if big and ablation not in args.big_ablations:
         return {"skipped": f"{config} is in --reduce: latency only for {args.big_ablations}"}
     cfg = variant_config(config, ABLATIONS[ablation], args.latency_image_size or (args.small_image_size if big
-                                                                                   else None))
+                                                                                   else None), args.overrides)
     sig, out = inference_signature(cfg), {}
     repeats, warmup = (args.repeats_big, args.warmup_big) if big else (args.repeats, args.warmup)
     for precision in precisions:
@@ -218,7 +226,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     caches = _Caches()
     for config in args.configs:
         for ablation in args.ablations:
-            cfg = variant_config(config, ABLATIONS[ablation])
+            cfg = variant_config(config, ABLATIONS[ablation], None, args.overrides)
             row: dict[str, Any] = {"config": config, "ablation": ablation, "flags": ABLATIONS[ablation],
                                    "image_size_full": cfg.image_size, "num_cameras": cfg.num_cameras,
                                    "query_size": cfg.model.query_size,
@@ -319,6 +327,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="flag sets whose latency is measured for the --reduce configs")
     p.add_argument("--no-flops", action="store_true")
     p.add_argument("--no-latency", action="store_true")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every config, repeatable (e.g. model.query_size=[25,25,4])")
     args = p.parse_args(argv)
     for name in args.configs:
         if name not in CONFIGS:

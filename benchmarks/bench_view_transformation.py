@@ -129,7 +129,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     params = {k: parameters(c) for k, c in cfgs_full.items()}
     models = {k: vt_only(build(c, device, args.seed), frames[k][0].to(device)) for k, c in cfgs.items()}
     frames_dev = {k: [f.to(device) for f in v] for k, v in frames.items()}
-    full_frames = frames if size is None else {k: sample_frames(c, 1) for k, c in cfgs_full.items()}
+    if args.flops_at_timing_size:  # quick runs (gpu_check --dry-run): FLOPs of the timed input, not the config's
+        cfgs_full = cfgs
+    full_frames = frames if size is None or args.flops_at_timing_size else {
+        k: sample_frames(c, 1) for k, c in cfgs_full.items()}
     gflops = {k: flops(build(c, "cpu", args.seed), full_frames[k][0]) for k, c in cfgs_full.items()}  # full size
     if args.max_load is not None:
         wait_for_low_load(args.max_load)
@@ -231,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile-calls", type=int, default=2, help="profiled calls per variant (0 = no profile)")
     ap.add_argument("--deviations", action="store_true",
                     help="also time ProtoOcc with each named deviation on (docs/architecture.md 'Deviations')")
+    ap.add_argument("--flops-at-timing-size", action="store_true",
+                    help="count FLOPs at --image-size instead of the config's size (quick check runs)")
     add_common_args(ap, RESULTS_DIR / "view_transformation.json", warmup=2, repeats=10)
     return finish("bench_view_transformation", run, ap.parse_args(argv), table, plot)
 

@@ -22,6 +22,9 @@ OCC3D_CLASS_NAMES: tuple[str, ...] = (
     "vegetation", "free",
 )
 OCC3D_FREE_LABEL = 17
+# Flat classes a vehicle can stand on (Occ3D and SemanticKITTI names): not obstacles in a 2D navigation grid.
+GROUND_CLASS_NAMES: frozenset[str] = frozenset({"driveable_surface", "other_flat", "sidewalk", "terrain", "road",
+                                                "parking", "other-ground"})
 OCC3D_NUM_CLASSES = 18
 IGNORE_LABEL = 255
 

@@ -1,4 +1,5 @@
-"""The model-level benchmark scripts run end to end on the demo config and write their JSON + PNG.
+"""The model-level benchmark scripts run end to end on the demo config and write their JSON + PNG; the GPU check
+(benchmarks/gpu_check.sh) runs end to end in its --dry-run mode.
 
 No timing is asserted (figures come from running the scripts on a quiet machine, docs/benchmarks.md);
 this keeps the scripts from rotting as the model changes. They read the default synthetic sample
@@ -10,6 +11,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,7 +62,42 @@ def test_bench_view_transformation_prices_each_named_deviation(tmp_path: Path) -
 
 def test_bench_export_matches_pytorch(tmp_path: Path) -> None:
     result = run_script("bench_export.py", tmp_path / "export.json", "--repeats", "1", "--warmup", "0")
-    (row,) = result["rows"]
-    assert row["config"] == "demo"
-    assert min(c["argmax_agreement"] for c in row["checks"]) > 0.999
-    assert row["latency_onnxruntime"]["n"] == 1
+    rows = {r["graph"]: r for r in result["rows"]}
+    assert set(rows) == {"temporal", "single_frame"} and {r["config"] for r in rows.values()} == {"demo"}
+    assert len(rows["temporal"]["checks"]) == 10  # the whole first validation scene, memory carried
+    assert [c["reset_reason"] for c in rows["temporal"]["checks"]][:2] == ["first_frame", None]
+    for row in rows.values():
+        assert min(c["argmax_agreement"] for c in row["checks"]) > 0.999
+        assert row["latency_onnxruntime"]["n"] == 1 and row["latency_pytorch"]["n"] == 1
+
+
+def test_gpu_check_dry_run_runs_every_step_and_summarizes(tmp_path: Path) -> None:
+    """benchmarks/gpu_check.sh --dry-run: every step of the GPU check on this CPU at tiny sizes, and the summary."""
+    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--dry-run", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert summary["dry_run"] is True and summary["device"] == "cpu"
+    assert {k: v["status"] for k, v in summary["steps"].items()} == dict.fromkeys(
+        ("cuda_tests", "model", "table3", "train_step", "demo"), "ok")
+    assert summary["cuda_tests"]["tests"] >= 2 and summary["cuda_tests"]["failures"] == 0
+    assert set(summary["model"]) == {"occ3d_tiny/fp32", "occ3d_small/fp32", "occ3d_base/fp32"}
+    shares = summary["goal"]["stage_share_percent"]
+    assert summary["goal"]["measured_ms"] > 0 and summary["goal"]["met"] is None  # no verdict from a dry run
+    assert abs(sum(shares[s] for s in ("backbone", "neck", "view_transformation", "decoder")) - 100) < 1
+    assert summary["table3"]["ratios"]["vt_time"]["fp32"] > 0
+    assert summary["train_step"]["step_ms"]["n"] == 1 and summary["train_step"]["peak_memory"]
+    assert summary["demo"]["frames_evaluated"] == 3 and summary["demo"]["miou"] > 0.05
+    for name in ("gpu_model.json", "gpu_view_transformation.json", "gpu_train_step.json"):
+        assert json.loads((tmp_path / name).read_text())["machine"]["torch_threads"] == 1
+
+
+def test_gpu_check_without_cuda_says_what_to_install(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("the message is for machines without CUDA")
+    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 2 and "sees no CUDA device" in proc.stderr and "--dry-run" in proc.stderr
+    assert not (tmp_path / "gpu_check.json").exists()

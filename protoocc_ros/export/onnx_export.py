@@ -1,15 +1,15 @@
-"""ONNX export of the ProtoOcc inference graph (docs/architecture.md "Export"): single frame, fixed rig and image size.
+"""ONNX export of the ProtoOcc inference graph (docs/architecture.md "Export"): the single-frame graph and the
+pieces every exported graph shares (tracing, ONNX Runtime sessions and providers).
 
     graph = SingleFrameGraph(model)                       # (images, lidar2img) -> logits
     export_onnx(model, images, lidar2img, "protoocc.onnx")
     session = onnx_session("protoocc.onnx", threads=2)
     logits = run_onnx(session, images, lidar2img)         # numpy (B, C, X, Y, Z)
 
-What is fixed in the graph:
+The temporal graph, with the memory as explicit inputs and outputs, is export/temporal.py.
+What is fixed in the single-frame graph:
 * the temporal memory is left out: every call is a first frame (the temporal self-attention looks at
-  the current queries, as after a reset). The memory's reset rules and its ego-motion warp
-  (``torch.linalg.solve`` in float64) have no ONNX counterpart worth the trouble; the PyTorch path
-  keeps the memory.
+  the current queries, as after a reset).
 * batch, camera count and image size are those of the example inputs.
 * the padded number K of hit queries per camera (``gather_hit_queries``) is traced as a constant from
   the example ``lidar2img``: other calibrations of the same rig work as long as no camera sees more
@@ -20,7 +20,7 @@ initialises the prototypes is traced as two products with constant pooling matri
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,12 +29,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ExportError", "SingleFrameGraph", "export_onnx", "onnx_session", "run_onnx", "compare_with_pytorch",
-           "DEFAULT_OPSET"]
+__all__ = ["ExportError", "SingleFrameGraph", "export_onnx", "trace_to_onnx", "onnx_session", "run_onnx",
+           "compare_with_pytorch", "available_providers", "resolve_providers", "DEFAULT_OPSET"]
 
 DEFAULT_OPSET = 20  # GridSample on 5-D volumes (temporal attention) needs opset >= 20
 INPUT_NAMES = ("images", "lidar2img")
 OUTPUT_NAMES = ("logits",)
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 
 class ExportError(RuntimeError):
@@ -106,22 +107,33 @@ def _exportable_ops() -> Iterator[None]:
 def export_onnx(model: nn.Module, images: Tensor, lidar2img: Tensor, path: str | Path,
                 opset: int = DEFAULT_OPSET) -> Path:
     """Trace the single-frame inference graph with the example inputs and write it to ``path`` (one file)."""
+    device = next(model.parameters()).device
+    example = (images.to(device), lidar2img.to(device, torch.float32))
+    return trace_to_onnx(model, lambda: SingleFrameGraph(model), example, path, INPUT_NAMES, OUTPUT_NAMES, opset)
+
+
+def trace_to_onnx(model: nn.Module, make_graph: Callable[[], nn.Module], example: tuple[Tensor, ...],
+                  path: str | Path, input_names: Sequence[str], output_names: Sequence[str],
+                  opset: int = DEFAULT_OPSET) -> Path:
+    """Trace the wrapper ``make_graph()`` of ``model`` with ``example`` and write the ONNX file (TorchScript exporter).
+
+    The model is left as it was: same device, and every module's train/eval flag restored afterwards (the
+    wrapper puts the model in eval mode, and the TorchScript exporter restores the mode it found on the
+    wrapper, recursively), so the flags are taken before the wrapper is made.
+    """
     import warnings
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # The model is left as it was: same device, and every module's train/eval flag restored afterwards
-    # (the TorchScript exporter restores the mode it found on the wrapper, recursively).
     modes = {name: m.training for name, m in model.named_modules()}
-    device = next(model.parameters()).device
-    graph = SingleFrameGraph(model)
+    graph = make_graph()
     torch.onnx.register_custom_op_symbolic("aten::argsort", _argsort_symbolic, opset)
     try:
         with warnings.catch_warnings(), torch.no_grad(), _exportable_ops():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the constant K above, shape asserts
-            example = (images.to(device), lidar2img.to(device, torch.float32))
             torch.onnx.export(graph, example, str(path), dynamo=False, opset_version=opset,
-                              input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES), do_constant_folding=True)
+                              input_names=list(input_names), output_names=list(output_names),
+                              do_constant_folding=True)
     except Exception as exc:
         raise ExportError(f"{path}: ONNX export (opset {opset}) failed: {type(exc).__name__}: {exc}") from exc
     finally:
@@ -131,8 +143,36 @@ def export_onnx(model: nn.Module, images: Tensor, lidar2img: Tensor, path: str |
     return path
 
 
-def onnx_session(path: str | Path, threads: int | None = None) -> Any:
-    """ONNX Runtime CPU session of an exported graph; ``threads`` = intra-op threads (None: ORT's default)."""
+def available_providers() -> list[str]:
+    """ONNX Runtime execution providers of this installation (onnxruntime: CPU; onnxruntime-gpu adds CUDA, TensorRT)."""
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def resolve_providers(requested: Sequence[str] = (), device: str = "auto") -> list[str]:
+    """The execution providers a session uses, in priority order; CPU always last as the fallback.
+
+    ``requested`` empty: TensorRT, then CUDA when installed and ``device`` is not 'cpu', then CPU.
+    A requested provider this installation lacks is an ExportError naming it and the available ones.
+    """
+    have = available_providers()
+    if requested:
+        missing = [p for p in requested if p not in have]
+        if missing:
+            raise ExportError(f"ONNX Runtime execution provider(s) {missing} not available here (available: {have}; "
+                              "the CUDA and TensorRT providers come with the onnxruntime-gpu package)")
+        chosen = list(requested)
+    else:
+        gpu = [p for p in GPU_PROVIDERS if p in have] if device != "cpu" else []
+        chosen = gpu
+    return chosen + (["CPUExecutionProvider"] if "CPUExecutionProvider" not in chosen else [])
+
+
+def onnx_session(path: str | Path, threads: int | None = None, providers: Sequence[str] = ("CPUExecutionProvider",)
+                 ) -> Any:
+    """ONNX Runtime session of an exported graph; ``threads`` = intra-op threads (None: ORT's default),
+    ``providers`` in priority order (resolve_providers picks them for a device)."""
     import onnxruntime as ort
 
     path = Path(path)
@@ -143,7 +183,7 @@ def onnx_session(path: str | Path, threads: int | None = None) -> Any:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
     try:
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), opts, providers=list(providers))
     except Exception as exc:
         raise ExportError(f"{path}: ONNX Runtime cannot load the graph: {type(exc).__name__}: {exc}") from exc
 

@@ -6,16 +6,25 @@ A foxglove-sdk WebSocket server (``foxglove.start_server``; the SDK 0.30 speaks 
   ``<prefix>/scene``            foxglove.SceneUpdate: one entity per class (id = class name) holding a cube
                                 per occupied voxel, in the class colour; every update first deletes all
   ``<prefix>/images/<camera>``  foxglove.CompressedImage (JPEG) of the camera images of the set
+  ``<prefix>/occupancy_2d``     foxglove.Grid: the navigation cells of ~/occupancy_2d (field ``occupancy`` int8:
+                                100 / 0 / -1) with red / green / blue / alpha fields (occupied red, free green, unknown
+                                grey) for the 3D panel's RGBA colour mode
   ``/tf``                       foxglove.FrameTransforms: odom -> base_link and base_link -> optical frames
 
 all stamped with the camera-set stamp. A channel is encoded only while a client subscribes to it.
 The tooling around it (layout file, a protocol client, a snapshot PNG) is protoocc_ros.tools.foxglove_view.
+
+The SDK's server accepts a client only when it offers ``foxglove.sdk.v1``; a viewer that offers only
+``foxglove.websocket.v1`` gets HTTP 400 and the SDK logs nothing but "handshake failed". The bridge relays the
+SDK's warnings to the node's log and turns that line into one that names the cause (``HANDSHAKE_REFUSED``).
 """
 from __future__ import annotations
 
+import logging
+import re
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import cv2
@@ -25,12 +34,22 @@ from protoocc_ros.geometry import matrix_to_quaternion
 from protoocc_ros.ros.occupancy_msg import occupied_voxels
 
 __all__ = ["FoxgloveBridgeError", "FoxgloveBridge", "scene_update", "compressed_image", "frame_transforms",
-           "SCENE_TOPIC", "TF_TOPIC", "SUBPROTOCOLS", "image_topic"]
+           "navigation_grid", "SCENE_TOPIC", "GRID_2D_TOPIC", "TF_TOPIC", "SUBPROTOCOLS", "image_topic",
+           "CELL_COLORS"]
 
 SCENE_TOPIC = "/occupancy_node/scene"
+GRID_2D_TOPIC = "/occupancy_node/occupancy_2d"
+CELL_COLORS = {100: (220, 40, 40, 230), 0: (60, 180, 75, 90), -1: (128, 128, 128, 40)}  # RGBA per cell value
 TF_TOPIC = "/tf"
 # The SDK 0.30 server accepts foxglove.sdk.v1 (successor of foxglove.websocket.v1); a client offers both.
 SUBPROTOCOLS = ["foxglove.websocket.v1", "foxglove.sdk.v1"]
+SERVER_SUBPROTOCOL = "foxglove.sdk.v1"
+HANDSHAKE_REFUSED = (
+    "Foxglove client {client} refused at the WebSocket handshake (HTTP 400): this server (foxglove-sdk {version}) "
+    "accepts only the subprotocol '" + SERVER_SUBPROTOCOL + "', and a viewer that offers only "
+    "'foxglove.websocket.v1' cannot connect (Lichtblick 1.22.0 and older, Foxglove Studio 1.x, "
+    "@foxglove/ws-protocol's FoxgloveClient on a WebSocket opened with its default subprotocol). Use a viewer that "
+    "offers both (docs/operating.md 'Foxglove live view'). A plain HTTP request to the port is refused the same way.")
 
 
 def image_topic(camera: str, prefix: str = "/occupancy_node") -> str:
@@ -102,30 +121,62 @@ class _Subscriptions:
             return self.count[topic] > 0
 
 
+class _SdkLogRelay(logging.Handler):
+    """foxglove-sdk's Python log records (WARNING and above) -> ``log`` (the node's logger); a refused handshake
+    becomes HANDSHAKE_REFUSED naming the client."""
+
+    def __init__(self, log: Callable[[str], object], version: str) -> None:
+        super().__init__(logging.WARNING)
+        self.log, self.version = log, version
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if "handshake failed" in text:
+            found = re.search(r"client (\S+?):? handshake failed", text)
+            self.log(HANDSHAKE_REFUSED.format(client=found.group(1) if found else "?", version=self.version))
+        else:
+            self.log(f"foxglove-sdk: {text}")
+
+
 class FoxgloveBridge:
     """The live-view server of one node; ``publish`` is called once per published camera set (any thread)."""
 
     def __init__(self, host: str, port: int, cameras: Sequence[str], class_names: Sequence[str], colors: np.ndarray,
-                 free_label: int, name: str = "occupancy_node", prefix: str = "/occupancy_node") -> None:
+                 free_label: int, name: str = "occupancy_node", prefix: str = "/occupancy_node",
+                 log: Callable[[str], object] | None = None) -> None:
         try:
             import foxglove
-            from foxglove.channels import CompressedImageChannel, FrameTransformsChannel, SceneUpdateChannel
+            from foxglove.channels import (
+                CompressedImageChannel,
+                FrameTransformsChannel,
+                GridChannel,
+                SceneUpdateChannel,
+            )
         except ImportError as exc:
             raise FoxgloveBridgeError(f"foxglove-sdk is not installed ({exc}); pip install foxglove-sdk") from None
         self.class_names, self.colors, self.free_label = list(class_names), np.asarray(colors), int(free_label)
         self.scene_topic = f"{prefix}/scene"
+        self.grid_2d_topic = f"{prefix}/occupancy_2d"
         self.image_topics = {cam: image_topic(cam, prefix) for cam in cameras}
         self.subscriptions = _Subscriptions()
+        self._relay: _SdkLogRelay | None = None
+        if log is not None:
+            from importlib.metadata import version
+
+            self._relay = _SdkLogRelay(log, version("foxglove-sdk"))
+            logging.getLogger("foxglove").addHandler(self._relay)
         self._context = foxglove.Context()  # private: channels of this node only
         try:
             self.server = foxglove.start_server(name=name, host=host, port=port, context=self._context,
                                                 server_listener=self.subscriptions)  # type: ignore[arg-type]
         except Exception as exc:
+            self._detach_log()
             raise FoxgloveBridgeError(f"Foxglove server on {host}:{port} cannot start: {exc}") from None
         self.scene = SceneUpdateChannel(self.scene_topic, context=self._context)
         self.images = {cam: CompressedImageChannel(topic, context=self._context)
                        for cam, topic in self.image_topics.items()}
         self.tf = FrameTransformsChannel(TF_TOPIC, context=self._context)
+        self.grid_2d = GridChannel(self.grid_2d_topic, context=self._context)
 
     @property
     def port(self) -> int:
@@ -134,11 +185,12 @@ class FoxgloveBridge:
     def publish(self, stamp_ns: int, labels: np.ndarray, point_cloud_range: Sequence[float], voxel_size: float,
                 base_frame: str, images: dict[str, np.ndarray] | None = None,
                 camera_frames: dict[str, str] | None = None, transforms: Sequence[tuple[str, str, np.ndarray]] = (),
-                image_max_width: int = 0) -> bool:
+                image_max_width: int = 0, cells: np.ndarray | None = None, ground_z_m: float = 0.0) -> bool:
         """Send the set to subscribed clients; returns whether anything was encoded.
 
         labels: (X, Y, Z) uint8 as shown (free where below the score threshold); images: camera -> RGB uint8
-        (H, W, 3); camera_frames: camera -> optical frame id; transforms: (parent, child, 4x4 child -> parent).
+        (H, W, 3); camera_frames: camera -> optical frame id; transforms: (parent, child, 4x4 child -> parent);
+        cells: the (X, Y) int8 navigation cells of ~/occupancy_2d (None: not published), at height ground_z_m.
         """
         sent = False
         if self.subscriptions.wanted(self.scene_topic):
@@ -150,6 +202,10 @@ class FoxgloveBridge:
                 frame = (camera_frames or {}).get(cam, "")
                 self.images[cam].log(compressed_image(rgb, frame, stamp_ns, image_max_width), log_time=stamp_ns)
                 sent = True
+        if cells is not None and self.subscriptions.wanted(self.grid_2d_topic):
+            self.grid_2d.log(navigation_grid(cells, point_cloud_range, voxel_size, ground_z_m, base_frame, stamp_ns),
+                             log_time=stamp_ns)
+            sent = True
         if transforms and self.subscriptions.wanted(TF_TOPIC):
             self.tf.log(frame_transforms(transforms, stamp_ns), log_time=stamp_ns)
             sent = True
@@ -157,6 +213,12 @@ class FoxgloveBridge:
 
     def close(self) -> None:
         self.server.stop()
+        self._detach_log()
+
+    def _detach_log(self) -> None:
+        if self._relay is not None:
+            logging.getLogger("foxglove").removeHandler(self._relay)
+            self._relay = None
 
 
 def compressed_image(rgb: np.ndarray, frame_id: str, stamp_ns: int, max_width: int = 0, quality: int = 85) -> Any:
@@ -183,3 +245,32 @@ def frame_transforms(transforms: Sequence[tuple[str, str, np.ndarray]], stamp_ns
         out.append(FrameTransform(timestamp=_timestamp(stamp_ns), parent_frame_id=parent, child_frame_id=child,
                                   translation=Vector3(x=tx, y=ty, z=tz), rotation=Quaternion(x=x, y=y, z=z, w=w)))
     return FrameTransforms(transforms=out)
+
+
+def navigation_grid(cells: np.ndarray, point_cloud_range: Sequence[float], voxel_size: float, ground_z_m: float,
+                    frame_id: str, stamp_ns: int) -> Any:
+    """foxglove.Grid of (X, Y) int8 navigation cells: rows along y, columns along x (as nav_msgs/OccupancyGrid),
+    corner at (x_min, y_min, ground_z_m); per cell the value (int8 ``occupancy``) and its RGBA (CELL_COLORS)."""
+    from foxglove.messages import (
+        Grid,
+        PackedElementField,
+        PackedElementFieldNumericType,
+        Pose,
+        Quaternion,
+        Vector2,
+        Vector3,
+    )
+
+    rows = np.ascontiguousarray(cells.T)  # (Y, X)
+    packed = np.zeros((*rows.shape, 5), np.uint8)
+    packed[..., 0] = rows.view(np.uint8)
+    for value, rgba in CELL_COLORS.items():
+        packed[rows == value, 1:] = rgba
+    u8, i8 = PackedElementFieldNumericType.Uint8, PackedElementFieldNumericType.Int8
+    fields = [PackedElementField(name="occupancy", offset=0, type=i8)] + [
+        PackedElementField(name=n, offset=1 + i, type=u8) for i, n in enumerate(("red", "green", "blue", "alpha"))]
+    pose = Pose(position=Vector3(x=float(point_cloud_range[0]), y=float(point_cloud_range[1]), z=float(ground_z_m)),
+                orientation=Quaternion(x=0.0, y=0.0, z=0.0, w=1.0))
+    return Grid(timestamp=_timestamp(stamp_ns), frame_id=frame_id, pose=pose, column_count=int(cells.shape[0]),
+                cell_size=Vector2(x=float(voxel_size), y=float(voxel_size)), row_stride=5 * int(cells.shape[0]),
+                cell_stride=5, fields=fields, data=packed.tobytes())

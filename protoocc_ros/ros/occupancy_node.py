@@ -1,8 +1,8 @@
 """occupancy_node: camera sets -> ProtoOcc -> 3D semantic occupancy (docs/architecture.md "ROS topics and frames").
 
 A managed (lifecycle) node, like the perception nodes of nav2 / Autoware:
-  configure   validate parameters, load config + checkpoint into an OccupancyPredictor, warm it up, create
-              the publishers, listen to TF, start the Foxglove server (``foxglove.enabled``)
+  configure   validate parameters, load config + checkpoint into a Predictor (backend torch or onnxruntime), warm
+              it up, create the publishers, listen to TF, start the Foxglove server (``foxglove.enabled``)
   activate    subscribe to the cameras and publish
   deactivate  unsubscribe, drop waiting sets, reset the temporal memory
   cleanup     free everything configure made (one object, ``self.run``); shutdown ends the process
@@ -32,7 +32,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from protoocc_ros.data.errors import DatasetError
 from protoocc_ros.device import DeviceError, resolve_device
-from protoocc_ros.inference.predictor import OccupancyPredictor, PredictorError, load_predictor
+from protoocc_ros.inference.predictor import Predictor, PredictorError, load_predictor
 from protoocc_ros.ros.camera_inputs import CameraInputs, SetDropped
 from protoocc_ros.ros.diagnostics import HealthLimits, NodeDiagnostics, ThrottledLog
 from protoocc_ros.ros.foxglove_bridge import FoxgloveBridge, FoxgloveBridgeError
@@ -75,7 +75,7 @@ class _Run:
 
     params: OccupancyNodeParams
     cameras: list[str]
-    predictor: OccupancyPredictor
+    predictor: Predictor
     tf: TfBuffer
     inputs: CameraInputs
     outputs: OccupancyOutputs
@@ -92,7 +92,7 @@ class _Run:
 class OccupancyNode(ManagedNode):
     """Managed ROS 2 node running ProtoOcc on synchronised camera sets (see the module docstring)."""
 
-    explained = (NodeStartError, FoxgloveBridgeError)
+    explained = (NodeStartError, FoxgloveBridgeError, ParamError)
 
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
@@ -133,7 +133,7 @@ class OccupancyNode(ManagedNode):
             if p.torch_threads:
                 torch.set_num_threads(p.torch_threads)
             predictor = load_predictor(checkpoint, p.config_file, p.model_overrides(), device, p.memory_enabled,
-                                       warn=lambda line: log.warning(line))
+                                       warn=lambda line: log.warning(line), **p.backend_options())
             cfg = predictor.cfg
             cameras = p.cameras or list(cfg.dataset.cameras)
             if checkpoint is not None:
@@ -152,8 +152,8 @@ class OccupancyNode(ManagedNode):
         self.run = _Run(
             params=p, cameras=cameras, predictor=predictor, tf=tf,
             inputs=CameraInputs(cameras, tf, lambda reason, detail: self._drop(reason, detail, message=True)),
-            outputs=OccupancyOutputs(self, predictor.classes, ds.point_cloud_range, ds.voxel_size,
-                                     p.markers_delete_all),
+            outputs=OccupancyOutputs(self, predictor.classes, ds.point_cloud_range, ds.voxel_size, ds.grid_size,
+                                     cfg.image_size, p),
             sync=ApproximateTimeSync(cameras, p.sync_slop_s, p.sync_queue_size, p.time_jump_s,
                                      callback=self._on_set, on_drop=self._on_sync_drop),
             worker=InferenceWorker(self._process, p.inference_queue_size, on_drop=self._on_busy_drop,
@@ -162,11 +162,12 @@ class OccupancyNode(ManagedNode):
         if p.foxglove_enabled:
             table = predictor.classes
             self.run.fox = FoxgloveBridge(p.foxglove_host, p.foxglove_port, cameras, list(table.names), table.colors,
-                                          table.free_label, name=NODE_NAME, prefix=self.get_fully_qualified_name())
+                                          table.free_label, name=NODE_NAME, prefix=self.get_fully_qualified_name(),
+                                          log=lambda line: log.warning(line))
             log.info(f"Foxglove live view on ws://{p.foxglove_host}:{self.run.fox.port} (Foxglove app: "
                                    "Open connection > Foxglove WebSocket; layout config/foxglove_layout.json)")
-        log.info(f"configured: config {cfg.name}, grid {tuple(ds.grid_size)}, device {device} "
-                               f"({torch.get_num_threads()} CPU threads), warm-up {self.diag.warmup_ms:.0f} ms")
+        log.info(f"configured: config {cfg.name}, grid {tuple(ds.grid_size)}, backend {predictor.backend}, device "
+                 f"{device} ({torch.get_num_threads()} CPU threads), warm-up {self.diag.warmup_ms:.0f} ms")
 
     def activate_body(self) -> None:
         run = self.run
@@ -225,6 +226,8 @@ class OccupancyNode(ManagedNode):
             self._pending_params = apply_change(OccupancyNodeParams, current_values(self, OccupancyNodeParams),
                                                 changes, configured=self.run is not None,
                                                 node_name=self.get_fully_qualified_name())
+            if self.run is not None:  # settings that must fit the loaded model (classes, grid)
+                self.run.outputs.grid_2d_spec(self._pending_params)
         except ParamError as exc:
             self.get_logger().warning(f"parameter change refused: {exc}")
             return SetParametersResult(successful=False, reason=str(exc))
@@ -369,7 +372,7 @@ class OccupancyNode(ManagedNode):
             if line:
                 self.get_logger().info(line)
         t3 = time.monotonic()
-        shown = run.outputs.publish(p, out.labels, out.confidence, synced.stamp_ns)
+        shown, cells = run.outputs.publish(p, out.labels, out.confidence, synced.stamp_ns, batch.lidar2img)
         t4 = time.monotonic()
         stages = [("queue", t0 - job.queued_at), ("decode_tf", t1 - t0 - got.rectify_s), ("rectify", got.rectify_s),
                   ("preprocess", t2 - t1),
@@ -380,7 +383,7 @@ class OccupancyNode(ManagedNode):
             ds = run.predictor.cfg.dataset
             if run.fox.publish(synced.stamp_ns, shown, ds.point_cloud_range, ds.voxel_size, p.base_frame,
                                dict(zip(run.cameras, got.images)), dict(zip(run.cameras, got.frames)),
-                               transforms, p.foxglove_image_max_width):
+                               transforms, p.foxglove_image_max_width, cells, p.occupancy_2d_ground_z_m):
                 stages.append(("foxglove", time.monotonic() - t4))
         for stage, seconds in stages:
             self.diag.latency(stage, seconds)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from protoocc_ros.ros.params import ParamError, check, param
 from protoocc_ros.ros.rectification import DEFAULT_MAX_PIXELS, RECTIFICATION_MODES
@@ -26,6 +27,16 @@ class OccupancyNodeParams:
     checkpoint: str = param("", "safetensors checkpoint; '' = the bundled models/protoocc_demo.safetensors when it "
                                 "exists, otherwise random weights (a loud warning).")
     device: str = param("auto", "Inference device: cpu, cuda, cuda:N or auto (cuda when available).")
+    backend: str = param("torch", "Inference backend: torch (ProtoOcc in PyTorch) or onnxruntime (the temporal ONNX "
+                                  "graph of protoocc-export; same outputs, memory and reset rules in the node).",
+                         choices=("torch", "onnxruntime"))
+    onnx_file: str = param("", "backend onnxruntime: the .onnx file from protoocc-export (exported for this rig; its "
+                               "<file>.json must name the config's architecture); '' = export the checkpoint at "
+                               "configure for any rig (slower graph).", name="onnx.file")
+    onnx_providers: list[str] = param([""], "backend onnxruntime: execution providers in order, e.g. "
+                                            "[TensorrtExecutionProvider, CUDAExecutionProvider]; [''] = TensorRT / "
+                                            "CUDA when installed and device is not cpu, then CPU.",
+                                      name="onnx.providers")
     torch_threads: int = param(0, "CPU threads of the model (torch.set_num_threads, per process); 0 = torch's "
                                   "default (one per core). Leave cores to camera drivers and DDS on a shared computer.",
                                range=(0, 1024))
@@ -71,6 +82,24 @@ class OccupancyNodeParams:
     publish_occupied_voxels: bool = param(True, "Publish ~/occupied_voxels (PointCloud2 x, y, z, label, "
                                                 "confidence).", live=True)
     publish_markers: bool = param(True, "Publish ~/markers (MarkerArray, one CUBE_LIST per class).", live=True)
+    publish_occupancy_2d: bool = param(True, "Publish ~/occupancy_2d (nav_msgs/OccupancyGrid for nav2: 100 obstacle "
+                                             "in the height band, 0 free, -1 unseen by every camera).", live=True)
+    occupancy_2d_min_height_m: float = param(0.2, "~/occupancy_2d: lowest voxel centre of the obstacle band, above "
+                                                  "the ground (m).", name="occupancy_2d.min_height_m",
+                                             range=(-20.0, 20.0), live=True)
+    occupancy_2d_max_height_m: float = param(2.0, "~/occupancy_2d: highest voxel centre of the obstacle band, above "
+                                                  "the ground (m; the vehicle's height plus a margin).",
+                                             name="occupancy_2d.max_height_m", range=(-20.0, 20.0), live=True)
+    occupancy_2d_ground_z_m: float = param(0.0, "~/occupancy_2d: z of the ground in base_frame (m; 0 when base_link "
+                                                "is on the ground).", name="occupancy_2d.ground_z_m",
+                                           range=(-20.0, 20.0), live=True)
+    occupancy_2d_obstacle_classes: list[str] = param([""], "~/occupancy_2d: class names that are obstacles; [''] = "
+                                                           "every class but free and the ground classes (driveable "
+                                                           "surface, other flat, sidewalk, terrain).",
+                                                     name="occupancy_2d.obstacle_classes", live=True)
+    occupancy_2d_min_confidence: float = param(0.0, "~/occupancy_2d: an obstacle voxel below this confidence makes "
+                                                    "its cell unknown (-1) instead of occupied.",
+                                               name="occupancy_2d.min_confidence", range=(0.0, 1.0), live=True)
     markers_delete_all: bool = param(False, "Start every MarkerArray with DELETEALL instead of deleting stale "
                                             "classes.")
     memory_enabled: bool = param(True, "Carry the temporal memory between camera sets (false: every set starts "
@@ -126,6 +155,11 @@ class OccupancyNodeParams:
             overrides.append(f"model.temporal.memory_max_pose_jump_m={self.memory_max_pose_jump_m}")
         return overrides
 
+    def backend_options(self) -> dict[str, Any]:
+        """load_predictor's backend keywords: backend, onnx_file, providers, cameras (the rig, for an export)."""
+        return {"backend": self.backend, "onnx_file": self.onnx_file or None, "providers": self.onnx_providers,
+                "cameras": self.cameras}
+
     def checkpoint_path(self) -> Path | None:
         """The checkpoint to load: the parameter's file (ParamError when missing or not a file), else the
         bundled demo checkpoint when it exists, else None (random weights)."""
@@ -165,3 +199,5 @@ class OccupancyNodeParams:
         check(self.tf_cache_s > self.tf_tolerance_s, "tf_cache_s", self.tf_cache_s,
               f"> tf_tolerance_s ({self.tf_tolerance_s})")
         check(bool(self.foxglove_host), "foxglove.host", self.foxglove_host, "an address such as 127.0.0.1 or 0.0.0.0")
+        check(self.occupancy_2d_min_height_m < self.occupancy_2d_max_height_m, "occupancy_2d.min_height_m",
+              self.occupancy_2d_min_height_m, f"< occupancy_2d.max_height_m ({self.occupancy_2d_max_height_m})")

@@ -28,12 +28,15 @@ __all__ = ["FoxgloveClient", "build_layout", "layout_json", "message_class", "re
 
 
 def build_layout(cameras: Sequence[str], prefix: str = "/occupancy_node", base_frame: str = "base_link") -> Any:
-    """Foxglove layout: 3D panel (scene + transforms, following ``base_frame``) beside the camera images."""
+    """Foxglove layout: 3D panel (scene, the navigation grid drawn behind it in its RGBA colours, transforms;
+    following ``base_frame``) beside the camera images."""
     import foxglove.layouts as fl
 
     three_d = fl.ThreeDeePanel(title="occupancy", config=fl.ThreeDeeConfig(
         follow_tf=base_frame, follow_mode="follow-pose",
-        topics={f"{prefix}/scene": fl.BaseRendererSceneUpdateTopicSettings(visible=True)}))
+        topics={f"{prefix}/scene": fl.BaseRendererSceneUpdateTopicSettings(visible=True),
+                f"{prefix}/occupancy_2d": fl.BaseRendererGridTopicSettings(visible=True, color_mode="rgba-fields",
+                                                                           draw_behind=True, frame_locked=True)}))
     panels = [fl.ImagePanel(title=cam, config=fl.ImageConfig(image_mode=fl.ImageModeConfig(
         image_topic=image_topic(cam, prefix)))) for cam in cameras]
     rows = [fl.SplitItem(content=fl.SplitContainer(direction="row", items=[fl.SplitItem(content=p)

@@ -1,6 +1,9 @@
 """OccupancyPredictor without ROS: the model's output on a preprocessed set, the temporal memory and its reset
-rules across real-magnitude stamps, warm-up, and a failing set that leaves no memory behind."""
+rules across real-magnitude stamps, warm-up, and a failing set that leaves no memory behind; the onnxruntime
+backend gives the same outputs and resets."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,8 +12,9 @@ import torch
 from protoocc_ros.config import load_config
 from protoocc_ros.data.preprocessing import preprocess_camera_set
 from protoocc_ros.geometry import make_transform, optical_rotation
-from protoocc_ros.inference import OccupancyPredictor, PredictorError, load_predictor
+from protoocc_ros.inference import OccupancyPredictor, OnnxRuntimePredictor, PredictorError, load_predictor
 from protoocc_ros.model import build_model
+from protoocc_ros.training.checkpoint import save_checkpoint
 
 NUSCENES_T0_NS = 1_533_151_603_512_404_000  # a nuScenes-magnitude stamp (2018-08-01), ~1.53e9 s
 HALF_S = 500_000_000
@@ -114,3 +118,65 @@ def test_load_predictor_names_the_bad_config_and_the_bad_checkpoint(tmp_path) ->
     warnings: list[str] = []
     predictor = load_predictor(None, "demo", device="cpu", warn=warnings.append)
     assert predictor.classes.free_label == 17 and any("RANDOM WEIGHTS" in w for w in warnings)
+
+
+# -- the onnxruntime backend ------------------------------------------------------------------------------------
+OVERRIDES = ["dataset.image_size=[48,96]", "dataset.cameras=[CAM_FRONT,CAM_BACK]", "model.prototypes.num_prototypes=18",
+             "model.query_size=[20,20,4]", "dataset.grid_size=[40,40,8]", "dataset.voxel_size=2.0",
+             "dataset.point_cloud_range=[-40.0,-40.0,-1.0,40.0,40.0,15.0]"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(cfg, tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    with torch.no_grad():  # varied labels
+        for weight in (p for p in model.parameters() if p.dim() > 1):
+            weight.mul_(3.0)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "small.safetensors", model, cfg)
+
+
+def test_onnxruntime_backend_gives_the_torch_outputs_and_the_same_resets(checkpoint: Path) -> None:
+    torch_p = load_predictor(checkpoint, "demo", OVERRIDES, "cpu")
+    onnx_p = load_predictor(checkpoint, "demo", OVERRIDES, "cpu", backend="onnxruntime")  # exported here, any rig
+    assert isinstance(onnx_p, OnnxRuntimePredictor) and onnx_p.providers == ["CPUExecutionProvider"]
+    assert onnx_p.warm_up() > 0 and onnx_p.memory is None
+    stamps = [0, HALF_S, 2 * HALF_S, HALF_S, 10 * HALF_S]  # memory, memory, time_backwards, gap
+    reasons = ["first_frame", None, None, "time_backwards", "gap"]
+    varied = 0
+    for i, (stamp, reason) in enumerate(zip(stamps, reasons)):
+        images, Ks, cam2ego = camera_set(20 + i)
+        a = torch_p.step(images, Ks, cam2ego, pose(0.5 * i), NUSCENES_T0_NS + stamp)
+        b = onnx_p.step(images, Ks, cam2ego, pose(0.5 * i), NUSCENES_T0_NS + stamp)
+        assert a.reset_reason == b.reset_reason == reason
+        assert (a.labels == b.labels).mean() > 0.999 and b.labels.dtype == np.uint8
+        np.testing.assert_allclose(b.confidence, a.confidence, rtol=0, atol=1e-4)
+        varied = max(varied, len(np.unique(a.labels)))
+    assert varied >= 3
+
+
+def test_onnx_file_of_another_architecture_is_refused_naming_the_key(checkpoint: Path, tmp_path: Path) -> None:
+    import json
+
+    from protoocc_ros.config import config_to_dict, load_config
+    from protoocc_ros.export import export_temporal_onnx
+
+    cfg = load_config("demo", OVERRIDES)
+    model = build_model(cfg).eval()
+    images, lidar2img = torch.zeros(1, 2, 3, 48, 96), torch.eye(4).expand(1, 2, 4, 4).clone()
+    path = export_temporal_onnx(model, images, lidar2img, tmp_path / "g.onnx", 1600)
+    other = config_to_dict(cfg)
+    other["model"]["query_size"] = [10, 10, 4]
+    path.with_suffix(".json").write_text(json.dumps({"config": other}))
+    with pytest.raises(PredictorError, match=r"g.onnx was exported for another model .*model.query_size: graph \[10, 10, 4\]"):
+        load_predictor(None, "demo", OVERRIDES, "cpu", backend="onnxruntime", onnx_file=path)
+    path.with_suffix(".json").write_text(json.dumps({"config": config_to_dict(cfg)}))
+    assert load_predictor(None, "demo", OVERRIDES, "cpu", backend="onnxruntime", onnx_file=path).runner.max_hits == 1600
+    with pytest.raises(PredictorError, match=r"'onnx.file' = .*nothing.onnx': file not found"):
+        load_predictor(None, "demo", OVERRIDES, "cpu", backend="onnxruntime", onnx_file=tmp_path / "nothing.onnx")
+    predictor = load_predictor(None, "demo", OVERRIDES, "cpu", backend="onnxruntime", onnx_file=path)
+    assert predictor.rig_note(["CAM_FRONT", "CAM_BACK"]) is None
+    with pytest.raises(PredictorError, match=r"takes 2 cameras, the node has 3 .*export the graph for this rig"):
+        predictor.rig_note(["CAM_FRONT", "CAM_BACK", "CAM_LEFT"])
+    with pytest.raises(PredictorError, match=r"'backend' = 'tensorrt': expected one of \['torch', 'onnxruntime'\]"):
+        load_predictor(None, "demo", OVERRIDES, "cpu", backend="tensorrt")

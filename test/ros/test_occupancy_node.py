@@ -238,15 +238,18 @@ def running_node(tmp: Path, active: bool = True, **extra: Any) -> Iterator[Runni
     given = extra.pop("checkpoint", checkpoint)  # e.g. a missing file, for a failing configure
     node = NodeProcess(MODULE, tmp / "node.log", params_file=params_file(tmp, config_path, given, **extra),
                        node_name=MAIN)
-    with ros_context() as ctx:
-        rig = Rig(ctx)
-        up = (lambda: all(p.get_subscription_count() >= 1 for p in rig.images.values())) if active else \
-            (lambda: MAIN in rig.diag)
-        assert rig.spin_until(up, 60.0), f"node did not come up:\n{node.output()}"
-        yield Running(rig, node, load_model(checkpoint, cfg), checkpoint)
-        code = node.stop()
-        rig.executor.shutdown()
-        rig.node.destroy_node()
+    try:
+        with ros_context() as ctx:
+            rig = Rig(ctx)
+            up = (lambda: all(p.get_subscription_count() >= 1 for p in rig.images.values())) if active else \
+                (lambda: MAIN in rig.diag)
+            assert rig.spin_until(up, 60.0), f"node did not come up:\n{node.output()}"
+            yield Running(rig, node, load_model(checkpoint, cfg), checkpoint)
+            code = node.stop()
+            rig.executor.shutdown()
+            rig.node.destroy_node()
+    finally:  # a failing test must not leave the node running on the domain for the next tests
+        node.stop()
     assert code == 0 and "Traceback" not in node.output(), node.output()[-3000:]
 
 
@@ -319,6 +322,72 @@ def test_grid_cloud_and_markers_equal_the_model_called_directly(setup) -> None:
     assert rig.spin_until(lambda: started_fresh() >= 1 and rig.counts("output")["sets_published"] >= 2, 3.0)
     latency = status_values(rig.diag[MAIN], f"{MAIN}: latency")
     assert float(latency["total.mean_ms"]) > float(latency["inference.mean_ms"]) > 0
+
+
+def reference_2d(labels: np.ndarray, conf: np.ndarray, obstacles: list[str], band_m: tuple[float, float],
+                 min_confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """(cells, seen) written here from the definition: a column is seen when a voxel centre of the band lies in
+    front of a camera and inside its image (from K and CAM2EGO); 100 = an obstacle class in the band with
+    confidence >= min_confidence, -1 = unseen or only unsure obstacles, 0 = otherwise."""
+    from protoocc_ros.classes import class_names_for
+
+    pcr, voxel = SMALL_CONFIG["dataset"]["point_cloud_range"], 0.4
+    is_obstacle = np.array([n in obstacles for n in class_names_for(18)])
+    zc = pcr[2] + (np.arange(labels.shape[2]) + 0.5) * voxel
+    band = (zc >= band_m[0] - 1e-9) & (zc <= band_m[1] + 1e-9)
+    ix, iy, iz = np.meshgrid(np.arange(labels.shape[0]), np.arange(labels.shape[1]), np.nonzero(band)[0],
+                             indexing="ij")
+    centres = np.stack([pcr[0] + (ix + 0.5) * voxel, pcr[1] + (iy + 0.5) * voxel, zc[iz]], -1)  # (X, Y, L, 3)
+    seen = np.zeros(labels.shape[:2], bool)
+    for cam in CAMERAS:
+        ego2cam = np.linalg.inv(CAM2EGO[cam])
+        c = centres @ ego2cam[:3, :3].T + ego2cam[:3, 3]
+        z = np.where(c[..., 2] > 1e-5, c[..., 2], np.nan)
+        u, v = K[0, 0] * c[..., 0] / z + K[0, 2], K[1, 1] * c[..., 1] / z + K[1, 2]
+        seen |= ((u > -0.5) & (u < W - 0.5) & (v > -0.5) & (v < H - 0.5)).any(-1)
+    in_band = is_obstacle[labels[:, :, band]]
+    sure = conf[:, :, band] >= min_confidence
+    cells = np.where((in_band & sure).any(-1), 100, np.where(in_band.any(-1), -1, 0))
+    return np.where(seen, cells, -1).astype(np.int8), seen
+
+
+def test_occupancy_2d_is_the_reference_projection_and_unknown_is_the_unseen_columns(setup) -> None:
+    from nav_msgs.msg import OccupancyGrid
+
+    from protoocc_ros.ros.navigation_grid import msg_to_cells
+    from protoocc_ros.ros.qos import latched_qos
+
+    rig, model, _ = setup
+    grids_2d: dict[int, OccupancyGrid] = {}
+    rig.node.create_subscription(OccupancyGrid, f"/{MAIN}/occupancy_2d", Rig._keep(grids_2d), latched_qos(1))
+    obstacles, band = ["bus", "motorcycle", "truck"], (0.3, 0.5)  # one level (centre 0.4 m): a mix of 100 and 0
+    assert all(r.successful for r in rig.set_params({
+        "occupancy_2d.obstacle_classes": obstacles, "occupancy_2d.min_height_m": band[0],
+        "occupancy_2d.max_height_m": band[1]}))
+    for min_confidence in (0.0, 0.25):
+        assert rig.set_param("occupancy_2d.min_confidence", min_confidence).successful
+        stamp = rig.next_stamp(5.0)  # after a gap the node's memory starts fresh, as direct_prediction's does
+        rig.publish_set(stamp)
+        assert rig.spin_until(lambda: stamp in grids_2d, 10.0), f"no ~/occupancy_2d for {stamp}"
+        [(labels, conf)] = direct_prediction(rig, model, [stamp])
+        got = msg_to_cells(grids_2d[stamp])
+        expected, seen = reference_2d(labels, conf, obstacles, band, min_confidence)
+        assert got.frame_id == "base_link" and got.resolution == pytest.approx(0.4)
+        np.testing.assert_allclose(got.origin, [-8.0, -8.0, 0.0])
+        assert 0.1 < seen.mean() < 0.95  # two cameras: the sides are unseen
+        np.testing.assert_array_equal(got.cells, expected)
+        if min_confidence == 0.0:
+            assert (expected == 100).sum() > 20 and (expected[seen] == 0).sum() > 20
+            np.testing.assert_array_equal(got.cells == -1, ~seen)  # unknown = exactly the unseen columns
+        else:
+            assert ((got.cells == -1) & seen).sum() > 5  # unsure obstacles are unknown, not occupied
+    refused = rig.set_param("occupancy_2d.obstacle_classes", ["cars"])
+    assert not refused.successful and "'occupancy_2d.obstacle_classes'" in refused.reason and "'cars'" in refused.reason
+    refused = rig.set_param("occupancy_2d.ground_z_m", 9.0)  # the band above the grid's top (5.4 m)
+    assert not refused.successful and "holds no voxel centre" in refused.reason
+    assert all(r.successful for r in rig.set_params({
+        "occupancy_2d.obstacle_classes": [""], "occupancy_2d.min_height_m": 0.2, "occupancy_2d.max_height_m": 2.0,
+        "occupancy_2d.min_confidence": 0.0}))
 
 
 def check_drop_then_recovery(rig: Rig, reason: str, publish_bad: Any, node: str = MAIN, part: str = "dropped") -> None:
