@@ -3,19 +3,23 @@
 Every variant is the ablation config (config/ablation.yaml) with the Table 4 flags of benchmarks/common.py,
 trained with the same steps, recipe and data for each seed, and evaluated on the held-out synthetic scenes
 (Occ3D mIoU with the camera mask) at every checkpoint, so the learning curve shows whether a run converged.
+``--coarsen k`` (default 2) trains and evaluates on the sample's labels coarsened k× per axis (100×100×8 voxels
+of 0.8 m, data/synthetic/replicate.py): a step is ~4× cheaper, so runs converge within the CPU budget; the
+model, images and the Table 4 parts are unchanged (the decoder upsamples 2× instead of 4×).
 The paper's headline claim is the extra variant ``baseline_4x``: the baseline with a 4x larger voxel query.
 Results: runs/ablation/<variant>_seed<k>/ (resumable: finished runs are kept), benchmarks/results/ablation.json
-and ablation.png (per-seed values, mean ± std, paired differences against the baseline on the same seed).
+and ablation.png (``--out``) (per-seed values, mean ± std, paired differences against the baseline on the same seed).
 
-    python benchmarks/ablation.py --steps 400 --seeds 0 1 2 3 4                # nohup ... > runs/ablation.log &
+    python benchmarks/ablation.py --steps 1000 --seeds 0 1 2 3 4               # nohup ... > runs/ablation.log &
     python benchmarks/ablation.py --variants exp1 exp5 baseline_4x --summary-only
-    python benchmarks/ablation.py --variants exp5 dev_all dev_layers_0 ... --name deviations   # the named deviations
+    python benchmarks/ablation.py --variants exp5 dev_all dev_layers_0 ... --out benchmarks/results/deviations.json
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import shutil
 import statistics
 import subprocess
 import sys
@@ -43,6 +47,26 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 # ProtoOcc with one named deviation from the paper on (compared with exp5 on the same seeds).
 VARIANTS.update({f"dev_{name}": (f"ProtoOcc + deviation {name}", [*flags("exp5_full"), *items])
                  for name, items in DEVIATIONS.items()})
+
+
+def coarse_dataroot(config: str, k: int, out_root: Path) -> list[str]:
+    """Overrides that point every run at the synthetic sample with labels coarsened k× (made once, in out_root)."""
+    if k == 1:
+        return []
+    from protoocc_ros.config import load_config
+    from protoocc_ros.data.synthetic.replicate import replicate_sample
+    from protoocc_ros.data.synthetic.sample import ensure_sample
+
+    d = load_config(config).dataset
+    root = (out_root / f"data_coarse{k}").resolve()
+    if not (root / d.version).is_dir():
+        tmp = root.with_name(root.name + ".tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        replicate_sample(ensure_sample(), tmp, copies=1, coarsen=k, version=d.version)
+        tmp.rename(root)
+    grid = ",".join(str(g // k) for g in d.grid_size)
+    return [f"dataset.dataroot={root}", f"dataset.grid_size=[{grid}]", f"dataset.voxel_size={d.voxel_size * k}"]
 
 
 def run_dir(out_root: Path, variant: str, seed: int) -> Path:
@@ -160,33 +184,36 @@ def plot(summary: dict[str, Any], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="ablation", help="base config of every variant (default config/ablation.yaml)")
-    p.add_argument("--steps", type=int, default=400, help="optimizer steps per run (the same for every run)")
-    p.add_argument("--eval-every", type=int, default=100, help="checkpoint and evaluate every this many steps")
+    p.add_argument("--steps", type=int, default=1000, help="optimizer steps per run (the same for every run)")
+    p.add_argument("--eval-every", type=int, default=200, help="checkpoint and evaluate every this many steps")
+    p.add_argument("--coarsen", type=int, default=2, help="labels coarsened k× per axis (1 = the 0.4 m grid)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--variants", nargs="+", default=["exp1", "exp5", "baseline_4x"], choices=list(VARIANTS))
-    p.add_argument("--out", type=Path, default=Path("runs/ablation"))
+    p.add_argument("--runs", type=Path, default=Path("runs/ablation"), help="run directories (resumable)")
     p.add_argument("--set", dest="extra", action="append", default=[], help="extra override for every run")
     p.add_argument("--summary-only", action="store_true", help="no training: summarise the finished runs")
-    p.add_argument("--name", default="ablation", help="results file name: benchmarks/results/<name>.json / .png")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR / "ablation.json",
+                   help="results JSON (the PNG chart beside it; default benchmarks/results/ablation.json)")
     args = p.parse_args(argv)
+    args.runs.mkdir(parents=True, exist_ok=True)
+    extra = [*coarse_dataroot(args.config, args.coarsen, args.runs), *args.extra]
     results: dict[str, dict[int, dict[int, dict[str, Any]]]] = {v: {} for v in args.variants}
     seconds: dict[str, list[float]] = {v: [] for v in args.variants}
     for seed in args.seeds:  # interleave variants so a partial run still compares like with like
         for variant in args.variants:
-            done = (run_dir(args.out, variant, seed) / "checkpoints" / f"step_{args.steps:07d}.safetensors").is_file()
+            done = (run_dir(args.runs, variant, seed) / "checkpoints" / f"step_{args.steps:07d}.safetensors").is_file()
             if not done and args.summary_only:
                 continue
-            seconds[variant].append(train(variant, seed, args.steps, args.eval_every, args.out, args.config,
-                                          args.extra))
-            results[variant][seed] = {step: evaluate(variant, seed, step, args.out)
+            seconds[variant].append(train(variant, seed, args.steps, args.eval_every, args.runs, args.config, extra))
+            results[variant][seed] = {step: evaluate(variant, seed, step, args.runs)
                                       for step in range(args.eval_every, args.steps + 1, args.eval_every)}
     results = {v: r for v, r in results.items() if r}
     summary = summarise(results, args.steps)
     summary["setup"] = {"config": args.config, "steps": args.steps, "eval_every": args.eval_every,
-                        "extra": args.extra, "train_seconds": seconds, "machine": machine_info()}
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / f"{args.name}.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot(summary, RESULTS_DIR / f"{args.name}.png")
+                        "coarsen": args.coarsen, "extra": extra, "train_seconds": seconds, "machine": machine_info()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=2) + "\n")
+    plot(summary, args.out.with_suffix(".png"))
     print(table(summary))
     return 0
 

@@ -8,6 +8,7 @@ this keeps the scripts from rotting as the model changes. They read the default 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -101,3 +102,21 @@ def test_gpu_check_without_cuda_says_what_to_install(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 2 and "sees no CUDA device" in proc.stderr and "--dry-run" in proc.stderr
     assert not (tmp_path / "gpu_check.json").exists()
+
+
+def test_ablation_trains_evaluates_and_compares_on_the_coarsened_sample(tmp_path: Path) -> None:
+    out = tmp_path / "ablation.json"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "ablation.py"), "--steps", "2", "--eval-every", "1",
+           "--seeds", "0", "1", "--variants", "exp1", "exp5", "dev_all", "--runs", str(tmp_path / "runs"),
+           "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert out.with_suffix(".png").stat().st_size > 1000
+    assert result["setup"]["coarsen"] == 2 and "dataset.grid_size=[100,100,8]" in result["setup"]["extra"]
+    assert len(result["exp5"]["miou_per_seed"]) == 2 and list(result["exp5"]["curve"]) == ["1", "2"]
+    assert result["exp5"]["vs_baseline"]["n"] == 2 and result["dev_all"]["vs_full"]["n"] == 2
+    report = json.loads((tmp_path / "runs" / "exp1_seed1" / "eval_step2" / "report.json").read_text())
+    assert len(report["confusion_matrix"]) == 18 and report["results"]["num_frames"] == 20
+    assert "| ProtoOcc + deviation all |" in proc.stdout
