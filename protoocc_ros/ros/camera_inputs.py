@@ -137,16 +137,23 @@ class CameraInputs:
             history.time_jumped()
 
     def lookup(self, target: str, source: str, stamp_ns: int, what: str) -> np.ndarray:
-        """4x4 target <- source at stamp_ns, waiting up to INPUT_WAIT_S for data that may still be on its way."""
+        """4x4 target <- source at stamp_ns. The transforms around the stamp are waited for up to INPUT_WAIT_S
+        (as tf2's MessageFilter does: the next odometry message usually arrives just after the images); only
+        then is the buffer's extrapolation tolerance (``tf_tolerance_s``) used, so a set whose transform is on
+        its way is interpolated, not extrapolated."""
         deadline = time.monotonic() + INPUT_WAIT_S
         while True:
             try:
-                return self.tf.lookup_matrix(target, source, stamp_ns)
-            except TransformError as exc:  # retried: after a time jump even "past" data can still arrive
+                return self.tf.lookup_matrix(target, source, stamp_ns, tolerance_s=0.0)
+            except TransformError:  # retried: after a time jump even "past" data can still arrive
                 if time.monotonic() >= deadline:
-                    reason = "tf_missing" if isinstance(exc, (FrameLookupError, ConnectivityError)) else "tf_stale"
-                    raise SetDropped(reason, f"{what}: {exc}") from None
+                    break
             time.sleep(POLL_S)
+        try:
+            return self.tf.lookup_matrix(target, source, stamp_ns)
+        except TransformError as exc:
+            reason = "tf_missing" if isinstance(exc, (FrameLookupError, ConnectivityError)) else "tf_stale"
+            raise SetDropped(reason, f"{what}: {exc}") from None
 
     def _paired(self, p: OccupancyNodeParams, camera: str, stamp: int, msg: Any) -> CameraModel:
         """The calibration of the image of ``camera`` at ``stamp``. The CameraInfo of its own stamp is used at

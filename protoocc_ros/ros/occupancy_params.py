@@ -108,7 +108,8 @@ class OccupancyNodeParams:
                                     name="memory.max_gap_s", range=(-1.0, HOUR_S))
     memory_max_pose_jump_m: float = param(-1.0, "Reset the memory after an ego jump longer than this (m); -1 = "
                                                 "config value.", name="memory.max_pose_jump_m", range=(-1.0, 1e4))
-    tf_tolerance_s: float = param(0.1, "Allowed TF extrapolation beyond the newest/oldest transform (s).",
+    tf_tolerance_s: float = param(0.1, "Allowed TF extrapolation beyond the newest/oldest transform (s), used "
+                                  "when the transforms around a stamp have not arrived within 0.25 s.",
                                   range=(0.0, 60.0))
     tf_cache_s: float = param(10.0, "How long dynamic transforms are kept (s).", range=(0.001, HOUR_S))
     time_jump_s: float = param(1.0, "A stamp this much older than the previous one is a backwards time jump "

@@ -52,3 +52,26 @@ def test_history_is_bounded_and_survives_a_time_jump() -> None:
     assert len(history) == HISTORY_LENGTH
     history.time_jumped()  # a bag restarted: the newest calibration stays, valid for any stamp
     assert len(history) == 1 and history.at(0).model.width == 88
+
+
+def test_ego_pose_waits_for_the_transform_after_the_stamp_instead_of_extrapolating() -> None:
+    """Odometry usually arrives just after the images: the pose at the image stamp is interpolated from the
+    transform that follows (as tf2's MessageFilter waits for it), not extrapolated within tf_tolerance_s."""
+    import threading
+
+    from protoocc_ros.geometry import make_transform
+    from protoocc_ros.ros.camera_inputs import CameraInputs
+    from protoocc_ros.ros.tf_buffer import TfBuffer
+
+    t0 = 1_530_000_000 * S
+    tf = TfBuffer(tolerance_s=0.1)
+    tf.set_transform(mb.transform_msg(make_transform(None, [0.0, 0.0, 0.0]), "odom", "base_link", t0))
+    inputs = CameraInputs(["cam"], tf, lambda *_: None)
+    later = threading.Timer(0.05, lambda: tf.set_transform(
+        mb.transform_msg(make_transform(None, [1.0, 0.0, 0.0]), "odom", "base_link", t0 + S // 10)))
+    later.start()
+    pose = inputs.lookup("odom", "base_link", t0 + S // 20, "ego pose")  # halfway: the next one is on its way
+    later.join()
+    assert abs(pose[0, 3] - 0.5) < 1e-9
+    # Nothing follows within the wait: extrapolation within the tolerance, the newest pose.
+    assert abs(inputs.lookup("odom", "base_link", t0 + S // 10 + S // 20, "ego pose")[0, 3] - 1.0) < 1e-9
