@@ -33,6 +33,7 @@ __all__ = ["Check", "DoctorError", "run_checks", "format_report", "main"]
 MESSAGE_MODULES = ("std_msgs.msg", "sensor_msgs.msg", "geometry_msgs.msg", "visualization_msgs.msg",
                    "diagnostic_msgs.msg", "lifecycle_msgs.msg", "rcl_interfaces.msg", "builtin_interfaces.msg")
 SYMBOL = {"ok": "[ OK ]", "warn": "[WARN]", "fail": "[FAIL]", "skip": "[SKIP]"}
+DISCOVERY_S = 5.0  # longest wait for DDS discovery of the camera publishers (ends as soon as all are seen)
 
 
 class DoctorError(RuntimeError):
@@ -276,10 +277,19 @@ class _GraphProbe:
             self.frames.setdefault(key, msg.header.frame_id)
         self.node.create_subscription(msg_type, topic, keep, qos)
 
-    def spin(self, seconds: float) -> None:
+    def spin(self, seconds: float, until: Callable[[], bool] | None = None) -> None:
+        """Process callbacks for ``seconds``, or less once ``until()`` is true."""
         end = time.monotonic() + seconds
-        while time.monotonic() < end:
+        while time.monotonic() < end and not (until is not None and until()):
             self.executor.spin_once(timeout_sec=0.05)
+
+    def topics(self) -> list[str]:
+        return [t for cam in self.cameras
+                for t in (self.params.image_topic(cam), self.params.camera_info_topic(cam))]
+
+    def discovered(self) -> bool:
+        """Another node is seen and every camera topic has a publisher (discovery is done for what we check)."""
+        return bool(self.other_nodes()) and all(self.node.count_publishers(t) > 0 for t in self.topics())
 
     def other_nodes(self) -> list[str]:
         names = self.node.get_node_names_and_namespaces()
@@ -353,7 +363,7 @@ def check_graph(params: Any, cfg: Any, wait_s: float, discovery_s: float) -> lis
         return [Check("cameras", "skip", "camera names unknown (config not loaded)")]
     probe = _GraphProbe(params, cameras)
     try:
-        probe.spin(discovery_s)
+        probe.spin(discovery_s, until=probe.discovered)  # DDS discovery takes seconds on a loaded machine
         nodes = probe.other_nodes()
         if not nodes:
             return [Check("cameras", "skip", f"no ROS graph on ROS_DOMAIN_ID {os.environ.get('ROS_DOMAIN_ID', '0')}"
@@ -365,7 +375,7 @@ def check_graph(params: Any, cfg: Any, wait_s: float, discovery_s: float) -> lis
 
 
 # -- report ------------------------------------------------------------------------------------------
-def run_checks(values: dict[str, Any], wait_s: float = 3.0, discovery_s: float = 1.5, graph: bool = True,
+def run_checks(values: dict[str, Any], wait_s: float = 3.0, discovery_s: float = DISCOVERY_S, graph: bool = True,
                progress: Callable[[Check], None] | None = None) -> list[Check]:
     """Every check, in order; later checks are skipped when what they need failed."""
     checks: list[Check] = []
