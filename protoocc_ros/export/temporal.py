@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from protoocc_ros.config import ProtoOccConfig
 from protoocc_ros.export.onnx_export import DEFAULT_OPSET, ExportError, trace_to_onnx
 from protoocc_ros.model.protoocc import ProtoOcc
-from protoocc_ros.model.spatial_cross_attention import CameraQueries, project_points
+from protoocc_ros.model.spatial_cross_attention import gather_hit_queries, project_points
 from protoocc_ros.model.temporal_memory import TemporalMemory
 from protoocc_ros.model.voxel_query import voxel_centres
 
@@ -87,18 +87,6 @@ def max_hits_for(cfg: ProtoOccConfig, lidar2img: Tensor | np.ndarray, margin: fl
     """K for an example rig: its largest per-camera hit count times (1 + margin), at most h·w·z."""
     q = math.prod(cfg.model.query_size)
     return max(1, min(q, math.ceil(int(hits_per_camera(cfg, lidar2img).max()) * (1.0 + margin))))
-
-
-def _gather_hit_queries_padded(uv: Tensor, visible: Tensor, k: int) -> CameraQueries:
-    """``gather_hit_queries`` with a constant number K of slots: uv (B, N, Q, Z_a, 2), visible (B, N, Q, Z_a)."""
-    hit = visible.any(-1)  # (B, N, Q)
-    per_cam = hit.sum(-1)  # (B, N)
-    order = torch.argsort((~hit).to(torch.int8), dim=-1, stable=True)[..., :k]  # hits first, (B, N, K)
-    valid = torch.arange(k, device=uv.device) < per_cam[..., None]  # (B, N, K)
-    idx = order[..., None, None].expand(-1, -1, -1, *uv.shape[-2:])
-    uv_k = torch.gather(uv, 2, idx)  # (B, N, K, Z_a, 2)
-    count = hit.sum(1).clamp(min=1)  # (B, Q)
-    return CameraQueries(order, valid, uv_k, count)
 
 
 def _warp_by_motion(features: Tensor, ego_motion: Tensor, point_cloud_range: Sequence[float],
@@ -146,7 +134,7 @@ class TemporalGraph(nn.Module):
         query, pos = model.voxel_query(b)  # (B, Q, d) each
         vq = model.voxel_query
         uv, visible = project_points(vq.pillar_points, lidar2img.float(), (img_h, img_w))  # (B, N, Q, Z_a, ...)
-        cams = _gather_hit_queries_padded(uv, visible, self.max_hits)
+        cams = gather_hit_queries(uv, visible, self.max_hits)
         level = m.prototypes.feature_level
         p_img = model.prototype_clustering(feats[level]) if model.prototype_clustering is not None else None
         prev = query

@@ -52,11 +52,13 @@ class CameraQueries:
     count: Tensor
 
 
-def gather_hit_queries(uv: Tensor, visible: Tensor) -> CameraQueries:
-    """uv (B, N, Q, Z_a, 2), visible (B, N, Q, Z_a) -> CameraQueries padded to K = max hits."""
+def gather_hit_queries(uv: Tensor, visible: Tensor, k: int | None = None) -> CameraQueries:
+    """uv (B, N, Q, Z_a, 2), visible (B, N, Q, Z_a) -> CameraQueries padded to K slots: the most hits of a camera,
+    or a constant ``k`` (a traced graph; a camera with more hits than ``k`` keeps its first ``k``)."""
     hit = visible.any(-1)  # (B, N, Q)
     per_cam = hit.sum(-1)  # (B, N)
-    k = max(int(per_cam.max()), 1)
+    if k is None:
+        k = max(int(per_cam.max()), 1)
     order = torch.argsort((~hit).to(torch.int8), dim=-1, stable=True)[..., :k]  # hits first, (B, N, K)
     valid = torch.arange(k, device=uv.device) < per_cam[..., None]  # (B, N, K)
     idx = order[..., None, None].expand(-1, -1, -1, *uv.shape[-2:])
