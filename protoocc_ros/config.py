@@ -18,7 +18,7 @@ import math
 import reprlib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -176,13 +176,13 @@ class ModelConfig:
 class LossConfig:
     """Eq. 6 weights: lambda_ce (λ1), lambda_lovasz (λ2), lambda_cls (λ3), lambda_cons (λ4)."""
 
-    lambda_ce: float = 1.0
-    lambda_lovasz: float = 1.0
-    lambda_cls: float = 0.1
-    lambda_cons: float = 0.5
-    tau_cls: float = 0.1
-    tau_cons: float = 0.5
-    class_weights: list[float] | None = None
+    lambda_ce: float = 1.0      # λ1: cross-entropy of every perspective
+    lambda_lovasz: float = 1.0  # λ2: Lovász-softmax of every perspective
+    lambda_cls: float = 0.1     # λ3: prototype contrastive loss (Eq. 3)
+    lambda_cons: float = 0.5    # λ4: multi-perspective consistency (Eqs. 4-5)
+    tau_cls: float = 0.1        # τ of Eq. 3
+    tau_cons: float = 0.5       # sharpening temperature of Eq. 4
+    class_weights: list[float] | None = None  # CE weight per class (None = 1 for all)
 
 
 @dataclass
@@ -485,6 +485,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
                 raise ConfigError(f"{key}: {part} is not a section")
         node[parts[-1]] = safe_yaml(raw, f"override {preview(item)}") if raw.strip() else None
     return out
+
+
+def with_overrides(cfg: ProtoOccConfig, overrides: Sequence[str]) -> ProtoOccConfig:
+    """A validated copy of ``cfg`` with "a.b.c=value" overrides applied (e.g. a checkpoint's stored config)."""
+    return config_from_dict(apply_overrides(config_to_dict(cfg), list(overrides)))
 
 
 def _check_override_key(parts: list[str], key: str) -> None:

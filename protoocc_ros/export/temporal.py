@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from protoocc_ros.config import ProtoOccConfig
 from protoocc_ros.export.onnx_export import DEFAULT_OPSET, ExportError, trace_to_onnx
 from protoocc_ros.model.protoocc import ProtoOcc
-from protoocc_ros.model.spatial_cross_attention import gather_hit_queries, project_points
+from protoocc_ros.model.spatial_cross_attention import project_points
 from protoocc_ros.model.temporal_memory import TemporalMemory
 from protoocc_ros.model.voxel_query import voxel_centres
 
@@ -127,26 +127,15 @@ class TemporalGraph(nn.Module):
         # volume (memory from the inputs) differ.
         model = self.model
         cfg = model.cfg
-        m = cfg.model
-        b, _n, _, img_h, img_w = images.shape
-        h, w, z = m.query_size
-        feats = model.neck(model.backbone(images.flatten(0, 1)))  # T levels of (B*N, d, H_l, W_l)
-        query, pos = model.voxel_query(b)  # (B, Q, d) each
-        vq = model.voxel_query
-        uv, visible = project_points(vq.pillar_points, lidar2img.float(), (img_h, img_w))  # (B, N, Q, Z_a, ...)
-        cams = gather_hit_queries(uv, visible, self.max_hits)
-        level = m.prototypes.feature_level
-        p_img = model.prototype_clustering(feats[level]) if model.prototype_clustering is not None else None
-        prev = query
-        if m.temporal.enabled:
-            warped, inside = _warp_by_motion(prev_features.to(query.dtype), ego_motion, cfg.dataset.point_cloud_range,
+        h, w, z = cfg.model.query_size
+        enc = model.encode_images(images, lidar2img, self.max_hits)
+        prev = enc.query
+        if cfg.model.temporal.enabled:
+            warped, inside = _warp_by_motion(prev_features.to(prev.dtype), ego_motion, cfg.dataset.point_cloud_range,
                                              (h, w, z))
             use = inside.flatten(2).transpose(1, 2) & (prev_valid > 0.5)[:, None, None]  # (B, Q, 1)
-            prev = torch.where(use, warped.flatten(2).transpose(1, 2), query)  # (B, Q, d)
-        x = query
-        for layer in model.encoder:
-            x, _ = layer(x, pos, prev, vq.centres_normalized, (h, w, z), feats, cams, p_img)
-        volume = x.transpose(1, 2).reshape(b, m.embed_dims, h, w, z)  # (B, d, h, w, z)
+            prev = torch.where(use, warped.flatten(2).transpose(1, 2), enc.query)  # (B, Q, d)
+        volume, _ = model.encode_volume(enc, prev)  # (B, d, h, w, z)
         logits, _ = model.decoder(volume)
         return logits, volume
 

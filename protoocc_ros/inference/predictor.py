@@ -29,10 +29,9 @@ from protoocc_ros.classes import ClassTable, class_table
 from protoocc_ros.config import (
     ConfigError,
     ProtoOccConfig,
-    apply_overrides,
     config_from_dict,
-    config_to_dict,
     load_config,
+    with_overrides,
 )
 from protoocc_ros.data.preprocessing import PreprocessedSet, preprocess_camera_set
 from protoocc_ros.device import resolve_device
@@ -47,9 +46,6 @@ from protoocc_ros.training.checkpoint import (
     runtime_config,
     stored_config,
 )
-
-__all__ = ["Predictor", "OccupancyPredictor", "OnnxRuntimePredictor", "Prediction", "PredictorError", "load_predictor",
-           "load_onnx_predictor", "BACKENDS", "DEFAULT_CONFIG", "WARMUP_CAMERA_HEIGHT_M"]
 
 WARMUP_CAMERA_HEIGHT_M = 1.5
 DEFAULT_CONFIG = "demo"  # the config of a node without a checkpoint (and of the bundled checkpoint)
@@ -331,7 +327,7 @@ def load_onnx_predictor(path: Path, config: str | Path | None, overrides: Sequen
         if config or stored is None:
             cfg = load_config(config or DEFAULT_CONFIG, list(overrides))
         else:
-            cfg = config_from_dict(apply_overrides(config_to_dict(stored), list(overrides)))
+            cfg = with_overrides(stored, overrides)
     except (ConfigError, OSError) as exc:
         raise PredictorError(f"parameter 'config_file' = {str(config or DEFAULT_CONFIG)!r}: {exc}") from None
     if stored is not None:

@@ -30,7 +30,7 @@ from protoocc_ros.model.losses import (
     semantic_losses,
 )
 from protoocc_ros.model.prototypes import PrototypeClustering, PrototypePixelFeatures, attention_map
-from protoocc_ros.model.spatial_cross_attention import gather_hit_queries, project_points
+from protoocc_ros.model.spatial_cross_attention import CameraQueries, gather_hit_queries, project_points
 from protoocc_ros.model.temporal_memory import TemporalMemory, warp_features
 from protoocc_ros.model.voxel_query import VoxelQuery
 
@@ -40,6 +40,17 @@ class ProtoOccOutput:
     logits: Tensor  # (B, C, X, Y, Z) original perspective
     memory: TemporalMemory  # detached, for the next frame of the same sequence
     aux: dict[str, Any] = field(default_factory=dict)  # training only: perspective_logits, pixel_features, coverage
+
+
+@dataclass
+class EncodedImages:
+    """What the encoder layers read, computed once per frame (``ProtoOcc.encode_images``)."""
+
+    feats: list[Tensor]         # T FPN levels of (B*N, d, H_l, W_l)
+    query: Tensor               # (B, Q, d) voxel query
+    pos: Tensor                 # (B, Q, d) its positional embedding
+    cams: CameraQueries         # the queries each camera sees (hit gathering)
+    p_img: Tensor | None        # image prototypes P_img, None without prototype mapping
 
 
 class ProtoOcc(nn.Module):
@@ -103,31 +114,44 @@ class ProtoOcc(nn.Module):
         use = valid.flatten(2).transpose(1, 2) & keep[:, None, None]  # (B, Q, 1)
         return torch.where(use, warped, query), reasons
 
+    def encode_images(self, images: Tensor, lidar2img: Tensor, max_hits: int | None = None) -> EncodedImages:
+        """Everything before the encoder layers: FPN features, the voxel query, the queries each camera sees
+        (``max_hits`` constant slots for a traced graph) and the image prototypes P_img (Sec. 3.2.1)."""
+        b, _n, _, img_h, img_w = images.shape
+        feats = self.neck(self.backbone(images.flatten(0, 1)))  # T levels of (B*N, d, H_l, W_l)
+        query, pos = self.voxel_query(b)  # (B, Q, d) each
+        uv, visible = project_points(self.voxel_query.pillar_points, lidar2img.float(), (img_h, img_w))
+        cams = gather_hit_queries(uv, visible, max_hits)  # uv (B, N, Q, Z_a, 2) -> K hit queries per camera
+        level = self.cfg.model.prototypes.feature_level
+        p_img = self.prototype_clustering(feats[level]) if self.prototype_clustering is not None else None
+        return EncodedImages(feats, query, pos, cams, p_img)
+
+    def encode_volume(self, enc: EncodedImages, prev: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The encoder layers (temporal self-attention over ``prev``, spatial cross-attention with prototype
+        mapping, FFN) -> the voxel volume (B, d, h, w, z) and the last prototype layer's tensors (Eq. 2)."""
+        m = self.cfg.model
+        h, w, z = m.query_size
+        x, aux = enc.query, dict[str, Tensor]()
+        for layer in self.encoder:
+            x, layer_aux = layer(x, enc.pos, prev, self.voxel_query.centres_normalized, (h, w, z), enc.feats,
+                                 enc.cams, enc.p_img)
+            aux = layer_aux if "affinity" in layer_aux else aux
+        return x.transpose(1, 2).reshape(x.shape[0], m.embed_dims, h, w, z), aux
+
     def forward(self, images: Tensor, lidar2img: Tensor, ego2global: Tensor, timestamp: Tensor,
                 memory: TemporalMemory | None = None) -> ProtoOccOutput:
         self._check_inputs(images, lidar2img, ego2global, timestamp)
         m = self.cfg.model
-        b, _n, _, img_h, img_w = images.shape
-        h, w, z = m.query_size
-        feats = self.neck(self.backbone(images.flatten(0, 1)))  # T levels of (B*N, d, H_l, W_l)
-        query, pos = self.voxel_query(b)  # (B, Q, d) each
-        vq = self.voxel_query
-        uv, visible = project_points(vq.pillar_points, lidar2img.float(), (img_h, img_w))  # (B, N, Q, Z_a, ...)
-        cams = gather_hit_queries(uv, visible)
-        level = m.prototypes.feature_level
-        p_img = self.prototype_clustering(feats[level]) if self.prototype_clustering is not None else None
-        prev, reasons = self._previous_volume(query, memory, ego2global, timestamp)
-        x, aux = query, dict[str, Tensor]()  # aux: attention and prototype tensors of the last prototype layer (Eq. 2)
-        for layer in self.encoder:
-            x, layer_aux = layer(x, pos, prev, vq.centres_normalized, (h, w, z), feats, cams, p_img)
-            aux = layer_aux if "affinity" in layer_aux else aux
-        volume = x.transpose(1, 2).reshape(b, m.embed_dims, h, w, z)  # (B, d, h, w, z)
+        enc = self.encode_images(images, lidar2img)
+        feats, level = enc.feats, m.prototypes.feature_level
+        prev, reasons = self._previous_volume(enc.query, memory, ego2global, timestamp)
+        volume, aux = self.encode_volume(enc, prev)  # (B, d, h, w, z)
         logits, perspectives = self.decoder(volume)
         out_aux: dict[str, Any] = {}
         if self.training:
             out_aux["perspective_logits"] = perspectives or [logits]
             if self.pixel_features is not None:
-                feat_size = tuple(feats[level].shape[-2:])
+                feat_size = (int(feats[level].shape[-2]), int(feats[level].shape[-1]))
                 g = attention_map(aux["locations"][:, :, :, level], aux["weights"][:, :, :, level],
                                   aux["valid"], feat_size, detach=m.prototypes.pixel_softmax)
                 out_aux["pixel_features"], out_aux["coverage"] = self.pixel_features(

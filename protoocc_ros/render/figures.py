@@ -32,6 +32,30 @@ def _legend(fig: Figure, grids: Sequence[np.ndarray], names: Sequence[str], colo
         fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
 
 
+def _panel(fig: Figure, rect: tuple[float, float, float, float], image: np.ndarray, title: str) -> None:
+    ax = fig.add_axes(rect)
+    ax.imshow(image, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(title)
+
+
+def _pair_grids(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pred, gt, labelled voxels: inside the mask and not ignored) of a prediction / ground-truth pair."""
+    p, g = as_grid(pred, "pred"), as_grid(gt, "gt")
+    if p.shape != g.shape:
+        raise RenderError(f"pred has shape {p.shape} but gt has shape {g.shape}; expected equal shapes")
+    valid = g != IGNORE_LABEL if mask is None else (np.asarray(mask).astype(bool) & (g != IGNORE_LABEL))
+    return p, g, valid
+
+
+def _finish(fig: Figure, path: str | Path, title: str | None, grids: Sequence[np.ndarray], names: Sequence[str],
+            colors: np.ndarray, free: int) -> Path:
+    if title:
+        fig.suptitle(title)
+    _legend(fig, grids, names, colors, free)
+    return _save(fig, path)
+
+
 def _palette(num_classes: int) -> tuple[tuple[str, ...], np.ndarray, int]:
     table = class_table(num_classes)
     return table.names, table.colors, table.free_label
@@ -43,23 +67,16 @@ def render_bev(path: str | Path, semantics: np.ndarray, mask: np.ndarray | None 
     names, colors, free = _palette(num_classes)
     sem = as_grid(semantics)
     fig = Figure(figsize=(7.5, 6))
-    ax = fig.add_axes((0.02, 0.05, 0.7, 0.88))
-    ax.imshow(bev_image(sem, colors, free, mask), interpolation="nearest")
-    ax.set_axis_off()
-    ax.set_title(title or "bird's-eye view (forward = up)")
-    _legend(fig, [sem[mask.astype(bool)] if mask is not None else sem], names, colors, free)
-    return _save(fig, path)
+    _panel(fig, (0.02, 0.05, 0.7, 0.88), bev_image(sem, colors, free, mask), title or "bird's-eye view (forward = up)")
+    return _finish(fig, path, None, [sem[mask.astype(bool)] if mask is not None else sem], names, colors, free)
 
 
 def render_comparison(path: str | Path, pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None,
                       num_classes: int = 18, title: str | None = None) -> Path:
     """Prediction | ground truth | error map (red = wrong top class, green = right), side by side in BEV."""
     names, colors, free = _palette(num_classes)
-    p, g = as_grid(pred, "pred"), as_grid(gt, "gt")
-    if p.shape != g.shape:
-        raise RenderError(f"pred has shape {p.shape} but gt has shape {g.shape}; expected equal shapes")
+    p, g, valid = _pair_grids(pred, gt, mask)
     pb, gb = bev_image(p, colors, free, mask), bev_image(g, colors, free, mask)
-    valid = g != IGNORE_LABEL if mask is None else (np.asarray(mask).astype(bool) & (g != IGNORE_LABEL))
     agree = np.where(valid, p == g, True).all(axis=2)[::-1, ::-1]
     seen = valid.any(axis=2)[::-1, ::-1]
     err = np.full((*agree.shape, 3), 200, dtype=np.uint8)
@@ -67,14 +84,8 @@ def render_comparison(path: str | Path, pred: np.ndarray, gt: np.ndarray, mask: 
     err[seen & ~agree] = (220, 40, 40)
     fig = Figure(figsize=(15, 5.4))
     for i, (img, sub) in enumerate(((pb, "prediction"), (gb, "ground truth"), (err, "column errors"))):
-        ax = fig.add_axes((0.01 + i * 0.28, 0.05, 0.27, 0.85))
-        ax.imshow(img, interpolation="nearest")
-        ax.set_axis_off()
-        ax.set_title(sub)
-    if title:
-        fig.suptitle(title)
-    _legend(fig, [p[valid], g[valid]], names, colors, free)
-    return _save(fig, path)
+        _panel(fig, (0.01 + i * 0.28, 0.05, 0.27, 0.85), img, sub)
+    return _finish(fig, path, title, [p[valid], g[valid]], names, colors, free)
 
 
 def render_iou_bars(path: str | Path, per_class_iou: Mapping[str, float], miou: float | None = None,
@@ -113,26 +124,14 @@ def render_cameras_and_bev(path: str | Path, images: Sequence[np.ndarray], camer
     """What the model sees and what it predicts (the layout of the paper's Fig. 3): the camera images of a
     frame (nuScenes layout for the six nuScenes cameras) beside the BEV prediction and ground truth."""
     names, colors, free = _palette(num_classes)
-    p, g = as_grid(pred, "pred"), as_grid(gt, "gt")
-    if p.shape != g.shape:
-        raise RenderError(f"pred has shape {p.shape} but gt has shape {g.shape}; expected equal shapes")
+    p, g, valid = _pair_grids(pred, gt, mask)
     mosaic = camera_mosaic(list(images), list(camera_names) if camera_names else None)
     mh, mw = mosaic.shape[:2]
     width = 16.0
     cam_w = width * 0.5
     fig = Figure(figsize=(width, max(4.5, cam_w * mh / mw + 1.0)))
-    ax = fig.add_axes((0.0, 0.04, 0.5, 0.86))
-    ax.imshow(mosaic)
-    ax.set_axis_off()
-    ax.set_title("camera images (input)")
-    valid = g != IGNORE_LABEL if mask is None else (np.asarray(mask).astype(bool) & (g != IGNORE_LABEL))
+    _panel(fig, (0.0, 0.04, 0.5, 0.86), mosaic, "camera images (input)")
     for i, (grid, sub) in enumerate(((p, "prediction (BEV, forward up)"), (g, "ground truth (BEV)"))):
-        bax = fig.add_axes((0.51 + i * 0.205, 0.04, 0.2, 0.86))
-        bax.imshow(bev_image(grid, colors, free, mask), interpolation="nearest")
-        bax.set_axis_off()
-        bax.set_title(sub)
-    if title:
-        fig.suptitle(title)
-    _legend(fig, [p[valid], g[valid]], names, colors, free)
-    return _save(fig, path)
+        _panel(fig, (0.51 + i * 0.205, 0.04, 0.2, 0.86), bev_image(grid, colors, free, mask), sub)
+    return _finish(fig, path, title, [p[valid], g[valid]], names, colors, free)
 

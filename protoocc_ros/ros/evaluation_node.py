@@ -34,7 +34,7 @@ from protoocc_ros.metrics.confusion import dumps
 from protoocc_ros.msg import SemanticOccupancyGrid
 from protoocc_ros.ros.evaluation_params import EvaluationNodeParams
 from protoocc_ros.ros.occupancy_msg import UNKNOWN_LABEL, OccupancyGrid, OccupancyMsgError, msg_to_grid
-from protoocc_ros.ros.params import ParamError, declare_params, read_params
+from protoocc_ros.ros.params import declared_params
 from protoocc_ros.ros.qos import latched_qos, reliable_qos
 from protoocc_ros.ros.spin import spin_until
 
@@ -52,11 +52,7 @@ class EvaluationNode(Node):
 
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
-        try:
-            declare_params(self, EvaluationNodeParams)
-            self.p = read_params(self, EvaluationNodeParams)
-        except ParamError as exc:
-            raise EvaluationNodeError(f"{NODE_NAME}: {exc}") from None
+        self.p = declared_params(self, EvaluationNodeParams, EvaluationNodeError, NODE_NAME)
         self.metric: OccupancyMetric | SSCMetric | None = None
         self._pending: dict[str, OrderedDict[int, OccupancyGrid]] = {"prediction": OrderedDict(),
                                                                       "ground_truth": OrderedDict()}

@@ -184,6 +184,15 @@ def read_params(node: Any, cls: type[P]) -> P:
     return params_from_values(cls, current_values(node, cls))
 
 
+def declared_params(node: Any, cls: type[P], error: type[Exception], node_name: str) -> P:
+    """declare_params + read_params at a plain node's start; a refused value raises ``error`` naming the node."""
+    try:
+        declare_params(node, cls)
+        return read_params(node, cls)
+    except ParamError as exc:
+        raise error(f"{node_name}: {exc}") from None
+
+
 def apply_change(cls: type[P], current: dict[str, Any], changes: dict[str, Any], configured: bool,
                  node_name: str = "/node") -> P:
     """The params after a runtime change, or ParamError with the reason it is refused.

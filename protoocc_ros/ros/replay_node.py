@@ -39,7 +39,7 @@ from std_msgs.msg import String
 
 from protoocc_ros.ros import bag_io
 from protoocc_ros.ros import msg_builders as mb
-from protoocc_ros.ros.params import ParamError, declare_params, read_params
+from protoocc_ros.ros.params import declared_params
 from protoocc_ros.ros.qos import latched_qos, reliable_qos
 from protoocc_ros.ros.replay_params import ReplayNodeParams
 from protoocc_ros.ros.replay_sources import (
@@ -107,11 +107,7 @@ class ReplayNode(Node):
 
     def __init__(self, source: ReplaySource | None = None, **node_kwargs: Any) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
-        try:
-            declare_params(self, ReplayNodeParams)
-            self.p = read_params(self, ReplayNodeParams)
-        except ParamError as exc:
-            raise ReplayNodeError(f"{NODE_NAME}: {exc}") from None
+        self.p = declared_params(self, ReplayNodeParams, ReplayNodeError, NODE_NAME)
         try:
             self.source = source or open_source(
                 self.p.dataroot, self.p.source_format, split=self.p.split, scenes=self.p.scenes,

@@ -33,10 +33,10 @@ from torch import Tensor, nn
 from protoocc_ros.config import (
     ConfigError,
     ProtoOccConfig,
-    apply_overrides,
     config_from_dict,
     config_to_dict,
     load_config,
+    with_overrides,
 )
 from protoocc_ros.package_files import find_package_file, package_file_candidates
 from protoocc_ros.training.errors import CheckpointError
@@ -311,7 +311,7 @@ def runtime_config(checkpoint: str | Path, config: str | Path | ProtoOccConfig |
         if isinstance(config, ProtoOccConfig):
             cfg, given = config, f"config {config.name!r}"
         elif config is None or str(config) == "":
-            cfg = config_from_dict(apply_overrides(config_to_dict(stored), list(overrides)))
+            cfg = with_overrides(stored, overrides)
             given = f"overrides {list(overrides)}"
         else:
             cfg = load_config(config, list(overrides))

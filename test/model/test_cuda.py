@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_helpers import make_inputs, make_targets
 
-from conftest import make_inputs, make_targets
 from protoocc_ros.model import build_model
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA-only check")

@@ -6,7 +6,11 @@ import torch
 
 from protoocc_ros.config import DecoderConfig
 from protoocc_ros.model.decoder import (
-    MultiPerspectiveDecoder, apply_spatial, augment_volume, invert_spatial, upsample_kernel,
+    MultiPerspectiveDecoder,
+    apply_spatial,
+    augment_volume,
+    invert_spatial,
+    upsample_kernel,
 )
 
 SPECS = ["transpose", "flip_x", "flip_y", "flip", "transpose+flip_x", "flip_y+transpose", "dropout+noise+flip"]

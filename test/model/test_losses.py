@@ -6,7 +6,11 @@ import torch
 import torch.nn.functional as F
 
 from protoocc_ros.model.losses import (
-    consistency_loss, ignore_outside_mask, lovasz_softmax, prototype_contrastive_loss, resize_labels,
+    consistency_loss,
+    ignore_outside_mask,
+    lovasz_softmax,
+    prototype_contrastive_loss,
+    resize_labels,
     semantic_losses,
 )
 

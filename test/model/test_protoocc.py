@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_helpers import make_inputs, make_targets
 
-from conftest import make_inputs, make_targets
 from protoocc_ros.config import load_config, resolve_config_path
 from protoocc_ros.model import ModelError, ProtoOcc, ProtoOccOutput, build_model, count_parameters_by_stage
 

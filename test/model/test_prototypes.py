@@ -8,9 +8,11 @@ import torch
 import torch.nn.functional as F
 
 from protoocc_ros.model.prototypes import (
-    PrototypeClustering, PrototypeMapping, PrototypePixelFeatures, attention_map,
+    PrototypeClustering,
+    PrototypeMapping,
+    PrototypePixelFeatures,
+    attention_map,
 )
-
 
 
 @pytest.fixture(autouse=True)

@@ -4,10 +4,14 @@ from __future__ import annotations
 import math
 
 import torch
+from model_helpers import camera_rig
 
-from conftest import camera_rig
 from protoocc_ros.model.spatial_cross_attention import (
-    MSDeformableAttention3D, SpatialCrossAttention, deformable_sample, gather_hit_queries, project_points,
+    MSDeformableAttention3D,
+    SpatialCrossAttention,
+    deformable_sample,
+    gather_hit_queries,
+    project_points,
 )
 
 

@@ -5,8 +5,8 @@ import math
 
 import pytest
 import torch
+from model_helpers import make_inputs
 
-from conftest import make_inputs
 from protoocc_ros.model import TemporalMemory, build_model
 from protoocc_ros.model.temporal_attention import TemporalSelfAttention
 from protoocc_ros.model.temporal_memory import warp_features
