@@ -34,7 +34,7 @@ from protoocc_ros.data.errors import DatasetError
 from protoocc_ros.device import DeviceError, resolve_device
 from protoocc_ros.inference.predictor import Predictor, PredictorError, load_predictor
 from protoocc_ros.ros.camera_inputs import CameraInputs, SetDropped
-from protoocc_ros.ros.diagnostics import HealthLimits, NodeDiagnostics, ThrottledLog
+from protoocc_ros.ros.diagnostics import NodeDiagnostics, ThrottledLog
 from protoocc_ros.ros.foxglove_bridge import FoxgloveBridge, FoxgloveBridgeError
 from protoocc_ros.ros.inference_worker import InferenceWorker
 from protoocc_ros.ros.lifecycle import ManagedNode, run_managed_node
@@ -55,12 +55,6 @@ PARAMETER_NAMES = frozenset(s.name for s in param_specs(OccupancyNodeParams))
 
 class NodeStartError(RuntimeError):
     """The node cannot start (bad parameter, config, checkpoint or device); the message says which and why."""
-
-
-def health_limits(p: OccupancyNodeParams) -> HealthLimits:
-    return HealthLimits(window_s=p.diagnostics_window_s, expected_rate_hz=p.diagnostics_expected_rate_hz,
-                        latency_budget_ms=p.diagnostics_latency_budget_ms,
-                        tf_stale_error_s=p.diagnostics_tf_stale_error_s)
 
 
 @dataclass
@@ -145,7 +139,7 @@ class OccupancyNode(ManagedNode):
         except (ParamError, DeviceError, PredictorError) as exc:
             raise NodeStartError(str(exc)) from None
         self.diag.hardware_id, self.diag.cameras = str(device), list(cameras)
-        self.diag.set_limits(health_limits(p))
+        self.diag.set_limits(p.health_limits())
         self.throttled.period_s = p.log_throttle_s
         tf = TfBuffer(p.tf_cache_s, p.tf_tolerance_s, on_reject=self._on_tf_reject, jump_back_s=p.time_jump_s)
         ds = cfg.dataset
@@ -243,7 +237,7 @@ class OccupancyNode(ManagedNode):
             return
         run.params = new  # one reference swap: the worker reads the params once per set
         self.throttled.period_s = new.log_throttle_s
-        self.diag.set_limits(health_limits(new))
+        self.diag.set_limits(new.health_limits())
         run.predictor.memory_enabled = new.memory_enabled
         if not new.memory_enabled:
             run.predictor.reset()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from protoocc_ros.ros.diagnostics import HealthLimits
 from protoocc_ros.ros.params import ParamError, check, param
 from protoocc_ros.ros.rectification import DEFAULT_MAX_PIXELS, RECTIFICATION_MODES
 
@@ -146,6 +147,11 @@ class OccupancyNodeParams:
 
     def camera_info_topic(self, camera: str) -> str:
         return self.camera_info_topic_pattern.format(camera=camera)
+
+    def health_limits(self) -> HealthLimits:
+        return HealthLimits(window_s=self.diagnostics_window_s, expected_rate_hz=self.diagnostics_expected_rate_hz,
+                            latency_budget_ms=self.diagnostics_latency_budget_ms,
+                            tf_stale_error_s=self.diagnostics_tf_stale_error_s)
 
     def model_overrides(self) -> list[str]:
         """Config overrides for load_config: config_overrides plus the memory.* parameters that are set."""
