@@ -84,10 +84,13 @@ def train(variant: str, seed: int, steps: int, every: int, out_root: Path, confi
            "--no-progress", "--no-tensorboard"]
     for item in [*VARIANTS[variant][1], *extra]:
         cmd += ["--set", item]
+    interrupted = any((out / "checkpoints").glob("step_*.state.safetensors"))
+    if interrupted:  # an interrupted run continues; its wall time is then not a training time
+        cmd += ["--resume", str(out)]
     print(f"[ablation] {variant} seed {seed}: {' '.join(cmd)}", flush=True)
     start = time.monotonic()
     subprocess.run(cmd, check=True)
-    seconds = time.monotonic() - start
+    seconds = math.nan if interrupted else time.monotonic() - start
     (out / "train_seconds.json").write_text(json.dumps(seconds))
     return seconds
 
