@@ -210,7 +210,7 @@ def metric_summary(report: dict[str, Any]) -> dict[str, Any]:
     r = report["results"]
     summary = {"split": report["split"], "dataroot": report["dataroot"], "num_frames": report["num_frames"],
                "miou": r["miou"]}
-    for key in ("geometry_iou", "completion_iou"):
+    for key in ("geometry_iou", "completion_iou", "per_class_iou"):
         if key in r:
             summary[key] = r[key]
     return summary

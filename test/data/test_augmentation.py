@@ -83,7 +83,8 @@ def _agreement(class_images: np.ndarray, valid: np.ndarray, lidar2img: np.ndarra
 ])
 def test_labelled_voxels_project_onto_their_class_in_augmented_images(labelled_frame: dict, aug: str) -> None:
     """Through the training loader: images warped, lidar2img updated, 3D targets unchanged, still consistent."""
-    cfg = load_config("demo", ["dataset.image_size=[96,176]", "model.prototypes.optimization=false",
+    cfg = load_config("demo", ["dataset.image_size=[96,176]", "model.prototypes.num_prototypes=66",
+                               "model.prototypes.optimization=false",
                                *aug.split("|")])
     out = TrainingSamples(_One(labelled_frame), cfg, store=None, keep_raw=True).sample(0, epoch=0)
     sem, mask = out["semantics"].numpy(), out["mask_camera"].numpy()

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 from ros_helpers import REPO
-from test_occupancy_node import CAMERAS, MAIN, Rig, direct_prediction, ego_pose, running_node
+from test_occupancy_node import CAMERAS, MAIN, Rig, direct_prediction, ego_pose, median_confidence, running_node
 
 from protoocc_ros import classes
 from protoocc_ros.geometry import index_to_world
@@ -141,13 +141,17 @@ def test_subscribed_client_gets_cubes_of_the_published_grid_images_and_transform
 
 def test_score_threshold_change_reaches_the_scene(live) -> None:
     rig, client, model, *_ = live
-    assert rig.set_param("score_threshold", 0.6).successful
+    probe = rig.next_stamp(5.0)
+    rig.publish_set(probe)
+    rig.wait_grid(probe)
+    threshold = median_confidence(direct_prediction(rig, model, [probe]))
+    assert rig.set_param("score_threshold", threshold).successful
     stamp = rig.next_stamp(5.0)  # after a gap: the memory starts fresh, as in direct_prediction
     rig.publish_set(stamp)
     grid = msg_to_grid(rig.wait_grid(stamp))
     got = client.receive(lambda r: stamp in r.get(SCENE, {}))
     [(labels, conf)] = direct_prediction(rig, model, [stamp])
-    shown = np.where(conf >= 0.6, labels, FREE)
+    shown = np.where(conf >= threshold, labels, FREE)
     assert 0 < (shown != FREE).sum() < (labels != FREE).sum()
     assert set(cube_table(got[SCENE][stamp])) == set(expected_cubes(shown, grid.point_cloud_range, grid.voxel_size))
 

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 from ros_helpers import NodeProcess
-from test_occupancy_node import MAIN, S, Rig, direct_prediction, running_node
+from test_occupancy_node import MAIN, S, Rig, direct_prediction, median_confidence, running_node
 
 from rcl_interfaces.srv import GetParameters
 
@@ -45,16 +45,20 @@ def run_sets(rig: Rig, model: Any, n: int = 1) -> tuple[list[int], list[tuple[np
 
 def test_score_threshold_applies_to_the_next_set(live) -> None:
     rig, model, _ = live
-    result = rig.set_param("score_threshold", 0.6)
+    _, probe = run_sets(rig, model)
+    threshold = median_confidence(probe)
+    result = rig.set_param("score_threshold", threshold)
     assert result.successful, result.reason
-    (stamp,), [(labels, conf)] = run_sets(rig, model)
-    assert rig.spin_until(lambda: stamp in rig.clouds and stamp in rig.markers, 5.0)
-    points = read_points(rig.clouds[stamp])
-    kept = (labels != FREE) & (conf >= 0.6)
-    assert 0 < kept.sum() < (labels != FREE).sum(), "the threshold must remove some voxels and keep others"
-    assert len(points) == int(kept.sum()) and points["confidence"].min() >= 0.6
-    assert sum(len(m.points) for m in rig.markers[stamp].markers) == len(points)
-    rig.set_param("score_threshold", 0.0)
+    try:
+        (stamp,), [(labels, conf)] = run_sets(rig, model)
+        assert rig.spin_until(lambda: stamp in rig.clouds and stamp in rig.markers, 5.0)
+        points = read_points(rig.clouds[stamp])
+        kept = (labels != FREE) & (conf >= threshold)
+        assert 0 < kept.sum() < (labels != FREE).sum(), "the threshold must remove some voxels and keep others"
+        assert len(points) == int(kept.sum()) and points["confidence"].min() >= threshold
+        assert sum(len(m.points) for m in rig.markers[stamp].markers) == len(points)
+    finally:
+        rig.set_param("score_threshold", 0.0)
 
 
 def test_outputs_can_be_switched_off_and_on_while_running(live) -> None:

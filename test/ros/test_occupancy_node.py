@@ -293,6 +293,14 @@ def direct_prediction(rig: Rig, model: Any, stamps: list[int]) -> list[tuple[np.
     return out
 
 
+def median_confidence(predictions: list[tuple[np.ndarray, np.ndarray]], free: int = 17) -> float:
+    """A score threshold that keeps some occupied voxels of these predictions and removes others (it depends on
+    the checkpoint, so tests take it from the model instead of a constant)."""
+    conf = np.concatenate([c[labels != free] for labels, c in predictions])
+    assert conf.size > 0 and conf.min() < conf.max(), "the model predicts no occupied voxel to threshold"
+    return round(float(np.median(conf)), 3)
+
+
 def test_grid_cloud_and_markers_equal_the_model_called_directly(setup) -> None:
     rig, model, _ = setup
     first = rig.next_stamp(5.0)  # longer than memory_max_gap_s: the node's memory resets ('gap'/'first_frame')
