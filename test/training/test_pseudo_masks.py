@@ -73,7 +73,7 @@ def test_grid_is_the_pixel_feature_grid_the_loss_sees() -> None:
     from protoocc_ros.config import load_config
 
     assert pseudo_mask_grid(load_config("occ3d_small")) == (54, 100)  # 432x800 at stride 8
-    assert pseudo_mask_grid(load_config("demo")) == (12, 22)
+    assert pseudo_mask_grid(load_config("demo")) == (18, 32)  # 144x256 at stride 8
 
 
 def test_stored_masks_give_the_loss_exactly_what_full_resolution_masks_gave() -> None:
