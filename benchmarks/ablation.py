@@ -109,12 +109,12 @@ def evaluate(variant: str, seed: int, step: int, out_root: Path) -> dict[str, An
             "per_class_iou": {k: (None if v is None else 100 * v) for k, v in data["results"]["per_class_iou"].items()}}
 
 
-def paired(a: list[float], b: list[float]) -> dict[str, float]:
+def paired(a: list[float], b: list[float]) -> dict[str, float | None]:
     """Paired comparison of b - a over seeds: mean, std, and the t statistic (seeds as pairs)."""
     diffs = [y - x for x, y in zip(a, b)]
     mean = statistics.mean(diffs)
     std = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
-    t = mean / (std / math.sqrt(len(diffs))) if std > 0 else math.inf
+    t = mean / (std / math.sqrt(len(diffs))) if std > 0 else None  # undefined for one seed (strict JSON: no inf)
     return {"mean_diff": mean, "std_diff": std, "t": t, "n": len(diffs), "wins": sum(d > 0 for d in diffs)}
 
 
@@ -156,7 +156,7 @@ def table(summary: dict[str, Any]) -> str:
         if not isinstance(s, dict) or "miou_per_seed" not in s:
             continue
         vs = [_paired_text(s.get(key)) for key in ("vs_baseline", "vs_full")]
-        run_s = [t for t in times.get(variant, []) if math.isfinite(t)]
+        run_s = [t for t in times.get(variant, []) if t is not None and math.isfinite(t)]
         rows.append(f"| {s['label']} | {' / '.join(f'{m:.2f}' for m in s['miou_per_seed'])} | "
                     f"{s['miou_mean']:.2f} ± {s['miou_std']:.2f} | {vs[0]} | {vs[1]} | {s['geometry_iou_mean']:.2f} | "
                     f"{statistics.median(run_s) if run_s else math.nan:.0f} |")
@@ -213,9 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     results = {v: r for v, r in results.items() if r}
     summary = summarise(results, args.steps)
     summary["setup"] = {"config": args.config, "steps": args.steps, "eval_every": args.eval_every,
-                        "coarsen": args.coarsen, "extra": extra, "train_seconds": seconds, "machine": machine_info()}
+                        "coarsen": args.coarsen, "extra": extra, "machine": machine_info(),
+                        "train_seconds": {v: [t if math.isfinite(t) else None for t in ts] for v, ts in seconds.items()}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=2) + "\n")
+    args.out.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
     plot(summary, args.out.with_suffix(".png"))
     print(table(summary))
     return 0
