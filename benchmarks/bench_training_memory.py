@@ -40,6 +40,7 @@ SCALE_OVERRIDES = [
     "model.embed_dims=16", "model.neck.channels=16", "model.backbone.width=8", "model.decoder.channels=8",
     "model.encoder.ffn_dims=32", "train.clip_length=2", "train.batch_size=1", "train.warmup_steps=10",
     "train.checkpoint_every=1000000", "train.log_every=100000", "train.lr=1e-3",
+    "train.max_steps=null",  # the run is sized in epochs (the demo recipe's max_steps would override them)
 ]
 
 
