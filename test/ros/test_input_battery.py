@@ -440,9 +440,8 @@ def test_bad_input_is_counted_once_and_good_sets_go_on(battery: Battery, case: C
 
 def test_battery_totals(battery: Battery) -> None:
     """The summary of the cases above: injected = counted per family, good sets published, RSS, node alive."""
-    res = battery.results
-    if len(res) < len(CASES):
-        pytest.skip("run with the whole battery")
+    res = battery.results  # the cases that ran (all of them in the full suite; a subset under -k)
+    assert res, "no battery case ran before the totals"
     lines = [f"{'case':42s} {'messages inj/cnt':>17s} {'sets inj/cnt':>13s} {'good sets':>10s} {'peak RSS MB':>12s}"]
     for name, r in res.items():
         lines.append(f"{name:42s} {r['messages'][0]:>8d}/{r['messages'][1]:<8d} {r['sets'][0]:>6d}/{r['sets'][1]:<6d} "

@@ -25,6 +25,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import Marker, MarkerArray
 
+from protoocc_ros.classes import OCC3D_FREE_LABEL
 from protoocc_ros.config import load_config
 from protoocc_ros.data.preprocessing import preprocess_camera_set
 from protoocc_ros.geometry import make_transform, yaw_matrix
@@ -293,10 +294,10 @@ def direct_prediction(rig: Rig, model: Any, stamps: list[int]) -> list[tuple[np.
     return out
 
 
-def median_confidence(predictions: list[tuple[np.ndarray, np.ndarray]], free: int = 17) -> float:
+def median_confidence(predictions: list[tuple[np.ndarray, np.ndarray]]) -> float:
     """A score threshold that keeps some occupied voxels of these predictions and removes others (it depends on
     the checkpoint, so tests take it from the model instead of a constant)."""
-    conf = np.concatenate([c[labels != free] for labels, c in predictions])
+    conf = np.concatenate([c[labels != OCC3D_FREE_LABEL] for labels, c in predictions])
     assert conf.size > 0 and conf.min() < conf.max(), "the model predicts no occupied voxel to threshold"
     return round(float(np.median(conf)), 3)
 

@@ -25,7 +25,8 @@ def test_bundled_checkpoint_exports_with_memory_and_matches_pytorch_over_a_held_
     assert meta["graph"] == "temporal" and set(meta["inputs"]) >= {"images", "lidar2img", "prev_features",
                                                                     "prev_valid", "ego_motion", "mean", "std"}
     assert set(meta["outputs"]) == {"logits", "features"}
-    assert meta["image_size"] == list(load_config("demo").dataset.image_size) and len(meta["cameras"]) == 6 and meta["opset"] >= 20
+    assert meta["image_size"] == list(load_config("demo").dataset.image_size)
+    assert len(meta["cameras"]) == 6 and meta["opset"] >= 20
     assert meta["class_names"][17] == "free" and 0 < meta["max_hits_per_camera"] < 50 * 50 * 4
     frames = meta["check"]["frames"]
     assert meta["check"]["split"] == "val" and len(frames) == 3  # the whole held-out scene of the tiny sample
