@@ -13,6 +13,7 @@ and ablation.png (``--out``) (per-seed values, mean ± std, paired differences a
     python benchmarks/ablation.py --steps 1000 --seeds 0 1 2 3 4               # nohup ... > runs/ablation.log &
     python benchmarks/ablation.py --variants exp1 exp5 baseline_4x --summary-only
     python benchmarks/ablation.py --variants exp5 dev_all dev_layers_0 ... --out benchmarks/results/deviations.json
+    python benchmarks/ablation.py --variants dev_all --reference benchmarks/results/ablation.json ...  # stored exp5
 """
 from __future__ import annotations
 
@@ -118,8 +119,26 @@ def paired(a: list[float], b: list[float]) -> dict[str, float | None]:
     return {"mean_diff": mean, "std_diff": std, "t": t, "n": len(diffs), "wins": sum(d > 0 for d in diffs)}
 
 
-def summarise(results: dict[str, dict[int, dict[int, dict[str, Any]]]], steps: int) -> dict[str, Any]:
+def reference_finals(path: Path | None, steps: int) -> dict[str, dict[int, float]]:
+    """Final mIoU per seed of every variant of an earlier results JSON (``--reference``), same step count only."""
+    if path is None:
+        return {}
+    data = json.loads(path.read_text())
+    if data.get("setup", {}).get("steps") != steps:
+        raise SystemExit(f"--reference {path}: its runs have {data.get('setup', {}).get('steps')} steps, not {steps}")
+    return {v: dict(zip(s["seeds"], s["miou_per_seed"])) for v, s in data.items()
+            if isinstance(s, dict) and "miou_per_seed" in s}
+
+
+def summarise(results: dict[str, dict[int, dict[int, dict[str, Any]]]], steps: int,
+              reference: dict[str, dict[int, float]] | None = None) -> dict[str, Any]:
+    """Per-variant mean ± std and curves; paired differences against exp1 and exp5 on the same seeds.
+
+    A reference variant not trained in this invocation is taken from ``reference`` (final mIoU per seed of an
+    earlier results JSON), so deviations can be compared with the stored exp5 runs without retraining them.
+    """
     out: dict[str, Any] = {}
+    finals = {v: {s: r[s][steps]["miou"] for s in r} for v, r in results.items()}
     for variant, by_seed in results.items():
         final = [by_seed[s][steps]["miou"] for s in sorted(by_seed)]
         out[variant] = {
@@ -130,16 +149,17 @@ def summarise(results: dict[str, dict[int, dict[int, dict[str, Any]]]], steps: i
             "curve": {str(step): statistics.mean(by_seed[s][step]["miou"] for s in by_seed)
                       for step in sorted(next(iter(by_seed.values())))},
         }
-    for reference, key in (("exp1", "vs_baseline"), ("exp5", "vs_full")):
-        if reference not in results:
+    for ref, key in (("exp1", "vs_baseline"), ("exp5", "vs_full")):
+        base = finals.get(ref) or (reference or {}).get(ref)
+        if not base:
             continue
-        base = results[reference]
-        for variant, by_seed in results.items():
+        for variant, by_seed in finals.items():
             seeds = sorted(set(by_seed) & set(base))
-            compared = variant.startswith("dev_") if reference == "exp5" else variant != "exp1"
+            compared = variant.startswith("dev_") if ref == "exp5" else variant != "exp1"
             if compared and seeds:
-                out[variant][key] = paired([base[s][steps]["miou"] for s in seeds],
-                                           [by_seed[s][steps]["miou"] for s in seeds])
+                out[variant][key] = paired([base[s] for s in seeds], [by_seed[s] for s in seeds])
+                if ref not in finals:
+                    out[variant][key]["reference"] = {"variant": ref, "miou_per_seed": [base[s] for s in seeds]}
     return out
 
 
@@ -195,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=Path, default=Path("runs/ablation"), help="run directories (resumable)")
     p.add_argument("--set", dest="extra", action="append", default=[], help="extra override for every run")
     p.add_argument("--summary-only", action="store_true", help="no training: summarise the finished runs")
+    p.add_argument("--reference", type=Path, default=None,
+                   help="earlier results JSON whose exp1/exp5 per-seed values are the paired reference for variants "
+                        "whose reference is not trained here (e.g. benchmarks/results/ablation.json)")
     p.add_argument("--out", type=Path, default=RESULTS_DIR / "ablation.json",
                    help="results JSON (the PNG chart beside it; default benchmarks/results/ablation.json)")
     args = p.parse_args(argv)
@@ -211,8 +234,9 @@ def main(argv: list[str] | None = None) -> int:
             results[variant][seed] = {step: evaluate(variant, seed, step, args.runs)
                                       for step in range(args.eval_every, args.steps + 1, args.eval_every)}
     results = {v: r for v, r in results.items() if r}
-    summary = summarise(results, args.steps)
+    summary = summarise(results, args.steps, reference_finals(args.reference, args.steps))
     summary["setup"] = {"config": args.config, "steps": args.steps, "eval_every": args.eval_every,
+                        "reference": None if args.reference is None else str(args.reference),
                         "coarsen": args.coarsen, "extra": extra, "machine": machine_info(),
                         "train_seconds": {v: [t if math.isfinite(t) else None for t in ts] for v, ts in seconds.items()}}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -120,3 +120,11 @@ def test_ablation_trains_evaluates_and_compares_on_the_coarsened_sample(tmp_path
     report = json.loads((tmp_path / "runs" / "exp1_seed1" / "eval_step2" / "report.json").read_text())
     assert len(report["confusion_matrix"]) == 18 and report["results"]["num_frames"] == 20
     assert "| ProtoOcc + deviation all |" in proc.stdout
+    # the deviation alone, paired with the exp5 values stored in the first results JSON (no exp5 run here)
+    again = subprocess.run([*cmd[:cmd.index("--variants")], "--variants", "dev_all", "--runs", str(tmp_path / "runs"),
+                            "--summary-only", "--reference", str(out), "--out", str(tmp_path / "dev.json")],
+                           capture_output=True, text=True, timeout=300, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    dev = json.loads((tmp_path / "dev.json").read_text())
+    assert "exp5" not in dev and dev["dev_all"]["vs_full"] == result["dev_all"]["vs_full"] | {
+        "reference": {"variant": "exp5", "miou_per_seed": result["exp5"]["miou_per_seed"]}}

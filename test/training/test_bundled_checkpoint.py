@@ -18,8 +18,8 @@ MIOU_TOLERANCE = 0.005  # absolute, as a fraction (0.5 mIoU points)
 CHANCE_FACTOR = 3.0  # the checkpoint's mIoU must be this many times that of the label-prior chance predictor
 # Floors the bundled model reached on the held-out scenes (a retrained one must not fall below them); the
 # project's goal (40 % mIoU, car 30 %, every present class > 0) is not reached yet: docs/training.md.
-MIOU_FLOOR, CAR_FLOOR = 0.35, 0.20
-OBJECTS_SEEN = ("car", "truck", "barrier", "pedestrian")
+MIOU_FLOOR, CAR_FLOOR = 0.38, 0.23
+OBJECTS_SEEN = ("car", "truck", "barrier", "pedestrian", "traffic_cone")
 
 
 def test_bundled_checkpoint_is_small_and_fully_described() -> None:
