@@ -242,8 +242,11 @@ def running_node(tmp: Path, active: bool = True, **extra: Any) -> Iterator[Runni
     try:
         with ros_context() as ctx:
             rig = Rig(ctx)
-            up = (lambda: all(p.get_subscription_count() >= 1 for p in rig.images.values())) if active else \
-                (lambda: MAIN in rig.diag)
+            # active: every input matched and the grid publisher discovered (a grid sent before the rig's
+            # subscription matches it is lost: volatile QoS), as the module fixture below waits
+            up = (lambda: all(p.get_subscription_count() >= 1 for p in [*rig.images.values(), *rig.infos.values(),
+                                                                         rig.tf_pub])
+                  and rig.grid_sub.get_publisher_count() >= 1) if active else (lambda: MAIN in rig.diag)
             assert rig.spin_until(up, 60.0), f"node did not come up:\n{node.output()}"
             yield Running(rig, node, load_model(checkpoint, cfg), checkpoint)
             code = node.stop()
