@@ -42,8 +42,8 @@ from common import (  # noqa: E402
     wait_for_low_load,
 )
 
-from protoocc_ros.ros.dds import dds_profile_env  # noqa: E402
-from protoocc_ros.ros.spin import ros_context  # noqa: E402
+from protoocc_ros.ros.runtime.dds import dds_profile_env  # noqa: E402
+from protoocc_ros.ros.runtime.spin import ros_context  # noqa: E402
 from protoocc_ros.tools.processes import NodeProcess  # noqa: E402
 
 # A private DDS domain on this host (tests use 1..200), inherited by the node processes.
@@ -51,9 +51,9 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(201 + os.getpid() % 30))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.update(dds_profile_env())  # the package's Fast DDS profile, as the launch files use (PROTOOCC_DDS_PROFILE)
 
-NODE_MODULE = "protoocc_ros.ros.occupancy_node"
+NODE_MODULE = "protoocc_ros.ros.nodes.occupancy_node"
 STARTED: list[NodeProcess] = []  # every process this run started; stopped in run()'s finally
-REPLAY_MODULE = "protoocc_ros.ros.replay_node"
+REPLAY_MODULE = "protoocc_ros.ros.nodes.replay_node"
 NODE = "occupancy_node"
 GRID_TOPIC = "/occupancy_node/occupancy"
 FRAME_PERIOD_S = 0.5  # synthetic sample: 2 Hz keyframes (replay `rate` is a factor on stamp gaps)
@@ -75,7 +75,7 @@ class Probe:
         from sensor_msgs.msg import CompressedImage, Image
 
         from protoocc_ros.msg import SemanticOccupancyGrid
-        from protoocc_ros.ros.qos import reliable_qos
+        from protoocc_ros.ros.runtime.qos import reliable_qos
 
         self.node = rclpy.create_node("bench_probe", context=context)
         self.lock = threading.Lock()
@@ -118,7 +118,7 @@ class Probe:
         return callback
 
     def _on_image(self, data: bytes) -> None:
-        from protoocc_ros.ros.replay_sources import header_stamp_ns
+        from protoocc_ros.ros.replay.types import header_stamp_ns
 
         now, stamp = time.monotonic(), header_stamp_ns(data)
         with self.lock:
@@ -126,7 +126,7 @@ class Probe:
             self._pending[stamp] = now
 
     def _on_grid(self, data: bytes) -> None:
-        from protoocc_ros.ros.replay_sources import header_stamp_ns
+        from protoocc_ros.ros.replay.types import header_stamp_ns
 
         now, stamp = time.monotonic(), header_stamp_ns(data)
         with self.lock:
@@ -136,7 +136,7 @@ class Probe:
                 self.e2e.append((now, now - start))
 
     def _on_diag(self, msg: Any) -> None:
-        from protoocc_ros.ros.diagnostics import status_values
+        from protoocc_ros.ros.runtime.diagnostics import status_values
 
         latency = status_values(msg, f"{NODE}: latency")
         if not latency:
@@ -465,8 +465,8 @@ def offline_rectification(model: str, cameras: int, size: tuple[int, int] = (160
     maps once per calibration, then cv2.remap per image; ms per set (median over ``sets``)."""
     import numpy as np
 
-    from protoocc_ros.ros.msg_builders import camera_info_msg
-    from protoocc_ros.ros.rectification import camera_model, rectify_image, rectify_maps
+    from protoocc_ros.ros.publishing.msg_builders import camera_info_msg
+    from protoocc_ros.ros.inputs.rectification import camera_model, rectify_image, rectify_maps
 
     w, h = size
     K = np.array([[1266.0, 0.0, w / 2], [0.0, 1266.0, h / 2], [0.0, 0.0, 1.0]])

@@ -12,7 +12,7 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
-from protoocc_ros.ros.dds import dds_profile_env
+from protoocc_ros.ros.runtime.dds import dds_profile_env
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -90,8 +90,8 @@ def test_install_tree_alone_finds_shipped_files_by_name_and_loads_the_messages(w
     env = workspace_env(workspace)
     share = workspace / "protoocc_ros" / "share" / "protoocc_ros"
     probe = (NO_CHECKOUT + "import protoocc_ros; from protoocc_ros.config import resolve_config_path; "
-             "from protoocc_ros.training.checkpoint import default_checkpoint_path; "
-             "from protoocc_ros.ros.bag_io import grid_msg_definition; "
+             "from protoocc_ros.checkpoints.format import default_checkpoint_path; "
+             "from protoocc_ros.ros.replay.bag_io import grid_msg_definition; "
              "from protoocc_ros.msg import SemanticOccupancyGrid as G; "
              "import rclpy; rclpy.init(); n = rclpy.create_node('probe'); n.create_publisher(G, 't', 1); "
              "print(protoocc_ros.__file__); print(resolve_config_path('occ3d_small')); "

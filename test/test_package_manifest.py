@@ -102,7 +102,7 @@ def test_cmake_installs_node_executables_that_import() -> None:
     for node in nodes:
         tree = ast.parse(template.replace("@NODE@", node).replace("@PROTOOCC_PYTHON@", sys.executable))
         module = next(n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom))
-        assert module == f"protoocc_ros.ros.{node}"
+        assert module == f"protoocc_ros.ros.nodes.{node}"
         assert callable(importlib.import_module(module).main), f"{module}.main"
         assert _console_scripts()[node] == f"{module}:main"  # the same entry point for pip installs
 

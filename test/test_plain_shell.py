@@ -1,6 +1,6 @@
 """After set-up, the venv's console scripts and ``python -m protoocc_ros...`` work from a plain shell (no
 sourced environment): the message libraries of the workspace are found without LD_LIBRARY_PATH /
-AMENT_PREFIX_PATH (protoocc_ros/ros/typesupport.py)."""
+AMENT_PREFIX_PATH (protoocc_ros/ros/runtime/typesupport.py)."""
 from __future__ import annotations
 
 import configparser

@@ -25,6 +25,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from protoocc_ros.checkpoints.format import (
+    architecture_differences,
+    load_checkpoint,
+    read_metadata,
+    runtime_config,
+    stored_config,
+)
 from protoocc_ros.classes import ClassTable, class_table
 from protoocc_ros.config import (
     ConfigError,
@@ -39,13 +46,6 @@ from protoocc_ros.export import ExportError, available_providers, onnx_session, 
 from protoocc_ros.export.temporal import TemporalOnnxRunner, export_temporal_onnx
 from protoocc_ros.geometry import make_transform, optical_rotation
 from protoocc_ros.model import ProtoOcc, TemporalMemory, build_model
-from protoocc_ros.training.checkpoint import (
-    architecture_differences,
-    load_checkpoint,
-    read_metadata,
-    runtime_config,
-    stored_config,
-)
 
 WARMUP_CAMERA_HEIGHT_M = 1.5
 DEFAULT_CONFIG = "demo"  # the config of a node without a checkpoint (and of the bundled checkpoint)
@@ -224,7 +224,7 @@ class OnnxRuntimePredictor(Predictor):
 def load_model(checkpoint: Path | None, cfg: ProtoOccConfig, device: torch.device | str = "cpu") -> ProtoOcc:
     """(checkpoint, config) -> model in eval mode on ``device``; checkpoint None = random initialisation.
 
-    The checkpoint is safetensors + JSON metadata (protoocc_ros.training.checkpoint; never pickle) whose
+    The checkpoint is safetensors + JSON metadata (protoocc_ros.checkpoints.format; never pickle) whose
     architecture must match ``cfg``.
     """
     if checkpoint is None:
@@ -341,7 +341,7 @@ def load_onnx_predictor(path: Path, config: str | Path | None, overrides: Sequen
 
 def random_weights_warning() -> list[str]:
     """The loud warning of a node that runs without a checkpoint."""
-    from protoocc_ros.training.checkpoint import default_checkpoint_path
+    from protoocc_ros.checkpoints.format import default_checkpoint_path
 
     return ["=" * 72, f"NO CHECKPOINT: {default_checkpoint_path()} does not exist and parameter 'checkpoint' is empty.",
             "The model runs with RANDOM WEIGHTS: its predictions are meaningless.", "=" * 72]

@@ -55,7 +55,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _last_recorded(bag_path: Path, topic: str, has_content: Callable[[Any], bool]) -> Any:
     """The last message on ``topic`` in the bag for which ``has_content(msg)`` is true (None if there is none)."""
-    from protoocc_ros.ros import bag_io
+    from protoocc_ros.ros.replay import bag_io
 
     if topic not in bag_io.bag_topics(bag_path):
         return None
@@ -75,7 +75,7 @@ def _render_markers_view(bag_path: Path, out_png: Path) -> Path | None:
     """
     from protoocc_ros.classes import OCC3D_COLORS
     from protoocc_ros.render import render_voxels_3d
-    from protoocc_ros.ros.pointcloud import read_points
+    from protoocc_ros.ros.publishing.pointcloud import read_points
 
     markers = _last_recorded(bag_path, MARKERS_TOPIC, lambda m: any(mk.points for mk in m.markers))
     if markers is not None:
@@ -102,8 +102,8 @@ def _render_cameras_and_bev(bag_path: Path, dataroot: Path, out_png: Path) -> Pa
     layout of the paper's Fig. 3): the prediction from the recording, images and ground truth from the sample."""
     from protoocc_ros.data.occ3d_nuscenes import Occ3DNuScenesDataset, nuscenes_version
     from protoocc_ros.render import render_cameras_and_bev
-    from protoocc_ros.ros.msg_builders import seconds_to_ns
-    from protoocc_ros.ros.occupancy_msg import msg_to_grid
+    from protoocc_ros.ros.publishing.msg_builders import seconds_to_ns
+    from protoocc_ros.ros.publishing.occupancy_msg import msg_to_grid
 
     grid_msg = _last_recorded(bag_path, GRID_TOPIC, lambda m: len(m.labels) > 0)
     if grid_msg is None:
@@ -138,10 +138,10 @@ def _wait_for_pipeline(nodes: dict, finishers: tuple[str, ...], timeout_s: float
 
 def run_demo(args: argparse.Namespace) -> dict:
     """Start the three nodes, wait for the replay and the evaluation to finish, render; returns the summary."""
+    from protoocc_ros.checkpoints.format import default_checkpoint_path
     from protoocc_ros.data.synthetic import ensure_sample
-    from protoocc_ros.ros.dds import dds_profile_env
+    from protoocc_ros.ros.runtime.dds import dds_profile_env
     from protoocc_ros.tools.processes import NodeProcess
-    from protoocc_ros.training.checkpoint import default_checkpoint_path
 
     out = Path(args.output_dir).resolve()
     logs = out / "logs"
@@ -159,15 +159,15 @@ def run_demo(args: argparse.Namespace) -> dict:
         import shutil
         shutil.rmtree(recording)
 
-    evaluation = NodeProcess("protoocc_ros.ros.evaluation_node", logs / "evaluation_node.log",
+    evaluation = NodeProcess("protoocc_ros.ros.nodes.evaluation_node", logs / "evaluation_node.log",
                              params_file=_shipped("evaluation_node.yaml"),
                              params={"output_dir": str(out / "evaluation")}, env=env)
-    occupancy = NodeProcess("protoocc_ros.ros.occupancy_node", logs / "occupancy_node.log",
+    occupancy = NodeProcess("protoocc_ros.ros.nodes.occupancy_node", logs / "occupancy_node.log",
                             params_file=_shipped("occupancy_node.yaml"),
                             params={"config_file": args.config, "checkpoint": checkpoint, "device": args.device,
                                     "input_reliability": "reliable"},
                             env=env)
-    replay = NodeProcess("protoocc_ros.ros.replay_node", logs / "replay_node.log",
+    replay = NodeProcess("protoocc_ros.ros.nodes.replay_node", logs / "replay_node.log",
                          params_file=_shipped("replay_demo.yaml"),
                          params={"dataroot": str(dataroot), "record_path": str(recording), "record_drain_s": 3.0,
                                  "max_frames": args.max_frames}, env=env)

@@ -142,8 +142,8 @@ def read_params_file(path: Path, node: str = "occupancy_node") -> dict[str, Any]
 
 
 def check_params(values: dict[str, Any]) -> tuple[Check, Any]:
-    from protoocc_ros.ros.occupancy_params import OccupancyNodeParams
-    from protoocc_ros.ros.params import ParamError, params_from_values
+    from protoocc_ros.ros.nodes.occupancy_params import OccupancyNodeParams
+    from protoocc_ros.ros.runtime.params import ParamError, params_from_values
 
     values = {k: v for k, v in values.items() if k != "use_sim_time"}
     try:
@@ -155,7 +155,7 @@ def check_params(values: dict[str, Any]) -> tuple[Check, Any]:
 
 
 def _checkpoint_or_none(params: Any) -> Any:
-    from protoocc_ros.ros.params import ParamError
+    from protoocc_ros.ros.runtime.params import ParamError
 
     try:
         return params.checkpoint_path()
@@ -165,8 +165,8 @@ def _checkpoint_or_none(params: Any) -> Any:
 
 def check_config(params: Any) -> tuple[Check, Any]:
     """The config the node would run with: config_file, or the checkpoint's own when it is ''."""
+    from protoocc_ros.checkpoints.format import read_metadata, stored_config
     from protoocc_ros.inference.predictor import DEFAULT_CONFIG
-    from protoocc_ros.training.checkpoint import read_metadata, stored_config
 
     checkpoint = _checkpoint_or_none(params)
     try:
@@ -192,8 +192,8 @@ def check_config(params: Any) -> tuple[Check, Any]:
 
 
 def check_checkpoint(params: Any, cfg: Any) -> Check:
-    from protoocc_ros.ros.params import ParamError
-    from protoocc_ros.training.checkpoint import default_checkpoint_path, load_checkpoint, runtime_config
+    from protoocc_ros.checkpoints.format import default_checkpoint_path, load_checkpoint, runtime_config
+    from protoocc_ros.ros.runtime.params import ParamError
 
     try:
         path = params.checkpoint_path()
@@ -251,8 +251,8 @@ class _GraphProbe:
         from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-        from protoocc_ros.ros.qos import sensor_qos
-        from protoocc_ros.ros.tf_buffer import TfBuffer, attach_tf_listener
+        from protoocc_ros.ros.inputs.tf_buffer import TfBuffer, attach_tf_listener
+        from protoocc_ros.ros.runtime.qos import sensor_qos
 
         self.params, self.cameras = params, cameras
         self.context = Context()
@@ -325,7 +325,7 @@ def _camera_checks(probe: _GraphProbe, wait_s: float) -> list[Check]:
 
 
 def _tf_check(probe: _GraphProbe) -> Check:
-    from protoocc_ros.ros.msg_builders import optical_frame_id
+    from protoocc_ros.ros.publishing.msg_builders import optical_frame_id
 
     p, missing = probe.params, []
     for cam in probe.cameras:
@@ -342,7 +342,7 @@ def _tf_check(probe: _GraphProbe) -> Check:
 
 
 def _lifecycle_check(probe: _GraphProbe, nodes: list[str]) -> Check:
-    from protoocc_ros.ros.lifecycle import LifecycleClient, LifecycleError
+    from protoocc_ros.ros.runtime.lifecycle import LifecycleClient, LifecycleError
 
     running = [n for n in nodes if n.rsplit("/", 1)[-1] == "occupancy_node"]
     if not running:

@@ -30,6 +30,14 @@ from typing import Any
 
 import torch
 
+from protoocc_ros.checkpoints.format import (
+    CheckpointError,
+    check_checkpoint_path,
+    default_checkpoint_path,
+    load_checkpoint,
+    read_metadata,
+    runtime_config,
+)
 from protoocc_ros.classes import class_table
 from protoocc_ros.config import ConfigError, ProtoOccConfig, config_to_dict
 from protoocc_ros.data.preprocessing import IMAGENET_MEAN, IMAGENET_STD
@@ -43,14 +51,6 @@ from protoocc_ros.export import (
     export_temporal_onnx,
     max_hits_for,
     onnx_session,
-)
-from protoocc_ros.training.checkpoint import (
-    CheckpointError,
-    check_checkpoint_path,
-    default_checkpoint_path,
-    load_checkpoint,
-    read_metadata,
-    runtime_config,
 )
 from protoocc_ros.training.errors import TrainingError
 

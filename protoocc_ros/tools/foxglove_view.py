@@ -1,4 +1,4 @@
-"""protoocc-foxglove: the Foxglove tooling around occupancy_node's live view (the server is ros/foxglove_bridge.py).
+"""protoocc-foxglove: Foxglove tooling around occupancy_node's live view (server: ros/publishing/foxglove_bridge.py).
 
 ``build_layout`` gives the Foxglove layout of a rig (config/foxglove_layout.json); ``FoxgloveClient`` speaks
 the Foxglove WebSocket protocol from the viewer's side (advertise, subscribe, protobuf-decoded message data);
@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from protoocc_ros.layouts import NUSCENES_CAMERAS
-from protoocc_ros.ros.foxglove_bridge import SUBPROTOCOLS, image_topic
+from protoocc_ros.ros.publishing.foxglove_bridge import SUBPROTOCOLS, image_topic
 
 __all__ = ["FoxgloveClient", "build_layout", "layout_json", "message_class", "render_snapshot", "main"]
 

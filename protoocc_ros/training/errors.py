@@ -1,9 +1,6 @@
-"""Error type of the training area (checkpoints, training/evaluation set-up; docs/architecture.md "Checkpoints")."""
+"""Error type of the training area (training and evaluation set-up; checkpoints raise
+protoocc_ros.checkpoints.errors.CheckpointError)."""
 from __future__ import annotations
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, corrupt or does not fit the model/config; the message names the file and key."""
 
 
 class TrainingError(RuntimeError):

@@ -21,9 +21,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from protoocc_ros.config import ProtoOccConfig
-from protoocc_ros.training.batching import collate_frame
-from protoocc_ros.training.checkpoint import (
+from protoocc_ros.checkpoints.errors import CheckpointError
+from protoocc_ros.checkpoints.format import (
     ModelFactory,
     architecture_differences,
     check_checkpoint_path,
@@ -33,9 +32,11 @@ from protoocc_ros.training.checkpoint import (
     save_checkpoint,
     stored_config,
 )
+from protoocc_ros.config import ProtoOccConfig
+from protoocc_ros.training.batching import collate_frame
 from protoocc_ros.training.clips import Batch, ClipSampler, frame_keys
 from protoocc_ros.training.distributed import DistContext, mean_over_ranks, pick_device, process_seed, wrap_model
-from protoocc_ros.training.errors import CheckpointError, TrainingError
+from protoocc_ros.training.errors import TrainingError
 from protoocc_ros.training.loader import (
     TrainingSamples,
     needs_pseudo_masks,

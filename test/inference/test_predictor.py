@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from protoocc_ros.checkpoints.format import save_checkpoint
 from protoocc_ros.config import load_config
 from protoocc_ros.data.preprocessing import preprocess_camera_set
 from protoocc_ros.geometry import make_transform, optical_rotation
 from protoocc_ros.inference import OccupancyPredictor, OnnxRuntimePredictor, PredictorError, load_predictor
 from protoocc_ros.model import build_model
-from protoocc_ros.training.checkpoint import save_checkpoint
 
 NUSCENES_T0_NS = 1_533_151_603_512_404_000  # a nuScenes-magnitude stamp (2018-08-01), ~1.53e9 s
 HALF_S = 500_000_000

@@ -2,7 +2,7 @@
 
 Importing this module pins ROS_DOMAIN_ID (derived from the pid of the pytest process) and keeps DDS
 discovery on this host, so parallel test runs do not hear each other, and exports the package's Fast DDS
-profile (protoocc_ros.ros.dds); subprocesses inherit all three.
+profile (protoocc_ros.ros.runtime.dds); subprocesses inherit all three.
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from protoocc_ros.ros.dds import dds_profile_env
-from protoocc_ros.ros.spin import ros_context  # noqa: F401 - re-exported for the tests
+from protoocc_ros.ros.runtime.dds import dds_profile_env
+from protoocc_ros.ros.runtime.spin import ros_context  # noqa: F401 - re-exported for the tests
 from protoocc_ros.tools.processes import NodeProcess as _NodeProcess
 
 REPO = Path(__file__).resolve().parents[2]

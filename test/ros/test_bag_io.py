@@ -1,4 +1,4 @@
-"""Tests of protoocc_ros.ros.bag_io: rosbag2 round trips in both storages, CDR readable by rosbags' own typestore."""
+"""Tests of protoocc_ros.ros.replay.bag_io: rosbag2 round trips in both storages, CDR readable by rosbags' own typestore."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from protoocc_ros.msg import SemanticOccupancyGrid
-from protoocc_ros.ros import bag_io, msg_builders as mb
+from protoocc_ros.ros.replay import bag_io, msg_builders as mb
 
 
 def _grid(stamp_ns: int, seed: int) -> SemanticOccupancyGrid:

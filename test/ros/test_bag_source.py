@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from bag_recordings import CAMERAS, PERIOD, T0, typestore, write_recording
 
-from protoocc_ros.ros.bag_source import BagSource, camera_namespace
-from protoocc_ros.ros.replay_sources import header_stamp_ns
+from protoocc_ros.ros.replay.bag_source import BagSource, camera_namespace
+from protoocc_ros.ros.replay.types import header_stamp_ns
 
 
 @pytest.mark.parametrize("storage,compressed", [("mcap", False), ("sqlite3", True)])

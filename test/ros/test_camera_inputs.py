@@ -1,12 +1,12 @@
-"""Tests for protoocc_ros.ros.camera_inputs.CameraInfoHistory: each image is read with the CameraInfo of its
+"""Tests for protoocc_ros.ros.inputs.camera_inputs.CameraInfoHistory: each image is read with the CameraInfo of its
 stamp (or the newest not newer), whatever order they arrive in."""
 from __future__ import annotations
 
 import numpy as np
 
-from protoocc_ros.ros import msg_builders as mb
-from protoocc_ros.ros.camera_inputs import HISTORY_LENGTH, CameraInfoHistory, InfoEntry
-from protoocc_ros.ros.rectification import camera_model
+from protoocc_ros.ros.inputs.camera_inputs import HISTORY_LENGTH, CameraInfoHistory, InfoEntry
+from protoocc_ros.ros.inputs.rectification import camera_model
+from protoocc_ros.ros.publishing import msg_builders as mb
 
 S = 1_000_000_000
 K = np.array([[40.0, 0.0, 44.0], [0.0, 40.0, 24.0], [0.0, 0.0, 1.0]])
@@ -60,8 +60,8 @@ def test_ego_pose_waits_for_the_transform_after_the_stamp_instead_of_extrapolati
     import threading
 
     from protoocc_ros.geometry import make_transform
-    from protoocc_ros.ros.camera_inputs import CameraInputs
-    from protoocc_ros.ros.tf_buffer import TfBuffer
+    from protoocc_ros.ros.inputs.camera_inputs import CameraInputs
+    from protoocc_ros.ros.inputs.tf_buffer import TfBuffer
 
     t0 = 1_530_000_000 * S
     tf = TfBuffer(tolerance_s=0.1)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from protoocc_ros.ros.dds import PROFILE_NAME, dds_profile_env, profile_path
+from protoocc_ros.ros.runtime.dds import PROFILE_NAME, dds_profile_env, profile_path
 
 NS = {"dds": "http://www.eprosima.com"}
 REPO = Path(__file__).resolve().parents[2]

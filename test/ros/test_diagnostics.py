@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
 
-from protoocc_ros.ros.diagnostics import (
+from protoocc_ros.ros.runtime.diagnostics import (
     HealthLimits, NodeDiagnostics, RateMeter, ThrottledLog, status_level, status_values,
 )
 

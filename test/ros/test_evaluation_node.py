@@ -12,8 +12,8 @@ import pytest
 
 import ros_helpers as rh
 from protoocc_ros.classes import OCC3D_CLASS_NAMES
-from protoocc_ros.ros import msg_builders as mb
-from protoocc_ros.ros.occupancy_msg import UNKNOWN_LABEL, grid_to_msg
+from protoocc_ros.ros.publishing import msg_builders as mb
+from protoocc_ros.ros.publishing.occupancy_msg import UNKNOWN_LABEL, grid_to_msg
 
 RANGE = [0.0, 0.0, 0.0, 4.0, 4.0, 1.6]   # 10 x 10 x 4 voxels of 0.4 m
 T0 = 1_700_000_000_000_000_000
@@ -58,7 +58,7 @@ def _run_evaluation(tmp_path: Path, n_frames: int, predict: Callable[[np.ndarray
     from std_msgs.msg import String
 
     from protoocc_ros.msg import SemanticOccupancyGrid
-    from protoocc_ros.ros.qos import reliable_qos
+    from protoocc_ros.ros.runtime.qos import reliable_qos
 
     out = tmp_path / "eval"
     with rh.ros_context() as context:
@@ -69,7 +69,7 @@ def _run_evaluation(tmp_path: Path, n_frames: int, predict: Callable[[np.ndarray
         node.create_subscription(String, "/evaluation_node/summary", summaries.append, reliable_qos(100))
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
-        with rh.NodeProcess("protoocc_ros.ros.evaluation_node", tmp_path / "eval.log",
+        with rh.NodeProcess("protoocc_ros.ros.nodes.evaluation_node", tmp_path / "eval.log",
                             params={"output_dir": str(out), **params}) as evaluation:
             matched = rh.spin_until(executor, lambda: pred_pub.get_subscription_count() > 0
                                     and gt_pub.get_subscription_count() > 0, 20.0)
@@ -121,7 +121,7 @@ def test_stops_after_replay_done_once_all_ground_truth_is_paired(tmp_path: Path)
     def announce_done(node, executor, evaluation, summaries) -> None:
         from std_msgs.msg import String
 
-        from protoocc_ros.ros.qos import latched_qos
+        from protoocc_ros.ros.runtime.qos import latched_qos
 
         node.create_publisher(String, mb.DONE_TOPIC, latched_qos()).publish(String(data=json.dumps({"frames": 2})))
 

@@ -7,16 +7,16 @@ import time
 from pathlib import Path
 
 import ros_helpers as rh
-from protoocc_ros.ros import bag_io, msg_builders as mb
+from protoocc_ros.ros.replay import bag_io, msg_builders as mb
 
 
 def test_replay_occupancy_evaluation_run_to_completion(tmp_path: Path, synthetic_dataroot: Path) -> None:
     frames = 2
-    occupancy = rh.NodeProcess("protoocc_ros.ros.occupancy_node", tmp_path / "occupancy.log",
+    occupancy = rh.NodeProcess("protoocc_ros.ros.nodes.occupancy_node", tmp_path / "occupancy.log",
                                params={"config_file": "demo", "device": "cpu", "use_sim_time": True})
-    evaluation = rh.NodeProcess("protoocc_ros.ros.evaluation_node", tmp_path / "evaluation.log",
+    evaluation = rh.NodeProcess("protoocc_ros.ros.nodes.evaluation_node", tmp_path / "evaluation.log",
                                 params={"output_dir": str(tmp_path / "eval")})
-    replay = rh.NodeProcess("protoocc_ros.ros.replay_node", tmp_path / "replay.log", params={
+    replay = rh.NodeProcess("protoocc_ros.ros.nodes.replay_node", tmp_path / "replay.log", params={
         "dataroot": str(synthetic_dataroot), "rate": 0.0, "max_frames": frames, "wait_for_topic": mb.PREDICTION_TOPIC,
         "wait_timeout_s": 30.0, "resend_after_s": 3.0,
         "wait_for_subscribers": [mb.image_topic("CAM_FRONT"), mb.GROUND_TRUTH_TOPIC],

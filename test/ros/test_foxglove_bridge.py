@@ -22,10 +22,10 @@ from test_occupancy_node import CAMERAS, MAIN, Rig, direct_prediction, ego_pose,
 from protoocc_ros import classes
 from protoocc_ros.geometry import index_to_world
 from protoocc_ros.layouts import NUSCENES_CAMERAS
-from protoocc_ros.ros.foxglove_bridge import SUBPROTOCOLS, FoxgloveBridge, FoxgloveBridgeError, scene_update
+from protoocc_ros.ros.publishing.foxglove_bridge import SUBPROTOCOLS, FoxgloveBridge, FoxgloveBridgeError, scene_update
 from protoocc_ros.tools.foxglove_view import FoxgloveClient, layout_json, message_class, render_snapshot
 from protoocc_ros.tools.foxglove_view import main as bridge_main
-from protoocc_ros.ros.occupancy_msg import msg_to_grid
+from protoocc_ros.ros.publishing.occupancy_msg import msg_to_grid
 
 SCENE, TF, GRID_2D = f"/{MAIN}/scene", "/tf", f"/{MAIN}/occupancy_2d"
 IMAGES = {cam: f"/{MAIN}/images/{cam}" for cam in CAMERAS}
@@ -202,8 +202,8 @@ def read_events(proc: Any, until: str | None = None) -> list[dict[str, Any]]:
 def test_foxglove_client_offering_both_subprotocols_gets_scene_images_transforms_and_grid(live, foxglove_js) -> None:
     from nav_msgs.msg import OccupancyGrid
 
-    from protoocc_ros.ros.navigation_grid import msg_to_cells
-    from protoocc_ros.ros.qos import latched_qos
+    from protoocc_ros.ros.publishing.navigation_grid import msg_to_cells
+    from protoocc_ros.ros.runtime.qos import latched_qos
 
     rig, _, _, _, port = live
     assert rig.set_param("score_threshold", 0.0).successful  # every voxel in the scene

@@ -1,4 +1,4 @@
-"""Tests for protoocc_ros.ros.image_conversion (cv_bridge replacement)."""
+"""Tests for protoocc_ros.ros.inputs.image_conversion (cv_bridge replacement)."""
 from __future__ import annotations
 
 import cv2
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage, Image
 
-from protoocc_ros.ros.image_conversion import (
+from protoocc_ros.ros.inputs.image_conversion import (
     RAW_ENCODINGS,
     ImageConversionError,
     claimed_size,

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from protoocc_ros.ros.inference_worker import InferenceWorker
+from protoocc_ros.ros.runtime.inference_worker import InferenceWorker
 
 
 def test_worker_drops_oldest_when_busy_and_runs_the_newest() -> None:

@@ -24,20 +24,20 @@ from ros_helpers import REPO, NodeProcess, ros_context
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from test_occupancy_node import MAIN, OPTICAL, Rig, ego_pose, params_file
 
+from protoocc_ros.checkpoints.format import save_checkpoint
 from protoocc_ros.config import load_config
 from protoocc_ros.data.preprocessing import preprocess_camera_set
 from protoocc_ros.geometry import make_transform, yaw_matrix
 from protoocc_ros.inference.predictor import load_model
 from protoocc_ros.layouts import NUSCENES_CAMERAS
 from protoocc_ros.model import build_model
-from protoocc_ros.ros import msg_builders as mb
-from protoocc_ros.ros.lifecycle import LifecycleClient
-from protoocc_ros.ros.occupancy_msg import msg_to_grid
-from protoocc_ros.ros.qos import reliable_qos
-from protoocc_ros.ros.tf_buffer import TfBuffer
-from protoocc_ros.training.checkpoint import save_checkpoint
+from protoocc_ros.ros.inputs.tf_buffer import TfBuffer
+from protoocc_ros.ros.publishing import msg_builders as mb
+from protoocc_ros.ros.publishing.occupancy_msg import msg_to_grid
+from protoocc_ros.ros.runtime.lifecycle import LifecycleClient
+from protoocc_ros.ros.runtime.qos import reliable_qos
 
-MODULE = "protoocc_ros.ros.occupancy_node"
+MODULE = "protoocc_ros.ros.nodes.occupancy_node"
 CAMERAS = list(NUSCENES_CAMERAS)
 H, W = 48, 88
 K = np.array([[40.0, 0.0, 44.0], [0.0, 40.0, 24.0], [0.0, 0.0, 1.0]])
@@ -96,7 +96,7 @@ class Battery:
                        encoding: str = "rgb8", frame_id: str | None = None, data: bytes | None = None,
                        raw: Image | None = None) -> None:
         """CameraInfo (default: the rig's) then the image: ``rgb`` in ``encoding`` / PNG, or ``data`` / ``raw``."""
-        from protoocc_ros.ros.image_conversion import rgb_to_compressed, rgb_to_image
+        from protoocc_ros.ros.inputs.image_conversion import rgb_to_compressed, rgb_to_image
 
         self.rig.infos[cam].publish(info if info is not None else info_msg(cam, stamp_ns))
         header = mb.header(stamp_ns, mb.optical_frame_id(cam) if frame_id is None else frame_id)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from protoocc_ros.ros.params import param_specs
+from protoocc_ros.ros.runtime.params import param_specs
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.py"))
@@ -37,7 +37,7 @@ def declared_parameters(executable: str) -> dict[str, Any]:
     """Parameter name -> default of a node executable (its module's PARAMS dataclass) plus rclpy's own."""
     module = REPO / "protoocc_ros" / "ros" / f"{executable}.py"
     assert module.is_file(), f"executable {executable}: module {module.relative_to(REPO)} does not exist"
-    params = importlib.import_module(f"protoocc_ros.ros.{executable}").PARAMS
+    params = importlib.import_module(f"protoocc_ros.ros.nodes.{executable}").PARAMS
     return {**BUILTIN_PARAMETERS, **{s.name: s.default for s in param_specs(params)}}
 
 

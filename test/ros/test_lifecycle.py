@@ -15,8 +15,8 @@ from test_occupancy_node import MAIN, Running, direct_prediction, running_node
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.lifecycle import TransitionCallbackReturn
 
-from protoocc_ros.ros.lifecycle import LifecycleClient, run_transition
-from protoocc_ros.ros.occupancy_msg import msg_to_grid
+from protoocc_ros.ros.runtime.lifecycle import LifecycleClient, run_transition
+from protoocc_ros.ros.publishing.occupancy_msg import msg_to_grid
 
 ERROR = DiagnosticStatus.ERROR[0]
 

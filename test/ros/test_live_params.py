@@ -12,8 +12,8 @@ from test_occupancy_node import MAIN, S, Rig, direct_prediction, median_confiden
 
 from rcl_interfaces.srv import GetParameters
 
-from protoocc_ros.ros.occupancy_msg import msg_to_grid
-from protoocc_ros.ros.pointcloud import read_points
+from protoocc_ros.ros.publishing.occupancy_msg import msg_to_grid
+from protoocc_ros.ros.publishing.pointcloud import read_points
 
 FREE = 17
 

@@ -1,4 +1,4 @@
-"""Tests for protoocc_ros.ros.markers (one CUBE_LIST per class, stale classes deleted)."""
+"""Tests for protoocc_ros.ros.publishing.markers (one CUBE_LIST per class, stale classes deleted)."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +8,7 @@ from rclpy.serialization import deserialize_message
 from visualization_msgs.msg import Marker, MarkerArray
 
 from protoocc_ros.classes import OCC3D_CLASS_NAMES, OCC3D_COLORS, OCC3D_FREE_LABEL
-from protoocc_ros.ros.markers import OccupancyMarkers, serializer_matches_rclpy
+from protoocc_ros.ros.publishing.markers import OccupancyMarkers, serializer_matches_rclpy
 
 RANGE = [0.0, 0.0, 0.0, 2.0, 2.0, 1.0]  # 0.5 m -> (4, 4, 2)
 

@@ -1,4 +1,4 @@
-"""Tests of protoocc_ros.ros.msg_builders: poses, intrinsics and stamps survive the conversion to messages."""
+"""Tests of protoocc_ros.ros.publishing.msg_builders: poses, intrinsics and stamps survive the conversion to messages."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from protoocc_ros.geometry import quaternion_to_matrix
-from protoocc_ros.ros import msg_builders as mb
+from protoocc_ros.ros.publishing import msg_builders as mb
 
 
 @settings(max_examples=100, deadline=None)

@@ -12,9 +12,9 @@ from ros_helpers import REPO
 from test_occupancy_node import MAIN, running_node
 
 from protoocc_ros.config import load_config
-from protoocc_ros.ros.navigation_grid import msg_to_cells
-from protoocc_ros.ros.occupancy_params import OccupancyNodeParams
-from protoocc_ros.ros.params import param_specs
+from protoocc_ros.ros.nodes.occupancy_params import OccupancyNodeParams
+from protoocc_ros.ros.publishing.navigation_grid import msg_to_cells
+from protoocc_ros.ros.runtime.params import param_specs
 
 NAV2 = REPO / "config" / "nav2_costmap.yaml"
 NAV2_PLUGINS = {"nav2_costmap_2d::StaticLayer", "nav2_costmap_2d::ObstacleLayer", "nav2_costmap_2d::InflationLayer",

@@ -1,4 +1,4 @@
-"""Tests for protoocc_ros.ros.occupancy_msg (numpy grid <-> SemanticOccupancyGrid)."""
+"""Tests for protoocc_ros.ros.publishing.occupancy_msg (numpy grid <-> SemanticOccupancyGrid)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 from std_msgs.msg import Header
 
 from protoocc_ros.msg import SemanticOccupancyGrid
-from protoocc_ros.ros.occupancy_msg import (
+from protoocc_ros.ros.publishing.occupancy_msg import (
     UNKNOWN_LABEL,
     OccupancyMsgError,
     confidence_to_uint8,
@@ -15,7 +15,7 @@ from protoocc_ros.ros.occupancy_msg import (
     msg_to_grid,
     occupied_voxels,
 )
-from protoocc_ros.ros.pointcloud import create_cloud, read_points
+from protoocc_ros.ros.publishing.pointcloud import create_cloud, read_points
 
 RANGE = [-2.0, -1.0, -0.5, 2.0, 2.0, 0.5]  # 0.5 m voxels -> (8, 6, 2)
 NAMES = ["a", "b", "c", "free"]

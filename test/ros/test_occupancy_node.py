@@ -31,17 +31,17 @@ from protoocc_ros.data.preprocessing import preprocess_camera_set
 from protoocc_ros.geometry import make_transform, yaw_matrix
 from protoocc_ros.model import build_model
 from protoocc_ros.msg import SemanticOccupancyGrid
-from protoocc_ros.ros import msg_builders as mb
-from protoocc_ros.ros.diagnostics import status_level, status_values
-from protoocc_ros.ros.image_conversion import rgb_to_image
-from protoocc_ros.ros.occupancy_msg import confidence_to_uint8, msg_to_grid
+from protoocc_ros.ros.publishing import msg_builders as mb
+from protoocc_ros.ros.runtime.diagnostics import status_level, status_values
+from protoocc_ros.ros.inputs.image_conversion import rgb_to_image
+from protoocc_ros.ros.publishing.occupancy_msg import confidence_to_uint8, msg_to_grid
 from protoocc_ros.inference.predictor import load_model
-from protoocc_ros.ros.pointcloud import read_points
-from protoocc_ros.ros.qos import latched_qos, reliable_qos, tf_qos
-from protoocc_ros.ros.tf_buffer import TfBuffer
-from protoocc_ros.training.checkpoint import save_checkpoint
+from protoocc_ros.ros.publishing.pointcloud import read_points
+from protoocc_ros.ros.runtime.qos import latched_qos, reliable_qos, tf_qos
+from protoocc_ros.ros.inputs.tf_buffer import TfBuffer
+from protoocc_ros.checkpoints.format import save_checkpoint
 
-MODULE = "protoocc_ros.ros.occupancy_node"
+MODULE = "protoocc_ros.ros.nodes.occupancy_node"
 MAIN, NOINFO = "occupancy_node", "occupancy_node_noinfo"
 CAMERAS = ["CAM_FRONT", "CAM_BACK"]
 H, W = 48, 88
@@ -366,8 +366,8 @@ def reference_2d(labels: np.ndarray, conf: np.ndarray, obstacles: list[str], ban
 def test_occupancy_2d_is_the_reference_projection_and_unknown_is_the_unseen_columns(setup) -> None:
     from nav_msgs.msg import OccupancyGrid
 
-    from protoocc_ros.ros.navigation_grid import msg_to_cells
-    from protoocc_ros.ros.qos import latched_qos
+    from protoocc_ros.ros.publishing.navigation_grid import msg_to_cells
+    from protoocc_ros.ros.runtime.qos import latched_qos
 
     rig, model, _ = setup
     grids_2d: dict[int, OccupancyGrid] = {}

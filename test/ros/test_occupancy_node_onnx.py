@@ -13,7 +13,7 @@ from protoocc_ros.config import config_to_dict
 from protoocc_ros.data.preprocessing import lidar2img_from
 from protoocc_ros.export import export_temporal_onnx, max_hits_for
 from protoocc_ros.inference.predictor import load_model
-from protoocc_ros.ros.occupancy_msg import confidence_to_uint8, msg_to_grid
+from protoocc_ros.ros.publishing.occupancy_msg import confidence_to_uint8, msg_to_grid
 
 
 def export_for_the_rig(tmp: Path) -> Path:

@@ -26,10 +26,10 @@ from protoocc_ros.data.preprocessing import preprocess_camera_set
 from protoocc_ros.geometry import make_transform, optical_rotation
 from protoocc_ros.inference.predictor import load_model
 from protoocc_ros.msg import SemanticOccupancyGrid
-from protoocc_ros.ros import msg_builders as mb
-from protoocc_ros.ros.image_conversion import msg_to_rgb, rgb_to_image
-from protoocc_ros.ros.occupancy_msg import msg_to_grid
-from protoocc_ros.ros.qos import latched_qos, reliable_qos, tf_qos
+from protoocc_ros.ros.publishing import msg_builders as mb
+from protoocc_ros.ros.inputs.image_conversion import msg_to_rgb, rgb_to_image
+from protoocc_ros.ros.publishing.occupancy_msg import msg_to_grid
+from protoocc_ros.ros.runtime.qos import latched_qos, reliable_qos, tf_qos
 
 T0_NS = 1_317_046_436_000_000_000  # a KITTI raw drive (2011-09-26), ~1.3e9 s
 S = 1_000_000_000

@@ -15,12 +15,12 @@ import yaml
 from ros_helpers import REPO, NodeProcess, ros_context, wait_exit
 from test_occupancy_node import MAIN, Rig
 
+from protoocc_ros.checkpoints.format import save_checkpoint
 from protoocc_ros.config import load_config
 from protoocc_ros.model import build_model
-from protoocc_ros.ros.lifecycle import LifecycleClient
-from protoocc_ros.training.checkpoint import save_checkpoint
+from protoocc_ros.ros.runtime.lifecycle import LifecycleClient
 
-MODULE = "protoocc_ros.ros.occupancy_node"
+MODULE = "protoocc_ros.ros.nodes.occupancy_node"
 SMALL = {"dataset": {"cameras": ["CAM_FRONT", "CAM_BACK"], "image_size": [48, 88],
                      "point_cloud_range": [-8.0, -8.0, -1.0, 8.0, 8.0, 5.4], "grid_size": [40, 40, 16]},
          "model": {"query_size": [20, 20, 4], "prototypes": {"num_prototypes": 18}}}

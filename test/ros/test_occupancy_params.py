@@ -1,11 +1,11 @@
 """occupancy_node parameters: defaults valid, ranges and cross-field checks named in the error, live changes
-applied and restart-only ones refused with the reason (protoocc_ros.ros.occupancy_params + ros/params.py)."""
+applied and restart-only ones refused with the reason (protoocc_ros.ros.nodes.occupancy_params + ros/runtime/params.py)."""
 from __future__ import annotations
 
 import pytest
 
-from protoocc_ros.ros.occupancy_params import OccupancyNodeParams
-from protoocc_ros.ros.params import ParamError, apply_change, live_parameters, param_specs, params_from_values
+from protoocc_ros.ros.nodes.occupancy_params import OccupancyNodeParams
+from protoocc_ros.ros.runtime.params import ParamError, apply_change, live_parameters, param_specs, params_from_values
 
 LIVE_PARAMETERS = live_parameters(OccupancyNodeParams)
 

@@ -1,4 +1,4 @@
-"""Tests for protoocc_ros.ros.pointcloud (sensor_msgs_py.point_cloud2 replacement)."""
+"""Tests for protoocc_ros.ros.publishing.pointcloud (sensor_msgs_py.point_cloud2 replacement)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 
-from protoocc_ros.ros.pointcloud import (
+from protoocc_ros.ros.publishing.pointcloud import (
     OCCUPANCY_POINT_DTYPE,
     PointCloudError,
     create_cloud,

@@ -1,4 +1,4 @@
-"""Tests for protoocc_ros.ros.rectification: CameraInfo checks, and rectified images that match the ideal pinhole
+"""Tests for protoocc_ros.ros.inputs.rectification: CameraInfo checks, and rectified images that match the ideal pinhole
 image for each distortion model (the distorted images are made here by the forward model of OpenCV)."""
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from protoocc_ros.ros import msg_builders as mb
-from protoocc_ros.ros.rectification import CameraInfoError, camera_model, rectify_image, rectify_maps
+from protoocc_ros.ros.inputs.rectification import CameraInfoError, camera_model, rectify_image, rectify_maps
+from protoocc_ros.ros.publishing import msg_builders as mb
 
 W, H = 160, 120
 K = np.array([[90.0, 0.0, 80.0], [0.0, 90.0, 60.0], [0.0, 0.0, 1.0]])

@@ -9,10 +9,10 @@ import pytest
 
 import ros_helpers as rh
 from protoocc_ros.msg import SemanticOccupancyGrid
-from protoocc_ros.ros import bag_io, msg_builders as mb
-from protoocc_ros.ros.image_conversion import rgb_to_image
-from protoocc_ros.ros.bag_source import BagSource
-from protoocc_ros.ros.replay_sources import header_stamp_ns
+from protoocc_ros.ros.replay import bag_io, msg_builders as mb
+from protoocc_ros.ros.inputs.image_conversion import rgb_to_image
+from protoocc_ros.ros.replay.bag_source import BagSource
+from protoocc_ros.ros.replay.types import header_stamp_ns
 
 CAMERAS = ["CAM_FRONT", "CAM_BACK"]
 T0 = 1_700_000_000_000_000_000
@@ -66,7 +66,7 @@ def test_replayed_bag_messages_arrive_identical(tmp_path: Path, storage: str) ->
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from std_msgs.msg import String
 
-    from protoocc_ros.ros.qos import latched_qos
+    from protoocc_ros.ros.runtime.qos import latched_qos
 
     n_frames = 4
     written = _write_bag(tmp_path / "bag", storage, n_frames)
@@ -88,7 +88,7 @@ def test_replayed_bag_messages_arrive_identical(tmp_path: Path, storage: str) ->
         node.create_subscription(String, mb.DONE_TOPIC, done.append, latched_qos())
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
-        with rh.NodeProcess("protoocc_ros.ros.replay_node", tmp_path / "replay.log",
+        with rh.NodeProcess("protoocc_ros.ros.nodes.replay_node", tmp_path / "replay.log",
                             params={"dataroot": str(tmp_path / "bag"), "rate": 20.0,
                                     "wait_for_subscribers": [t for t in topics if t != "/tf_static"]}) as replay:
             finished = rh.spin_until(executor, lambda: (bool(done) and len(received) >= len(written))
@@ -121,7 +121,7 @@ def test_consumer_paced_replay_of_a_real_recording_gives_one_grid_per_set(tmp_pa
     from std_msgs.msg import String
     from test_occupancy_node import MAIN, MODULE, params_file, small_model
 
-    from protoocc_ros.ros.qos import latched_qos, reliable_qos
+    from protoocc_ros.ros.runtime.qos import latched_qos, reliable_qos
 
     sets = 12
     rec = write_recording(tmp_path / "bag", storage, sets=sets, compressed=compressed, seed=3)
@@ -147,7 +147,7 @@ def test_consumer_paced_replay_of_a_real_recording_gives_one_grid_per_set(tmp_pa
         executor.add_node(listener)
         with rh.NodeProcess(MODULE, tmp_path / "node.log", params_file=node_params, node_name=MAIN) as node:
             assert rh.spin_until(executor, lambda: "active:" in node.output(), 90.0), node.output()
-            with rh.NodeProcess("protoocc_ros.ros.replay_node", tmp_path / "replay.log",
+            with rh.NodeProcess("protoocc_ros.ros.nodes.replay_node", tmp_path / "replay.log",
                                 params=replay_params) as replay:
                 finished = rh.spin_until(executor, lambda: bool(done) or replay.proc.poll() not in (None, 0), 240.0)
                 assert finished and done, replay.output()[-3000:] + node.output()[-3000:]

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 import ros_helpers as rh
-from protoocc_ros.ros import msg_builders as mb
+from protoocc_ros.ros.publishing import msg_builders as mb
 
 def _collect(tmp_path: Path, params: dict[str, Any], topics: dict[str, Any], frames: int,
              timeout_s: float = 30.0) -> tuple[dict[str, list[Any]], dict[str, Any]]:
@@ -19,7 +19,7 @@ def _collect(tmp_path: Path, params: dict[str, Any], topics: dict[str, Any], fra
     from rclpy.node import Node
     from std_msgs.msg import String
 
-    from protoocc_ros.ros.qos import latched_qos, reliable_qos
+    from protoocc_ros.ros.runtime.qos import latched_qos, reliable_qos
 
     with rh.ros_context() as context:
         node = Node("replay_listener", context=context)
@@ -31,7 +31,7 @@ def _collect(tmp_path: Path, params: dict[str, Any], topics: dict[str, Any], fra
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         wait = [t for t in topics if t != "/tf_static"]
-        with rh.NodeProcess("protoocc_ros.ros.replay_node", tmp_path / "replay.log",
+        with rh.NodeProcess("protoocc_ros.ros.nodes.replay_node", tmp_path / "replay.log",
                             params={"wait_for_subscribers": wait, **params}) as replay:
             complete = lambda: bool(got.of(mb.DONE_TOPIC)) and all(len(got.of(t)) >= frames for t in wait)
             rh.spin_until(executor, lambda: complete() or replay.proc.poll() not in (None, 0), timeout_s)
@@ -60,8 +60,8 @@ def test_nuscenes_sample_arrives_complete_and_consistent(tmp_path: Path, synthet
 
     from protoocc_ros.data.occ3d_nuscenes import Occ3DNuScenesDataset
     from protoocc_ros.msg import SemanticOccupancyGrid
-    from protoocc_ros.ros.image_conversion import image_to_rgb
-    from protoocc_ros.ros.occupancy_msg import msg_to_grid
+    from protoocc_ros.ros.inputs.image_conversion import image_to_rgb
+    from protoocc_ros.ros.publishing.occupancy_msg import msg_to_grid
 
     dataset = Occ3DNuScenesDataset(synthetic_dataroot, "v1.0-mini", split="val")
     cams = list(dataset.cameras)
@@ -109,7 +109,7 @@ def test_kitti_sequence_replays_with_image_2_and_ssc_ground_truth(tmp_path: Path
 
     from protoocc_ros.data.semantic_kitti import SemanticKittiDataset
     from protoocc_ros.msg import SemanticOccupancyGrid
-    from protoocc_ros.ros.occupancy_msg import msg_to_grid
+    from protoocc_ros.ros.publishing.occupancy_msg import msg_to_grid
 
     dataset = SemanticKittiDataset(synthetic_kitti_root, split="val")
     topics = {mb.image_topic("image_2"): Image, mb.camera_info_topic("image_2"): CameraInfo,
@@ -129,7 +129,7 @@ def test_loop_with_max_frames_and_compressed_images(tmp_path: Path, synthetic_da
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import CompressedImage
 
-    from protoocc_ros.ros.image_conversion import compressed_to_rgb
+    from protoocc_ros.ros.inputs.image_conversion import compressed_to_rgb
 
     topics = {"/clock": Clock, mb.image_topic("CAM_FRONT", compressed=True): CompressedImage}
     msgs, done = _collect(tmp_path, {"dataroot": str(synthetic_dataroot), "rate": 0.0, "loop": True, "max_frames": 5,
@@ -143,7 +143,7 @@ def test_loop_with_max_frames_and_compressed_images(tmp_path: Path, synthetic_da
 
 
 def test_missing_dataroot_fails_with_a_message_naming_it(tmp_path: Path) -> None:
-    node = rh.NodeProcess("protoocc_ros.ros.replay_node", tmp_path / "r.log",
+    node = rh.NodeProcess("protoocc_ros.ros.nodes.replay_node", tmp_path / "r.log",
                           params={"dataroot": str(tmp_path / "nowhere")})
     code, output = rh.wait_exit(node, timeout_s=30.0)
     assert code == 2 and "nowhere" in output and "does not exist" in output
@@ -159,7 +159,7 @@ def test_replay_waits_for_the_expected_consumers_of_wait_for_topic(tmp_path: Pat
 
         node = rclpy.create_node("fake_consumer", context=ctx)
         node.create_publisher(SemanticOccupancyGrid, "/fake/output", 10)  # the topic exists, nobody else reads it
-        replay = rh.NodeProcess("protoocc_ros.ros.replay_node", tmp_path / "r.log", params={
+        replay = rh.NodeProcess("protoocc_ros.ros.nodes.replay_node", tmp_path / "r.log", params={
             "dataroot": str(synthetic_dataroot), "rate": 0.0, "max_frames": 1, "cameras": ["CAM_FRONT"],
             "publish_ground_truth": False, "wait_for_topic": "/fake/output", "wait_timeout_s": 0.5,
             "wait_for_topic_subscriptions": 2, "startup_timeout_s": 3.0})
@@ -170,7 +170,7 @@ def test_replay_waits_for_the_expected_consumers_of_wait_for_topic(tmp_path: Pat
     output = replay.output()
     assert replay.proc.returncode == 0, output
     assert "still waiting for ['/fake/output'] after 3.0 s" in output
-    bad = rh.NodeProcess("protoocc_ros.ros.replay_node", tmp_path / "bad.log",
+    bad = rh.NodeProcess("protoocc_ros.ros.nodes.replay_node", tmp_path / "bad.log",
                          params={"dataroot": str(synthetic_dataroot), "wait_for_topic_subscriptions": 0})
     code, text = rh.wait_exit(bad, timeout_s=30.0)
     assert code == 2 and "wait_for_topic_subscriptions" in text

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import ros_helpers as rh
-from protoocc_ros.ros import bag_io, msg_builders as mb
+from protoocc_ros.ros.replay import bag_io, msg_builders as mb
 from test_replay_bag import PERIOD, T0, _write_bag
 
 OUTPUT = mb.PREDICTION_TOPIC
@@ -24,7 +24,7 @@ def test_consumer_paced_replay_records_every_output(tmp_path: Path, storage: str
     from std_msgs.msg import String
 
     from protoocc_ros.msg import SemanticOccupancyGrid
-    from protoocc_ros.ros.qos import latched_qos, reliable_qos
+    from protoocc_ros.ros.runtime.qos import latched_qos, reliable_qos
 
     n_frames = 5
     _write_bag(tmp_path / "in", "mcap", n_frames)
@@ -47,7 +47,7 @@ def test_consumer_paced_replay_records_every_output(tmp_path: Path, storage: str
         params = {"dataroot": str(tmp_path / "in"), "rate": 0.0, "wait_for_topic": OUTPUT, "wait_timeout_s": 5.0,
                   "wait_for_subscribers": [mb.GROUND_TRUTH_TOPIC], "record_path": str(record),
                   "record_storage": storage, "record_topics": [OUTPUT, "/tf"], "record_drain_s": 0.2}
-        with rh.NodeProcess("protoocc_ros.ros.replay_node", tmp_path / "replay.log", params=params) as replay:
+        with rh.NodeProcess("protoocc_ros.ros.nodes.replay_node", tmp_path / "replay.log", params=params) as replay:
             ok = rh.spin_until(executor, lambda: bool(done) or replay.proc.poll() is not None, 30.0)
             assert ok and done, replay.output()
             assert replay.wait(10.0) == 0, replay.output()
@@ -86,7 +86,7 @@ def test_frame_without_output_is_published_again_without_ground_truth(tmp_path: 
     from std_msgs.msg import String
 
     from protoocc_ros.msg import SemanticOccupancyGrid
-    from protoocc_ros.ros.qos import latched_qos, reliable_qos
+    from protoocc_ros.ros.runtime.qos import latched_qos, reliable_qos
 
     n_frames = 3
     _write_bag(tmp_path / "in", "mcap", n_frames)
@@ -111,7 +111,7 @@ def test_frame_without_output_is_published_again_without_ground_truth(tmp_path: 
         executor.add_node(node)
         params = {"dataroot": str(tmp_path / "in"), "rate": 0.0, "wait_for_topic": OUTPUT, "wait_timeout_s": 10.0,
                   "resend_after_s": 0.5, "wait_for_subscribers": [mb.image_topic("CAM_FRONT"), mb.GROUND_TRUTH_TOPIC]}
-        with rh.NodeProcess("protoocc_ros.ros.replay_node", tmp_path / "replay.log", params=params) as replay:
+        with rh.NodeProcess("protoocc_ros.ros.nodes.replay_node", tmp_path / "replay.log", params=params) as replay:
             ok = rh.spin_until(executor, lambda: bool(done) or replay.proc.poll() is not None, 30.0)
             assert ok and done, replay.output()
             rh.spin_until(executor, lambda: False, 0.2)

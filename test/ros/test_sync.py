@@ -1,4 +1,4 @@
-"""Tests for protoocc_ros.ros.sync (approximate-time synchronizer)."""
+"""Tests for protoocc_ros.ros.inputs.sync (approximate-time synchronizer)."""
 from __future__ import annotations
 
 import threading
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protoocc_ros.ros.sync import (
+from protoocc_ros.ros.inputs.sync import (
     DROP_INCOMPLETE,
     DROP_OUT_OF_ORDER,
     DROP_OUT_OF_ORDER_SET,

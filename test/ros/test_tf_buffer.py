@@ -1,4 +1,4 @@
-"""Tests for protoocc_ros.ros.tf_buffer (tf2_ros Buffer replacement)."""
+"""Tests for protoocc_ros.ros.inputs.tf_buffer (tf2_ros Buffer replacement)."""
 from __future__ import annotations
 
 import math
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tf2_msgs.msg import TFMessage
 
-from protoocc_ros.ros.tf_buffer import (
+from protoocc_ros.ros.inputs.tf_buffer import (
     ConnectivityError,
     ExtrapolationError,
     FrameLookupError,
@@ -324,8 +324,8 @@ def test_slerp_endpoints_and_shorter_arc() -> None:
 def test_listener_fills_buffer_from_latched_tf_static_and_tf_over_dds() -> None:
     from rclpy.executors import SingleThreadedExecutor
 
-    from protoocc_ros.ros.qos import tf_qos, tf_static_qos
-    from protoocc_ros.ros.tf_buffer import attach_tf_listener
+    from protoocc_ros.ros.runtime.qos import tf_qos, tf_static_qos
+    from protoocc_ros.ros.inputs.tf_buffer import attach_tf_listener
     from ros_helpers import ros_context, spin_until
 
     with ros_context() as ctx:

@@ -15,10 +15,10 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ros"))
 from ros_helpers import REPO, ros_context  # noqa: E402 - pins a private ROS_DOMAIN_ID before rclpy starts
 
+from protoocc_ros.checkpoints.format import save_checkpoint  # noqa: E402
 from protoocc_ros.config import load_config  # noqa: E402
 from protoocc_ros.model import build_model  # noqa: E402
 from protoocc_ros.tools.doctor import main, read_params_file  # noqa: E402
-from protoocc_ros.training.checkpoint import save_checkpoint  # noqa: E402
 
 CAMERAS = ["CAM_FRONT", "CAM_BACK"]
 SMALL = {"dataset": {"cameras": CAMERAS, "image_size": [48, 88], "point_cloud_range": [-8.0, -8.0, -1.0, 8.0, 8.0, 5.4],
@@ -129,9 +129,9 @@ class CameraRig:
         from tf2_msgs.msg import TFMessage
 
         from protoocc_ros.geometry import make_transform
-        from protoocc_ros.ros import msg_builders as mb
-        from protoocc_ros.ros.image_conversion import rgb_to_image
-        from protoocc_ros.ros.qos import latched_qos, reliable_qos, tf_qos
+        from protoocc_ros.ros.inputs.image_conversion import rgb_to_image
+        from protoocc_ros.ros.publishing import msg_builders as mb
+        from protoocc_ros.ros.runtime.qos import latched_qos, reliable_qos, tf_qos
 
         self.mb, self.rgb_to_image = mb, rgb_to_image
         self.node = Node("camera_driver", context=ctx)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from protoocc_ros.checkpoints.format import default_checkpoint_path
 from protoocc_ros.config import load_config
 from protoocc_ros.tools.export import main
-from protoocc_ros.training.checkpoint import default_checkpoint_path
 
 
 def test_bundled_checkpoint_exports_with_memory_and_matches_pytorch_over_a_held_out_scene(

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from protoocc_ros.config import load_config
-from protoocc_ros.training.checkpoint import (
+from protoocc_ros.checkpoints.format import (
     architecture_differences, checkpoint_files, default_checkpoint_path, read_metadata, stored_config,
 )
 from protoocc_ros.data import build_dataset
-from protoocc_ros.training.evaluate import evaluate_checkpoint, prior_baseline_results
+from protoocc_ros.evaluation.evaluate import evaluate_checkpoint, prior_baseline_results
 
 BUNDLED = default_checkpoint_path()
 MIOU_TOLERANCE = 0.005  # absolute, as a fraction (0.5 mIoU points)

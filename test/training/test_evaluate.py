@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from protoocc_ros.training import evaluate as ev
-from protoocc_ros.training.checkpoint import read_metadata, save_checkpoint
+from protoocc_ros.evaluation import evaluate as ev
+from protoocc_ros.checkpoints.format import read_metadata, save_checkpoint
 from protoocc_ros.training.trainer import Trainer
 
 from training_helpers import SequenceDataset, tiny_config

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from protoocc_ros.checkpoints.format import architecture_differences
 from protoocc_ros.config import load_config
 from protoocc_ros.data.augmentation import is_enabled
 from protoocc_ros.model.backbone import build_backbone
 from protoocc_ros.model.errors import ModelError
-from protoocc_ros.training.checkpoint import architecture_differences
 from protoocc_ros.training.schedule import LrFactor
 
 

@@ -9,7 +9,7 @@ import torch
 
 from protoocc_ros.training.batching import collate_inputs
 from protoocc_ros.training.errors import TrainingError
-from protoocc_ros.training.evaluate import evaluate_model
+from protoocc_ros.evaluation.evaluate import evaluate_model
 from protoocc_ros.training.trainer import Trainer
 
 from training_helpers import NUSCENES_STAMP, SequenceDataset, frame_stamp, ros_now_stamp, tiny_config

@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from protoocc_ros.training import evaluate as evaluate_cli
-from protoocc_ros.training import train as train_cli
-from protoocc_ros.training.checkpoint import load_checkpoint, read_metadata
+from protoocc_ros.checkpoints.format import load_checkpoint, read_metadata
+from protoocc_ros.evaluation import evaluate as evaluate_cli
+from protoocc_ros.tools import train as train_cli
 
 # the demo baseline (no pseudo masks or extra perspectives) at low query resolution, one scene per split
 SMALL = ["model.query_size=[25,25,2]", "dataset.image_size=[48,88]", "model.prototypes.num_prototypes=18",

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from protoocc_ros.training.checkpoint import read_metadata
-from protoocc_ros.training.errors import CheckpointError
+from protoocc_ros.checkpoints.format import read_metadata
+from protoocc_ros.checkpoints.errors import CheckpointError
 from protoocc_ros.training.trainer import Trainer, latest_checkpoint
 
 from training_helpers import SequenceDataset, tiny_config

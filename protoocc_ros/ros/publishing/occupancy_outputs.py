@@ -8,7 +8,7 @@ layer and RViz's Map display subscribe that way); its settings are the live occu
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from nav_msgs.msg import OccupancyGrid
@@ -26,13 +26,15 @@ from protoocc_ros.inference.occupancy_2d import (
     project_to_2d,
 )
 from protoocc_ros.msg import SemanticOccupancyGrid
-from protoocc_ros.ros.markers import OccupancyMarkers, serializer_matches_rclpy
-from protoocc_ros.ros.navigation_grid import cells_to_msg
-from protoocc_ros.ros.occupancy_msg import grid_to_msg, occupied_voxels
-from protoocc_ros.ros.occupancy_params import OccupancyNodeParams
-from protoocc_ros.ros.params import ParamError
-from protoocc_ros.ros.pointcloud import create_cloud
-from protoocc_ros.ros.qos import latched_qos, reliable_qos
+from protoocc_ros.ros.publishing.markers import OccupancyMarkers, serializer_matches_rclpy
+from protoocc_ros.ros.publishing.navigation_grid import cells_to_msg
+from protoocc_ros.ros.publishing.occupancy_msg import grid_to_msg, occupied_voxels
+from protoocc_ros.ros.publishing.pointcloud import create_cloud
+from protoocc_ros.ros.runtime.params import ParamError
+from protoocc_ros.ros.runtime.qos import latched_qos, reliable_qos
+
+if TYPE_CHECKING:  # the node's parameters, read by every call (an annotation only: nodes/ imports this module)
+    from protoocc_ros.ros.nodes.occupancy_params import OccupancyNodeParams
 
 __all__ = ["OccupancyOutputs"]
 

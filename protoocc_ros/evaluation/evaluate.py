@@ -21,6 +21,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from protoocc_ros.checkpoints.errors import CheckpointError
+from protoocc_ros.checkpoints.format import (
+    check_checkpoint_path,
+    default_checkpoint_path,
+    export_checkpoint,
+    load_checkpoint,
+    runtime_config,
+    stored_config,
+    update_metadata,
+)
 from protoocc_ros.classes import class_table
 from protoocc_ros.config import (
     ConfigError,
@@ -30,18 +40,9 @@ from protoocc_ros.inference.predictor import OccupancyPredictor
 from protoocc_ros.metrics import OccupancyMetric, build_metric
 from protoocc_ros.metrics.confusion import ConfusionMetric, nan_to_none
 from protoocc_ros.model import ProtoOcc
-from protoocc_ros.training.checkpoint import (
-    check_checkpoint_path,
-    default_checkpoint_path,
-    export_checkpoint,
-    load_checkpoint,
-    runtime_config,
-    stored_config,
-    update_metadata,
-)
 from protoocc_ros.training.clips import frame_keys, scene_sequences
 from protoocc_ros.training.distributed import pick_device
-from protoocc_ros.training.errors import CheckpointError, TrainingError
+from protoocc_ros.training.errors import TrainingError
 
 REPORT_NAME = "report.json"
 

@@ -2,71 +2,25 @@
 message bundles."""
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from protoocc_ros.layouts import NUSCENES_CAMERAS
-from protoocc_ros.ros import bag_io
-from protoocc_ros.ros import msg_builders as mb
-
-CLOCK_TOPIC = "/clock"
-TF_TOPIC = "/tf"
-TF_STATIC_TOPIC = "/tf_static"
-TF_MSGTYPE = "tf2_msgs/msg/TFMessage"
-
-
-class ReplaySourceError(Exception):
-    """A replay source cannot be opened or read; the message names the dataroot/bag and what was expected."""
-
-
-@dataclass
-class OutMessage:
-    """One message to publish: an rclpy message, or CDR bytes of `msgtype` (from a bag)."""
-
-    topic: str
-    msgtype: str      # "pkg/msg/Name"
-    payload: Any      # rclpy message or bytes
-
-
-@dataclass
-class FrameBundle:
-    """Everything published for one camera set, in publishing order (/clock first, then /tf, ...)."""
-
-    index: int                 # position in the replay (0-based)
-    stamp_ns: int              # set stamp (ns, its earliest image); /clock is set to it
-    scene: str
-    messages: list[OutMessage] = field(default_factory=list)
-    stamps: frozenset[int] = frozenset()  # every image stamp of the set (a consumer's output carries one of them)
-    complete: bool = True      # every camera of the source is in the set (else no output is expected)
-
-    def __post_init__(self) -> None:
-        if not self.stamps:
-            self.stamps = frozenset({self.stamp_ns})
-
-    def topics(self) -> list[str]:
-        return [m.topic for m in self.messages]
-
-
-class ReplaySource(Protocol):
-    """Something the replay node iterates over; `describe()` is logged and put into the done summary."""
-
-    def frames(self) -> Iterator[FrameBundle]: ...
-
-    def describe(self) -> dict[str, Any]: ...
-
-
-def header_stamp_ns(cdr: bytes) -> int:
-    """Header stamp (ns) of a CDR message whose first field is std_msgs/Header (4-byte encapsulation, sec, nanosec)."""
-    if len(cdr) < 12:
-        raise ReplaySourceError(f"CDR payload of {len(cdr)} bytes is too short to hold a header stamp")
-    little = cdr[1] == 0x01   # encapsulation id 0x0001 = CDR little endian, 0x0000 = big endian
-    sec, nanosec = struct.unpack("<iI" if little else ">iI", cdr[4:12])
-    return sec * 1_000_000_000 + nanosec
+from protoocc_ros.ros.publishing import msg_builders as mb
+from protoocc_ros.ros.replay import bag_io
+from protoocc_ros.ros.replay.types import (
+    TF_MSGTYPE,
+    TF_STATIC_TOPIC,
+    TF_TOPIC,
+    FrameBundle,
+    OutMessage,
+    ReplaySource,
+    ReplaySourceError,
+)
 
 
 @dataclass
@@ -89,7 +43,7 @@ def dataset_bundle(frame: DatasetFrame, index: int, *, encoding: str = "rgb8", c
 
     `compressed` = "" publishes sensor_msgs/Image with `encoding`; "jpeg"/"png" publishes CompressedImage.
     """
-    from protoocc_ros.ros.image_conversion import rgb_to_compressed, rgb_to_image
+    from protoocc_ros.ros.inputs.image_conversion import rgb_to_compressed, rgb_to_image
 
     t = frame.stamp_ns
     msgs: list[OutMessage] = []
@@ -121,7 +75,7 @@ _RELATIVE_LIMIT_S = 1e8
 
 def ground_truth_labels(semantics: np.ndarray, mask_camera: np.ndarray) -> np.ndarray:
     """uint8 (X, Y, Z) labels to publish: the semantics, UNKNOWN_LABEL (255) outside mask_camera."""
-    from protoocc_ros.ros.occupancy_msg import UNKNOWN_LABEL
+    from protoocc_ros.ros.publishing.occupancy_msg import UNKNOWN_LABEL
 
     return np.where(np.asarray(mask_camera, dtype=bool), semantics, UNKNOWN_LABEL).astype(np.uint8)
 
@@ -196,7 +150,7 @@ class DatasetSource:
         stamp = self._stamp_ns(float(item["timestamp"]), scene_position)
         gt = None
         if self.ground_truth:
-            from protoocc_ros.ros.occupancy_msg import grid_to_msg
+            from protoocc_ros.ros.publishing.occupancy_msg import grid_to_msg
 
             labels = ground_truth_labels(np.asarray(item["semantics"]), np.asarray(item["mask_camera"]))
             lay, table = self.layout, self.classes
@@ -244,7 +198,7 @@ def open_source(dataroot: str, source_format: str = "auto", *, split: str = "val
     """The replay source of `dataroot` (see detect_format for `source_format` 'auto')."""
     fmt = detect_format(dataroot) if source_format == "auto" else source_format
     if fmt == "rosbag2":
-        from protoocc_ros.ros.bag_source import BagSource
+        from protoocc_ros.ros.replay.bag_source import BagSource
 
         return BagSource(dataroot, bag_topics, sync_slop_s)
     if fmt in ("occ3d_nuscenes", "semantic_kitti"):

@@ -19,7 +19,7 @@ from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
-from protoocc_ros.ros.spin import spin_until
+from protoocc_ros.ros.runtime.spin import spin_until
 
 __all__ = ["LifecycleError", "LifecycleClient", "ManagedNode", "TRANSITIONS", "run_managed_node", "run_transition"]
 

@@ -30,6 +30,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from protoocc_ros.checkpoints.errors import CheckpointError
+from protoocc_ros.checkpoints.state_codec import flatten_state, unflatten_state
 from protoocc_ros.config import (
     ConfigError,
     ProtoOccConfig,
@@ -39,8 +41,6 @@ from protoocc_ros.config import (
     with_overrides,
 )
 from protoocc_ros.package_files import find_package_file, package_file_candidates
-from protoocc_ros.training.errors import CheckpointError
-from protoocc_ros.training.state_codec import flatten_state, unflatten_state
 
 if TYPE_CHECKING:
     from protoocc_ros.model import ProtoOcc

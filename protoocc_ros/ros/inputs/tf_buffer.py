@@ -428,7 +428,7 @@ def attach_tf_listener(node: Any, buffer: TfBuffer, callback_group: Any = None,
     """
     from tf2_msgs.msg import TFMessage
 
-    from protoocc_ros.ros.qos import tf_qos, tf_static_qos
+    from protoocc_ros.ros.runtime.qos import tf_qos, tf_static_qos
 
     def feed(static: bool) -> Callable[[Any], None]:
         authority = "/tf_static" if static else "/tf"

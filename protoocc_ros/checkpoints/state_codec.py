@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from protoocc_ros.training.errors import CheckpointError
+from protoocc_ros.checkpoints.errors import CheckpointError
 
 _TAGS = ("__tensor__", "__ndarray__", "__tuple__", "__items__", "__float__")
 

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import yaml
 
+from protoocc_ros.checkpoints.errors import CheckpointError
+from protoocc_ros.checkpoints.format import export_checkpoint, update_metadata
 from protoocc_ros.config import ConfigError, config_to_dict, load_config
-from protoocc_ros.training.checkpoint import export_checkpoint, update_metadata
+from protoocc_ros.evaluation.evaluate import evaluate_checkpoint, metric_summary
 from protoocc_ros.training.distributed import barrier, init_distributed, shutdown_distributed
-from protoocc_ros.training.errors import CheckpointError, TrainingError
-from protoocc_ros.training.evaluate import evaluate_checkpoint, metric_summary
+from protoocc_ros.training.errors import TrainingError
 from protoocc_ros.training.trainer import Trainer
 
 

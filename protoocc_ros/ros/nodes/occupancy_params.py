@@ -1,4 +1,4 @@
-"""occupancy_node parameters: one typed dataclass, declared and validated by protoocc_ros.ros.params.
+"""occupancy_node parameters: one typed dataclass, declared and validated by protoocc_ros.ros.runtime.params.
 
 Numeric parameters carry a finite range in their ParameterDescriptor; ``live=True`` ones change at once
 on ``ros2 param set`` (validated first), the others are read at configure (docs/operating.md "Parameters").
@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from protoocc_ros.ros.diagnostics import HealthLimits
-from protoocc_ros.ros.params import ParamError, check, param
-from protoocc_ros.ros.rectification import DEFAULT_MAX_PIXELS, RECTIFICATION_MODES
+from protoocc_ros.ros.inputs.rectification import DEFAULT_MAX_PIXELS, RECTIFICATION_MODES
+from protoocc_ros.ros.runtime.diagnostics import HealthLimits
+from protoocc_ros.ros.runtime.params import ParamError, check, param
 
 __all__ = ["OccupancyNodeParams"]
 
@@ -170,7 +170,7 @@ class OccupancyNodeParams:
     def checkpoint_path(self) -> Path | None:
         """The checkpoint to load: the parameter's file (ParamError when missing or not a file), else the
         bundled demo checkpoint when it exists, else None (random weights)."""
-        from protoocc_ros.training.checkpoint import default_checkpoint_path
+        from protoocc_ros.checkpoints.format import default_checkpoint_path
 
         if self.checkpoint:
             path = Path(self.checkpoint).expanduser()

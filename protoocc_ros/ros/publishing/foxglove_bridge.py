@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from protoocc_ros.geometry import matrix_to_quaternion
-from protoocc_ros.ros.occupancy_msg import occupied_voxels
+from protoocc_ros.ros.publishing.occupancy_msg import occupied_voxels
 
 __all__ = ["FoxgloveBridgeError", "FoxgloveBridge", "scene_update", "compressed_image", "frame_transforms",
            "navigation_grid", "SCENE_TOPIC", "GRID_2D_TOPIC", "TF_TOPIC", "SUBPROTOCOLS", "image_topic",

@@ -25,7 +25,7 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from protoocc_ros.ros.rectification import DEFAULT_MAX_PIXELS
+from protoocc_ros.ros.inputs.rectification import DEFAULT_MAX_PIXELS
 
 __all__ = [
     "ImageConversionError", "RAW_ENCODINGS", "COMPRESSED_FORMATS", "DEFAULT_MAX_PIXELS",

@@ -1,11 +1,11 @@
-"""evaluation_node parameters: one typed dataclass, declared and validated by protoocc_ros.ros.params."""
+"""evaluation_node parameters: one typed dataclass, declared and validated by protoocc_ros.ros.runtime.params."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from protoocc_ros.metrics import METRIC_KINDS
-from protoocc_ros.ros import msg_builders as mb
-from protoocc_ros.ros.params import param
+from protoocc_ros.ros.publishing import msg_builders as mb
+from protoocc_ros.ros.runtime.params import param
 
 __all__ = ["EvaluationNodeParams"]
 

@@ -12,13 +12,13 @@ from safetensors import safe_open
 from torch import nn
 
 from protoocc_ros.config import ProtoOccConfig, load_config
-from protoocc_ros.training.checkpoint import (
+from protoocc_ros.checkpoints.format import (
     architecture_differences, check_checkpoint_path, checkpoint_files, load_checkpoint, load_training_state,
     read_metadata, runtime_config, save_checkpoint,
 )
-from protoocc_ros.training.errors import CheckpointError
+from protoocc_ros.checkpoints.errors import CheckpointError
 from protoocc_ros.training.schedule import build_optimizer, build_scheduler
-from protoocc_ros.training.state_codec import flatten_state, unflatten_state
+from protoocc_ros.checkpoints.state_codec import flatten_state, unflatten_state
 
 
 class TinyNet(nn.Module):

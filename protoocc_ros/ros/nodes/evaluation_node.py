@@ -32,11 +32,11 @@ from protoocc_ros.classes import KITTI_NUM_CLASSES, class_table
 from protoocc_ros.metrics import MetricError, OccupancyMetric, SSCMetric, build_metric
 from protoocc_ros.metrics.confusion import dumps
 from protoocc_ros.msg import SemanticOccupancyGrid
-from protoocc_ros.ros.evaluation_params import EvaluationNodeParams
-from protoocc_ros.ros.occupancy_msg import UNKNOWN_LABEL, OccupancyGrid, OccupancyMsgError, msg_to_grid
-from protoocc_ros.ros.params import declared_params
-from protoocc_ros.ros.qos import latched_qos, reliable_qos
-from protoocc_ros.ros.spin import spin_until
+from protoocc_ros.ros.nodes.evaluation_params import EvaluationNodeParams
+from protoocc_ros.ros.publishing.occupancy_msg import UNKNOWN_LABEL, OccupancyGrid, OccupancyMsgError, msg_to_grid
+from protoocc_ros.ros.runtime.params import declared_params
+from protoocc_ros.ros.runtime.qos import latched_qos, reliable_qos
+from protoocc_ros.ros.runtime.spin import spin_until
 
 NODE_NAME = "evaluation_node"
 REPORT_NAME = "evaluation.json"

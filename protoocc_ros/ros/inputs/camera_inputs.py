@@ -19,17 +19,25 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sensor_msgs.msg import CameraInfo
 
-from protoocc_ros.ros.image_conversion import ImageConversionError, claimed_size, msg_to_rgb
-from protoocc_ros.ros.msg_builders import optical_frame_id, stamp_to_ns
-from protoocc_ros.ros.occupancy_params import OccupancyNodeParams
-from protoocc_ros.ros.rectification import CameraInfoError, CameraModel, camera_model, rectify_image, rectify_maps
-from protoocc_ros.ros.sync import SyncedSet
-from protoocc_ros.ros.tf_buffer import ConnectivityError, FrameLookupError, TfBuffer, TransformError
+from protoocc_ros.ros.inputs.image_conversion import ImageConversionError, claimed_size, msg_to_rgb
+from protoocc_ros.ros.inputs.rectification import (
+    CameraInfoError,
+    CameraModel,
+    camera_model,
+    rectify_image,
+    rectify_maps,
+)
+from protoocc_ros.ros.inputs.sync import SyncedSet
+from protoocc_ros.ros.inputs.tf_buffer import ConnectivityError, FrameLookupError, TfBuffer, TransformError
+from protoocc_ros.ros.publishing.msg_builders import optical_frame_id, stamp_to_ns
+
+if TYPE_CHECKING:  # the node's parameters, read by every call (an annotation only: nodes/ imports this module)
+    from protoocc_ros.ros.nodes.occupancy_params import OccupancyNodeParams
 
 __all__ = ["INPUT_WAIT_S", "SetDropped", "InfoEntry", "CameraInfoHistory", "GatheredSet", "CameraInputs"]
 

@@ -33,18 +33,25 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from protoocc_ros.data.errors import DatasetError
 from protoocc_ros.device import DeviceError, resolve_device
 from protoocc_ros.inference.predictor import Predictor, PredictorError, load_predictor
-from protoocc_ros.ros.camera_inputs import CameraInputs, SetDropped
-from protoocc_ros.ros.diagnostics import NodeDiagnostics, ThrottledLog
-from protoocc_ros.ros.foxglove_bridge import FoxgloveBridge, FoxgloveBridgeError
-from protoocc_ros.ros.inference_worker import InferenceWorker
-from protoocc_ros.ros.lifecycle import ManagedNode, run_managed_node
-from protoocc_ros.ros.msg_builders import stamp_to_ns
-from protoocc_ros.ros.occupancy_outputs import OccupancyOutputs
-from protoocc_ros.ros.occupancy_params import OccupancyNodeParams
-from protoocc_ros.ros.params import ParamError, apply_change, current_values, declare_params, param_specs, read_params
-from protoocc_ros.ros.qos import reliable_qos, sensor_qos
-from protoocc_ros.ros.sync import MESSAGE_DROPS, ApproximateTimeSync, SyncedSet
-from protoocc_ros.ros.tf_buffer import TfBuffer, attach_tf_listener
+from protoocc_ros.ros.inputs.camera_inputs import CameraInputs, SetDropped
+from protoocc_ros.ros.inputs.sync import MESSAGE_DROPS, ApproximateTimeSync, SyncedSet
+from protoocc_ros.ros.inputs.tf_buffer import TfBuffer, attach_tf_listener
+from protoocc_ros.ros.nodes.occupancy_params import OccupancyNodeParams
+from protoocc_ros.ros.publishing.foxglove_bridge import FoxgloveBridge, FoxgloveBridgeError
+from protoocc_ros.ros.publishing.msg_builders import stamp_to_ns
+from protoocc_ros.ros.publishing.occupancy_outputs import OccupancyOutputs
+from protoocc_ros.ros.runtime.diagnostics import NodeDiagnostics, ThrottledLog
+from protoocc_ros.ros.runtime.inference_worker import InferenceWorker
+from protoocc_ros.ros.runtime.lifecycle import ManagedNode, run_managed_node
+from protoocc_ros.ros.runtime.params import (
+    ParamError,
+    apply_change,
+    current_values,
+    declare_params,
+    param_specs,
+    read_params,
+)
+from protoocc_ros.ros.runtime.qos import reliable_qos, sensor_qos
 
 __all__ = ["OccupancyNode", "NodeStartError", "main"]
 

@@ -14,7 +14,7 @@ from std_msgs.msg import Header
 
 from protoocc_ros.geometry import grid_shape, index_to_world
 from protoocc_ros.msg import SemanticOccupancyGrid
-from protoocc_ros.ros.pointcloud import OCCUPANCY_POINT_DTYPE
+from protoocc_ros.ros.publishing.pointcloud import OCCUPANCY_POINT_DTYPE
 
 __all__ = [
     "OccupancyMsgError", "UNKNOWN_LABEL", "OccupancyGrid", "grid_to_msg", "msg_to_grid",

@@ -18,7 +18,7 @@ from geometry_msgs.msg import Point
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from protoocc_ros.ros.occupancy_msg import occupied_voxels
+from protoocc_ros.ros.publishing.occupancy_msg import occupied_voxels
 
 __all__ = ["OccupancyMarkers", "serializer_matches_rclpy"]
 

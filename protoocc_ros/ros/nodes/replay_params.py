@@ -1,10 +1,10 @@
-"""replay_node parameters: one typed dataclass, declared and validated by protoocc_ros.ros.params."""
+"""replay_node parameters: one typed dataclass, declared and validated by protoocc_ros.ros.runtime.params."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from protoocc_ros.ros.bag_io import STORAGES
-from protoocc_ros.ros.params import check, param
+from protoocc_ros.ros.replay.bag_io import STORAGES
+from protoocc_ros.ros.runtime.params import check, param
 
 __all__ = ["ReplayNodeParams", "DEFAULT_RECORD_TOPICS", "IMAGE_FORMATS"]
 

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from protoocc_ros.ros import bag_io
-from protoocc_ros.ros import msg_builders as mb
-from protoocc_ros.ros.replay_sources import (
+from protoocc_ros.ros.publishing import msg_builders as mb
+from protoocc_ros.ros.replay import bag_io
+from protoocc_ros.ros.replay.types import (
     CLOCK_TOPIC,
     TF_MSGTYPE,
     TF_STATIC_TOPIC,

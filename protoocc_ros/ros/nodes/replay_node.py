@@ -37,20 +37,20 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import String
 
-from protoocc_ros.ros import bag_io
-from protoocc_ros.ros import msg_builders as mb
-from protoocc_ros.ros.params import declared_params
-from protoocc_ros.ros.qos import latched_qos, reliable_qos
-from protoocc_ros.ros.replay_params import ReplayNodeParams
-from protoocc_ros.ros.replay_sources import (
+from protoocc_ros.ros.nodes.replay_params import ReplayNodeParams
+from protoocc_ros.ros.publishing import msg_builders as mb
+from protoocc_ros.ros.replay import bag_io
+from protoocc_ros.ros.replay.sources import open_source
+from protoocc_ros.ros.replay.types import (
     CLOCK_TOPIC,
     TF_STATIC_TOPIC,
     FrameBundle,
     ReplaySource,
     ReplaySourceError,
     header_stamp_ns,
-    open_source,
 )
+from protoocc_ros.ros.runtime.params import declared_params
+from protoocc_ros.ros.runtime.qos import latched_qos, reliable_qos
 
 NODE_NAME = "replay_node"
 PARAMS = ReplayNodeParams
