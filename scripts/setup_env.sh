@@ -72,7 +72,7 @@ ENV
 source "$VENV/protoocc_env.sh"
 
 # 4. tf2_msgs: a ROS install has it; the PyPI wheels do not, so build the vendored definition.
-BUILD_HASH="$(hash_of CMakeLists.txt package.xml msg/*.msg scripts/vendor/tf2_msgs/CMakeLists.txt scripts/vendor/tf2_msgs/package.xml scripts/vendor/tf2_msgs/msg/*)-$PYTAG"
+BUILD_HASH="$(hash_of CMakeLists.txt cmake/node_executable.py.in package.xml msg/*.msg scripts/vendor/tf2_msgs/CMakeLists.txt scripts/vendor/tf2_msgs/package.xml scripts/vendor/tf2_msgs/msg/*)-$PYTAG"
 need_tf2=0
 if ! AMENT_PREFIX_PATH="$VENV" PYTHONPATH= "$PY" -c "import tf2_msgs.msg" 2>/dev/null; then need_tf2=1; fi
 if [ "$(cat install/.build.hash 2>/dev/null)" != "$BUILD_HASH" ] \
