@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from protoocc_ros.msg import SemanticOccupancyGrid
-from protoocc_ros.ros.replay import bag_io, msg_builders as mb
+from protoocc_ros.ros.publishing import msg_builders as mb
+from protoocc_ros.ros.replay import bag_io
 
 
 def _grid(stamp_ns: int, seed: int) -> SemanticOccupancyGrid:

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 import ros_helpers as rh
-from protoocc_ros.ros.replay import bag_io, msg_builders as mb
+from protoocc_ros.ros.publishing import msg_builders as mb
+from protoocc_ros.ros.replay import bag_io
 
 
 def test_replay_occupancy_evaluation_run_to_completion(tmp_path: Path, synthetic_dataroot: Path) -> None:

@@ -35,7 +35,7 @@ def _literal(node: ast.AST) -> Any:
 
 def declared_parameters(executable: str) -> dict[str, Any]:
     """Parameter name -> default of a node executable (its module's PARAMS dataclass) plus rclpy's own."""
-    module = REPO / "protoocc_ros" / "ros" / f"{executable}.py"
+    module = REPO / "protoocc_ros" / "ros" / "nodes" / f"{executable}.py"
     assert module.is_file(), f"executable {executable}: module {module.relative_to(REPO)} does not exist"
     params = importlib.import_module(f"protoocc_ros.ros.nodes.{executable}").PARAMS
     return {**BUILTIN_PARAMETERS, **{s.name: s.default for s in param_specs(params)}}

@@ -9,7 +9,8 @@ import pytest
 
 import ros_helpers as rh
 from protoocc_ros.msg import SemanticOccupancyGrid
-from protoocc_ros.ros.replay import bag_io, msg_builders as mb
+from protoocc_ros.ros.publishing import msg_builders as mb
+from protoocc_ros.ros.replay import bag_io
 from protoocc_ros.ros.inputs.image_conversion import rgb_to_image
 from protoocc_ros.ros.replay.bag_source import BagSource
 from protoocc_ros.ros.replay.types import header_stamp_ns

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import ros_helpers as rh
-from protoocc_ros.ros.replay import bag_io, msg_builders as mb
+from protoocc_ros.ros.publishing import msg_builders as mb
+from protoocc_ros.ros.replay import bag_io
 from test_replay_bag import PERIOD, T0, _write_bag
 
 OUTPUT = mb.PREDICTION_TOPIC
