@@ -1,1 +1,2 @@
-"""Command-line tools of protoocc_ros (entry points in setup.cfg): info, demo, make-sample, render, doctor."""
+"""Command-line tools of protoocc_ros (entry points in setup.cfg): demo, doctor, export, train (protoocc-train), info,
+make-sample, render, precompute-masks, foxglove, grid-echo; processes (child processes of the demo)."""
