@@ -1,5 +1,5 @@
-"""Replay sources (docs/architecture.md "ROS interfaces" replay_node): datasets and rosbag2 recordings -> per-frame
-message bundles."""
+"""Replay sources (docs/architecture.md "ROS interfaces" replay_node): datasets -> per-frame message bundles, and
+open_source, which picks the source of a dataroot (rosbag2 recordings: bag_source.py; the shared types: types.py)."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
