@@ -12,8 +12,10 @@ and ablation.png (``--out``) (per-seed values, mean ± std, paired differences a
 
     python benchmarks/ablation.py --steps 1000 --seeds 0 1 2 3 4               # nohup ... > runs/ablation.log &
     python benchmarks/ablation.py --variants exp1 exp5 baseline_4x --summary-only
-    python benchmarks/ablation.py --variants exp5 dev_all dev_layers_0 ... --out benchmarks/results/deviations.json
-    python benchmarks/ablation.py --variants dev_all --reference benchmarks/results/ablation.json ...  # stored exp5
+    python benchmarks/ablation.py --variants exp2 exp3 exp4 --reference benchmarks/results/ablation.json  # stored exp1
+    python benchmarks/ablation.py --variants read_printed read_soft_assignment --reference ...       # other readings
+    python benchmarks/ablation.py --variants t5_dropout t5_flip t5_flip_nocr ... --out benchmarks/results/table5.json
+    python benchmarks/ablation.py --validation ...   # choose on the training scenes' last two, never the held-out
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import ABLATIONS, DEVIATIONS, RESULTS_DIR, machine_info, pyplot, save_figure
+from common import ABLATIONS, READINGS, RESULTS_DIR, TABLE5, machine_info, pyplot, save_figure
 
 
 def flags(name: str) -> list[str]:
@@ -45,9 +47,15 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "exp5": ("ProtoOcc (Exp. 5)", flags("exp5_full")),
     "baseline_4x": ("baseline, 4x larger query (100x100x4)", [*flags("exp1_baseline"), QUERY_4X]),
 }
-# ProtoOcc with one named deviation from the paper on (compared with exp5 on the same seeds).
-VARIANTS.update({f"dev_{name}": (f"ProtoOcc + deviation {name}", [*flags("exp5_full"), *items])
-                 for name, items in DEVIATIONS.items()})
+# ProtoOcc with another reading of Eqs. 1a/1b/2 (compared with exp5 on the same seeds).
+VARIANTS.update({f"read_{name}": (f"ProtoOcc, reading {name}", [*flags("exp5_full"), *items])
+                 for name, items in READINGS.items()})
+# Paper Table 5: the baseline with multi-perspective decoding (Exp. 4) and one set of voxel augmentations.
+for _name, _augs in TABLE5.items():
+    _aug = f"model.decoder.augmentations=[{','.join(_augs)}]"
+    VARIANTS[f"t5_{_name}"] = (f"baseline + MOD [{' ; '.join(_augs)}] + C.R.", [*flags("exp4_mod"), _aug])
+    VARIANTS[f"t5_{_name}_nocr"] = (f"baseline + MOD [{' ; '.join(_augs)}], no C.R.",
+                                    [*flags("exp4_mod"), _aug, "loss.lambda_cons=0"])
 
 
 def coarse_dataroot(config: str, k: int, out_root: Path) -> list[str]:
@@ -68,6 +76,31 @@ def coarse_dataroot(config: str, k: int, out_root: Path) -> list[str]:
         tmp.rename(root)
     grid = ",".join(str(g // k) for g in d.grid_size)
     return [f"dataset.dataroot={root}", f"dataset.grid_size=[{grid}]", f"dataset.voxel_size={d.voxel_size * k}"]
+
+
+def validation_split(hold_out: int = 2) -> list[str]:
+    """Overrides that train on the sample's training scenes but the last ``hold_out`` and validate on those: the
+    split on which readings and recipes are chosen (the held-out scenes are never used for a choice)."""
+    from protoocc_ros.data.synthetic.sample import SampleConfig
+
+    train = SampleConfig().scene_names()["train"]
+    fit, val = train[:-hold_out], train[-hold_out:]
+    return [f"dataset.train_split=[{','.join(fit)}]", f"dataset.val_split=[{','.join(val)}]"]
+
+
+def final_health(out: Path) -> dict[str, float]:
+    """The prototype health figures (model/prototype_health.py) of the run's last logged step, if any."""
+    log = out / "train_log.jsonl"
+    if not log.is_file():
+        return {}
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    last = next((line for line in reversed(lines) if any(k.startswith("health/") for k in line)), {})
+    terms = {k.removeprefix("health/"): v for k, v in last.items() if k.startswith("health/") and v is not None}
+    for key in ("cls", "cls_chance"):
+        values = [line[key] for line in lines[-10:] if line.get(key) is not None]
+        if values:
+            terms[f"loss.{key}"] = statistics.mean(values)
+    return terms
 
 
 def run_dir(out_root: Path, variant: str, seed: int) -> Path:
@@ -106,7 +139,7 @@ def evaluate(variant: str, seed: int, step: int, out_root: Path) -> dict[str, An
                         "--output-dir", str(report.parent), "--no-render", "--no-progress"], check=True,
                        stdout=subprocess.DEVNULL)
     data = json.loads(report.read_text())
-    return {"miou": 100 * data["results"]["miou"], "geometry_iou": 100 * data["results"].get("geometry_iou", math.nan),
+    return {"health": final_health(out), "miou": 100 * data["results"]["miou"], "geometry_iou": 100 * data["results"].get("geometry_iou", math.nan),
             "per_class_iou": {k: (None if v is None else 100 * v) for k, v in data["results"]["per_class_iou"].items()}}
 
 
@@ -148,6 +181,7 @@ def summarise(results: dict[str, dict[int, dict[int, dict[str, Any]]]], steps: i
             "geometry_iou_mean": statistics.mean(by_seed[s][steps]["geometry_iou"] for s in by_seed),
             "curve": {str(step): statistics.mean(by_seed[s][step]["miou"] for s in by_seed)
                       for step in sorted(next(iter(by_seed.values())))},
+            "health": _mean_health([by_seed[s][steps].get("health", {}) for s in sorted(by_seed)]),
         }
     for ref, key in (("exp1", "vs_baseline"), ("exp5", "vs_full")):
         base = finals.get(ref) or (reference or {}).get(ref)
@@ -155,12 +189,28 @@ def summarise(results: dict[str, dict[int, dict[int, dict[str, Any]]]], steps: i
             continue
         for variant, by_seed in finals.items():
             seeds = sorted(set(by_seed) & set(base))
-            compared = variant.startswith("dev_") if ref == "exp5" else variant != "exp1"
+            compared = variant.startswith("read_") if ref == "exp5" else variant != "exp1"
             if compared and seeds:
                 out[variant][key] = paired([base[s] for s in seeds], [by_seed[s] for s in seeds])
                 if ref not in finals:
                     out[variant][key]["reference"] = {"variant": ref, "miou_per_seed": [base[s] for s in seeds]}
     return out
+
+
+def _mean_health(per_seed: list[dict[str, float]]) -> dict[str, float]:
+    """Mean over seeds of each health figure that every seed has (finite values only)."""
+    keys = set.intersection(*(set(h) for h in per_seed)) if per_seed else set()
+    return {k: statistics.mean(h[k] for h in per_seed) for k in sorted(keys)
+            if all(math.isfinite(h[k]) for h in per_seed)}
+
+
+def _health_text(h: dict[str, float]) -> str:
+    """The last encoder layer's prototype cosines and L_cls against chance, '—' without prototypes."""
+    layers = sorted(k.split(".", 1)[0] for k in h if k.endswith(".proto_cosine"))
+    if not layers:
+        return "—"
+    text = f"{h[f'{layers[-1]}.proto_cosine']:.2f} / {h.get(f'{layers[-1]}.dispatch_cosine', math.nan):.2f}"
+    return text + (f" / {h['loss.cls']:.2f} ({h['loss.cls_chance']:.2f})" if "loss.cls" in h else " / —")
 
 
 def _paired_text(vs: dict[str, float] | None) -> str:
@@ -169,8 +219,8 @@ def _paired_text(vs: dict[str, float] | None) -> str:
 
 def table(summary: dict[str, Any]) -> str:
     rows = ["| model | mIoU per seed [%] | mean ± std [%] | vs baseline, paired (mean ± std, wins) | "
-            "vs ProtoOcc, paired | geometry IoU [%] | train time per run [s] |",
-            "|---|---|---|---|---|---|---|"]
+            "vs ProtoOcc, paired | geometry IoU [%] | train time per run [s] | P_vox cos / dispatch cos / L_cls (chance) |",
+            "|---|---|---|---|---|---|---|---|"]
     times = summary.get("setup", {}).get("train_seconds", {})
     for variant, s in summary.items():
         if not isinstance(s, dict) or "miou_per_seed" not in s:
@@ -179,7 +229,7 @@ def table(summary: dict[str, Any]) -> str:
         run_s = [t for t in times.get(variant, []) if t is not None and math.isfinite(t)]
         rows.append(f"| {s['label']} | {' / '.join(f'{m:.2f}' for m in s['miou_per_seed'])} | "
                     f"{s['miou_mean']:.2f} ± {s['miou_std']:.2f} | {vs[0]} | {vs[1]} | {s['geometry_iou_mean']:.2f} | "
-                    f"{statistics.median(run_s) if run_s else math.nan:.0f} |")
+                    f"{statistics.median(run_s) if run_s else math.nan:.0f} | {_health_text(s.get('health', {}))} |")
     return "\n".join(rows)
 
 
@@ -214,6 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", nargs="+", default=["exp1", "exp5", "baseline_4x"], choices=list(VARIANTS))
     p.add_argument("--runs", type=Path, default=Path("runs/ablation"), help="run directories (resumable)")
     p.add_argument("--set", dest="extra", action="append", default=[], help="extra override for every run")
+    p.add_argument("--validation", action="store_true",
+                   help="train on the training scenes but the last two and evaluate on those two (choosing readings "
+                        "and recipes; the held-out scenes are never used for a choice)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="folder of the coarsened sample (default: --runs), to share it between run folders")
     p.add_argument("--summary-only", action="store_true", help="no training: summarise the finished runs")
     p.add_argument("--reference", type=Path, default=None,
                    help="earlier results JSON whose exp1/exp5 per-seed values are the paired reference for variants "
@@ -222,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="results JSON (the PNG chart beside it; default benchmarks/results/ablation.json)")
     args = p.parse_args(argv)
     args.runs.mkdir(parents=True, exist_ok=True)
-    extra = [*coarse_dataroot(args.config, args.coarsen, args.runs), *args.extra]
+    extra = [*coarse_dataroot(args.config, args.coarsen, args.data or args.runs), *(validation_split() if args.validation else []),
+             *args.extra]
     results: dict[str, dict[int, dict[int, dict[str, Any]]]] = {v: {} for v in args.variants}
     seconds: dict[str, list[float]] = {v: [] for v in args.variants}
     for seed in args.seeds:  # interleave variants so a partial run still compares like with like
@@ -236,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {v: r for v, r in results.items() if r}
     summary = summarise(results, args.steps, reference_finals(args.reference, args.steps))
     summary["setup"] = {"config": args.config, "steps": args.steps, "eval_every": args.eval_every,
+                        "evaluated_on": "validation scenes of the training data" if args.validation else "held-out",
                         "reference": None if args.reference is None else str(args.reference),
                         "coarsen": args.coarsen, "extra": extra, "machine": machine_info(),
                         "train_seconds": {v: [t if math.isfinite(t) else None for t in ts] for v, ts in seconds.items()}}

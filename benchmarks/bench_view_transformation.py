@@ -29,7 +29,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_model import StageTimer, breakdown, build, flops, parameters  # noqa: E402
 from common import (  # noqa: E402
-    ABLATIONS, DEVIATIONS, RESULTS_DIR, FrameInputs, add_common_args, finish, header, load_average, print_table, pyplot,
+    ABLATIONS, READINGS, RESULTS_DIR, FrameInputs, add_common_args, finish, header, load_average, print_table, pyplot,
     resolve_device, sample_frames, save_figure, set_threads, summarize_ms, sync, variant_config, wait_for_low_load,
 )
 
@@ -113,8 +113,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     threads = set_threads(args.threads)
     size = tuple(args.image_size) if args.image_size else None
     variants = dict(VARIANTS)
-    if args.deviations:  # ProtoOcc with one named deviation on, timed in the same interleaved run
-        variants.update({f"protoocc+{name}": ("exp5_full", items) for name, items in DEVIATIONS.items()})
+    if args.readings:  # ProtoOcc with another reading of Eqs. 1a/1b/2, timed in the same interleaved run
+        variants.update({f"protoocc+{name}": ("exp5_full", items) for name, items in READINGS.items()})
     cfgs = {k: variant_config(args.config, ABLATIONS[a], size, [*args.overrides, *extra])
             for k, (a, extra) in variants.items()}
     cfgs_full = {k: variant_config(args.config, ABLATIONS[a], None, [*args.overrides, *extra])
@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "paper_gflops": round(PAPER["gflops"][1] / PAPER["gflops"][0], 3),
         "paper_params": round(PAPER["params_m"][1] / PAPER["params_m"][0], 3),
     }
-    result["deviation_ratios"] = {  # a deviation's cost relative to the faithful ProtoOcc
+    result["reading_ratios"] = {  # another reading's cost relative to the default ProtoOcc
         k.split("+", 1)[1]: {
             "vt_time": round(v["latency"]["fp32"]["view_transformation"]["median_ms"]
                              / p["latency"]["fp32"]["view_transformation"]["median_ms"], 3),
@@ -184,9 +184,9 @@ def table(result: dict[str, Any]) -> str:
         ["ratio ProtoOcc / baseline", f"{r['vt_time']['fp32']:.3f}×", "", f"{r['vt_gflops']:.3f}×",
          f"{r['vt_params']:.3f}×", f"{r['paper_time']:.2f}× / {r['paper_gflops']:.2f}× / {r['paper_params']:.3f}×"],
     ]
-    for name, d in result.get("deviation_ratios", {}).items():
+    for name, d in result.get("reading_ratios", {}).items():
         v = result["variants"][f"protoocc+{name}"]
-        rows.append([f"ProtoOcc + deviation {name}", f"{lat(v)['median_ms']:.1f}", f"{lat(v)['p90_ms']:.1f}",
+        rows.append([f"ProtoOcc, reading {name}", f"{lat(v)['median_ms']:.1f}", f"{lat(v)['p90_ms']:.1f}",
                      f"{v['gflops']['view_transformation']:.2f}", f"{v['vt_parameters'] / 1e6:.3f}",
                      f"{d['vt_time']:.3f}× / {d['vt_gflops']:.3f}× / {d['vt_params']:.3f}× of ProtoOcc"])
     return print_table(rows, ["view transformation", "median [ms]", "p90 [ms]", "GFLOPs", "params [M]",
@@ -232,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config override for every variant, e.g. model.prototypes.layers=[0] (mapping in layer 0)")
     ap.add_argument("--profile-calls", type=int, default=2, help="profiled calls per variant (0 = no profile)")
-    ap.add_argument("--deviations", action="store_true",
-                    help="also time ProtoOcc with each named deviation on (docs/architecture.md 'Deviations')")
+    ap.add_argument("--readings", action="store_true",
+                    help="also time ProtoOcc with each other reading of Eqs. 1a/1b/2 (docs/architecture.md 'Readings')")
     ap.add_argument("--flops-at-timing-size", action="store_true",
                     help="count FLOPs at --image-size instead of the config's size (quick check runs)")
     add_common_args(ap, RESULTS_DIR / "view_transformation.json", warmup=2, repeats=10)

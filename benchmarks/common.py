@@ -24,7 +24,8 @@ if str(REPO) not in sys.path:  # `python benchmarks/x.py` from anywhere
 
 from protoocc_ros.device import DeviceError, resolve_device as device_of  # noqa: E402
 from protoocc_ros.config import (  # noqa: E402
-    ConfigError, ProtoOccConfig, expected_num_prototypes, load_config, validate_config,
+    PRINTED_READING, ConfigError, ProtoOccConfig, expected_num_prototypes, load_config, reading_overrides,
+    validate_config,
 )
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
@@ -40,17 +41,27 @@ ABLATIONS: dict[str, dict[str, bool]] = {
     "exp5_no_temporal": {"prototypes.enabled": True, "prototypes.optimization": True,
                          "decoder.multi_perspective": True, "temporal.enabled": False},
 }
-# The named deviations from the paper as printed (docs/architecture.md "Deviations"), each off by default: the
-# overrides that turn one on. "all" is the pre-faithful default (the first bundled checkpoint's model).
-DEVIATIONS: dict[str, list[str]] = {
-    "layers_0": ["model.prototypes.layers=[0]"],
-    "learned_affinity_scale": ["model.prototypes.learned_affinity_scale=true"],
-    "per_prototype_norm": ["model.prototypes.per_prototype_norm=true"],
-    "dispatch_mlp_on_prototypes": ["model.prototypes.dispatch_mlp_on_prototypes=true"],
-    "dispatch_to_output": ["model.prototypes.dispatch_to_output=true"],
-    "pixel_softmax": ["model.prototypes.pixel_softmax=true"],
+# Readings of Eqs. 1a, 1b and 2 other than the defaults (docs/architecture.md "Readings"): the overrides that select
+# one on top of the default ProtoOcc. "printed" is the equations read literally (every reading flag off: the model
+# whose mapping collapses to one vector a camera); the others change one choice each.
+_P = "model.prototypes."
+READINGS: dict[str, list[str]] = {
+    "printed": reading_overrides(PRINTED_READING),
+    "soft_assignment": [f"{_P}hard_assignment=false"],
+    "total_norm": [f"{_P}per_prototype_norm=false"],
+    "plain_sigmoid": [f"{_P}learned_affinity_scale=false"],
+    "pixel_linear": [f"{_P}pixel_softmax=false"],
+    "dispatch_to_output": [f"{_P}dispatch_to_output=true"],
+    "dispatch_mlp_on_prototypes": [f"{_P}dispatch_mlp_on_prototypes=true"],
+    "layers_0": [f"{_P}layers=[0]"],
 }
-DEVIATIONS["all"] = [o for name, items in DEVIATIONS.items() for o in items]
+# Paper Table 5: the voxel augmentations of the multi-perspective decoder on the baseline (Table 4 Exp. 4), each
+# with the consistency regularisation (C.R., L_cons) and, as ``<name>_nocr``, without it (λ4 = 0).
+TABLE5: dict[str, list[str]] = {
+    "dropout": ["dropout"], "noise": ["noise"], "transpose": ["transpose"], "flip": ["flip"],
+    "dropout_flip": ["dropout+flip"], "noise_transpose": ["noise+transpose"],
+    "two_views": ["dropout+transpose", "noise+flip"],
+}
 CONFIGS = ("demo", "demo_baseline", "occ3d_tiny", "occ3d_small", "occ3d_base", "kitti_small", "kitti_base")
 
 

@@ -130,12 +130,26 @@ class PrototypeConfig:
     # Encoder layers that map prototypes onto the queries (Eqs. 1a-1b); null = every layer (the paper).
     # [0] (the first layer only) is a named speed variant.
     layers: list[int] | None = None
-    # Deviations from the paper as printed, each off by default (docs/architecture.md "Deviations"):
-    learned_affinity_scale: bool = False  # Eq. 1a: σ(α·A + β) with learned α, β instead of σ(A)
-    per_prototype_norm: bool = False  # Eq. 1a: R = 1 + Σ_k σ(A) per prototype instead of Σ_{m,k} σ(A)
-    dispatch_mlp_on_prototypes: bool = False  # Eq. 1b: σ(A)ᵀ·MLP(P_vox) / Σ_m σ(A) instead of MLP(σ(A)ᵀ·P_vox)
-    dispatch_to_output: bool = False  # also add Q̂ - Q' to the cross-attention output (Q̂ only steers it)
-    pixel_softmax: bool = False  # Eq. 2: softmax of the mass-normalised G·H(A), G detached, H = 10·I at init
+    # Readings of Eqs. 1a, 1b and 2 where the paper is open (docs/architecture.md "Readings"): the defaults are the
+    # Feature Aggregation & Dispatch of the cited Context Clusters [31], chosen on the prototype health figures and
+    # validation mIoU; all of them false is the paper as printed (a mapping that collapses to one vector a camera).
+    learned_affinity_scale: bool = True  # Eq. 1a: σ(α·A + β) with learned α, β (off: σ(A))
+    per_prototype_norm: bool = True  # Eq. 1a: R_m = 1 + Σ_k S_mk per prototype (off: one R = Σ_{m,k} S a camera)
+    hard_assignment: bool = True  # Eq. 1a: each hit query joins its most similar prototype only (off: all M)
+    dispatch_mlp_on_prototypes: bool = False  # Eq. 1b: S ᵀ·MLP(P_vox) / Σ_m S instead of MLP(Sᵀ·P_vox) (speed)
+    dispatch_to_output: bool = True  # Eq. 1b: Q̂ - Q' also joins the attended feature (off: Q̂ only steers offsets)
+    pixel_softmax: bool = True  # Eq. 2: softmax of the mass-normalised G·H(A), G detached, H = 10·I at init
+
+
+# Eqs. 1a, 1b and 2 read literally: every reading flag of PrototypeConfig off (the defaults are all on). A model with
+# this reading maps one vector per camera onto its queries (docs/architecture.md "Readings").
+PRINTED_READING: dict[str, bool] = {"learned_affinity_scale": False, "per_prototype_norm": False,
+                                    "hard_assignment": False, "pixel_softmax": False, "dispatch_to_output": False}
+
+
+def reading_overrides(reading: Mapping[str, bool]) -> list[str]:
+    """``--set`` overrides of a reading: ``model.prototypes.<flag>=<true|false>``."""
+    return [f"model.prototypes.{k}={str(v).lower()}" for k, v in reading.items()]
 
 
 @dataclass
@@ -375,6 +389,27 @@ def config_from_dict(data: Mapping[str, Any]) -> ProtoOccConfig:
     cfg = _build(ProtoOccConfig, data, "")
     validate_config(cfg)
     return cfg
+
+
+# Keys added to the schema after checkpoints were first written, each with the value that reproduces a stored
+# config written before it existed (the reading that checkpoint was trained with). YAML files get the defaults.
+LEGACY_VALUES: dict[str, Any] = {"model.prototypes.hard_assignment": False}
+
+
+def stored_config_from_dict(data: Mapping[str, Any]) -> ProtoOccConfig:
+    """Build and validate a config stored with a checkpoint or an exported graph: keys it lacks that were added
+    later (``LEGACY_VALUES``) take their old value, so an older checkpoint keeps the model it was trained as."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"<root>: expected a mapping, got {type(data).__name__}")
+    upgraded = copy.deepcopy(dict(data))
+    for dotted, value in LEGACY_VALUES.items():
+        *parents, leaf = dotted.split(".")
+        node: Any = upgraded
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf not in node:
+            node[leaf] = value
+    return config_from_dict(upgraded)
 
 
 def config_to_dict(cfg: ProtoOccConfig) -> dict[str, Any]:

@@ -48,17 +48,17 @@ def test_bench_view_transformation_gives_the_three_ratios(tmp_path: Path) -> Non
     assert ratios["vt_time"]["fp32"] > 0 and ratios["vt_gflops"] > 1.0 and ratios["vt_params"] > 1.0
 
 
-def test_bench_view_transformation_prices_each_named_deviation(tmp_path: Path) -> None:
+def test_bench_view_transformation_prices_each_other_reading(tmp_path: Path) -> None:
     result = run_script("bench_view_transformation.py", tmp_path / "vt.json", "--config", "ablation", "--repeats",
-                        "1", "--warmup", "0", "--profile-calls", "0", "--deviations",
+                        "1", "--warmup", "0", "--profile-calls", "0", "--readings",
                         "--set", "model.encoder.num_layers=2")
-    dev = result["deviation_ratios"]
-    assert set(dev) == {"layers_0", "learned_affinity_scale", "per_prototype_norm", "dispatch_mlp_on_prototypes",
-                        "dispatch_to_output", "pixel_softmax", "all"}
+    dev = result["reading_ratios"]
+    assert set(dev) == {"printed", "soft_assignment", "total_norm", "plain_sigmoid", "pixel_linear",
+                        "dispatch_to_output", "dispatch_mlp_on_prototypes", "layers_0"}
     assert dev["layers_0"]["vt_gflops"] < 1.0  # mapping in one of two layers: fewer FLOPs than the paper's all
     assert dev["dispatch_mlp_on_prototypes"]["vt_gflops"] < 1.0  # the MLP on M prototypes, not N*K queries
-    assert result["variants"]["protoocc+all"]["overrides"][0] == "model.prototypes.layers=[0]"
-    assert "ProtoOcc + deviation all" in result["table"]
+    assert result["variants"]["protoocc+printed"]["overrides"][0] == "model.prototypes.learned_affinity_scale=false"
+    assert "ProtoOcc, reading printed" in result["table"]
 
 
 def test_bench_export_matches_pytorch(tmp_path: Path) -> None:
@@ -107,7 +107,7 @@ def test_gpu_check_without_cuda_says_what_to_install(tmp_path: Path) -> None:
 def test_ablation_trains_evaluates_and_compares_on_the_coarsened_sample(tmp_path: Path) -> None:
     out = tmp_path / "ablation.json"
     cmd = [sys.executable, str(REPO / "benchmarks" / "ablation.py"), "--steps", "2", "--eval-every", "1",
-           "--seeds", "0", "1", "--variants", "exp1", "exp5", "dev_all", "--runs", str(tmp_path / "runs"),
+           "--seeds", "0", "1", "--variants", "exp1", "exp5", "read_printed", "--runs", str(tmp_path / "runs"),
            "--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -116,15 +116,16 @@ def test_ablation_trains_evaluates_and_compares_on_the_coarsened_sample(tmp_path
     assert out.with_suffix(".png").stat().st_size > 1000
     assert result["setup"]["coarsen"] == 2 and "dataset.grid_size=[100,100,8]" in result["setup"]["extra"]
     assert len(result["exp5"]["miou_per_seed"]) == 2 and list(result["exp5"]["curve"]) == ["1", "2"]
-    assert result["exp5"]["vs_baseline"]["n"] == 2 and result["dev_all"]["vs_full"]["n"] == 2
+    assert result["exp5"]["vs_baseline"]["n"] == 2 and result["read_printed"]["vs_full"]["n"] == 2
+    assert {"layer0.proto_cosine", "layer0.dispatch_cosine", "cluster.entropy"} <= set(result["exp5"]["health"])
     report = json.loads((tmp_path / "runs" / "exp1_seed1" / "eval_step2" / "report.json").read_text())
     assert len(report["confusion_matrix"]) == 18 and report["results"]["num_frames"] == 20
-    assert "| ProtoOcc + deviation all |" in proc.stdout
-    # the deviation alone, paired with the exp5 values stored in the first results JSON (no exp5 run here)
-    again = subprocess.run([*cmd[:cmd.index("--variants")], "--variants", "dev_all", "--runs", str(tmp_path / "runs"),
+    assert "| ProtoOcc, reading printed |" in proc.stdout
+    # the reading alone, paired with the exp5 values stored in the first results JSON (no exp5 run here)
+    again = subprocess.run([*cmd[:cmd.index("--variants")], "--variants", "read_printed", "--runs", str(tmp_path / "runs"),
                             "--summary-only", "--reference", str(out), "--out", str(tmp_path / "dev.json")],
                            capture_output=True, text=True, timeout=300, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
     dev = json.loads((tmp_path / "dev.json").read_text())
-    assert "exp5" not in dev and dev["dev_all"]["vs_full"] == result["dev_all"]["vs_full"] | {
+    assert "exp5" not in dev and dev["read_printed"]["vs_full"] == result["read_printed"]["vs_full"] | {
         "reference": {"variant": "exp5", "miou_per_seed": result["exp5"]["miou_per_seed"]}}

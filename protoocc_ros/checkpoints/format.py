@@ -35,9 +35,9 @@ from protoocc_ros.checkpoints.state_codec import flatten_state, unflatten_state
 from protoocc_ros.config import (
     ConfigError,
     ProtoOccConfig,
-    config_from_dict,
     config_to_dict,
     load_config,
+    stored_config_from_dict,
     with_overrides,
 )
 from protoocc_ros.package_files import find_package_file, package_file_candidates
@@ -269,7 +269,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 def stored_config(metadata: dict[str, Any], where: str | Path = "checkpoint") -> ProtoOccConfig:
     try:
-        return config_from_dict(metadata["config"])
+        return stored_config_from_dict(metadata["config"])
     except ConfigError as exc:
         raise CheckpointError(f"{where}: stored config is invalid: {exc}") from None
 

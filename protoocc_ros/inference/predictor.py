@@ -36,8 +36,8 @@ from protoocc_ros.classes import ClassTable, class_table
 from protoocc_ros.config import (
     ConfigError,
     ProtoOccConfig,
-    config_from_dict,
     load_config,
+    stored_config_from_dict,
     with_overrides,
 )
 from protoocc_ros.data.preprocessing import PreprocessedSet, preprocess_camera_set
@@ -320,7 +320,7 @@ def load_onnx_predictor(path: Path, config: str | Path | None, overrides: Sequen
     stored: ProtoOccConfig | None = None
     if sidecar.is_file():
         try:
-            stored = config_from_dict(json.loads(sidecar.read_text())["config"])
+            stored = stored_config_from_dict(json.loads(sidecar.read_text())["config"])
         except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
             raise PredictorError(f"{sidecar}: not a protoocc-export sidecar with a 'config': {exc}") from None
     try:

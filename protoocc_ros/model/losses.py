@@ -108,3 +108,16 @@ def prototype_contrastive_loss(pixel_features: Tensor, coverage: Tensor, pseudo_
     sim = sim.masked_fill((sizes == 0)[:, None, :], float("-inf"))
     nll = F.cross_entropy(sim.reshape(-1, num_masks), labels.reshape(-1), reduction="none")
     return nll[keep.reshape(-1)].mean()
+
+
+def contrastive_chance(coverage: Tensor, pseudo_masks: Tensor) -> Tensor:
+    """L_cls of a predictor with no information (uniform over the masks of the image): the mean over covered
+    cells of ln(number of masks that have a covered cell in that image); L_cls above it has learned nothing."""
+    s_img, h, w = coverage.shape
+    labels = resize_labels(pseudo_masks.to(coverage.device).long(), (h, w)).reshape(s_img, h * w)
+    keep = coverage.reshape(s_img, h * w) > 0
+    if not keep.any():
+        return coverage.new_zeros(())
+    present = coverage.new_tensor([float(torch.unique(lab[k]).numel()) for lab, k in zip(labels, keep)])
+    cells = keep.sum(1).to(coverage.dtype)
+    return (present.clamp(min=1).log() * cells).sum() / cells.sum()

@@ -24,6 +24,7 @@ from protoocc_ros.model.errors import ModelError
 from protoocc_ros.model.fpn import FPN
 from protoocc_ros.model.losses import (
     consistency_loss,
+    contrastive_chance,
     flatten_voxels,
     ignore_outside_mask,
     prototype_contrastive_loss,
@@ -138,24 +139,31 @@ class ProtoOcc(nn.Module):
             aux = layer_aux if "affinity" in layer_aux else aux
         return x.transpose(1, 2).reshape(x.shape[0], m.embed_dims, h, w, z), aux
 
+    def prototype_pixel_features(self, feats: list[Tensor], aux: dict[str, Tensor]) -> tuple[Tensor, Tensor] | None:
+        """Eq. 2 from the last prototype layer's tensors: (X (S, d, h_f, w_f), attention mass per cell), or None
+        without prototype optimization."""
+        if self.pixel_features is None or "affinity" not in aux:
+            return None
+        level = self.cfg.model.prototypes.feature_level
+        feat_size = (int(feats[level].shape[-2]), int(feats[level].shape[-1]))
+        g = attention_map(aux["locations"][:, :, :, level], aux["weights"][:, :, :, level],
+                          aux["valid"], feat_size, detach=self.cfg.model.prototypes.pixel_softmax)
+        return self.pixel_features(aux["affinity"], aux["p_vox"], g, aux["valid"], feat_size)
+
     def forward(self, images: Tensor, lidar2img: Tensor, ego2global: Tensor, timestamp: Tensor,
                 memory: TemporalMemory | None = None) -> ProtoOccOutput:
         self._check_inputs(images, lidar2img, ego2global, timestamp)
-        m = self.cfg.model
         enc = self.encode_images(images, lidar2img)
-        feats, level = enc.feats, m.prototypes.feature_level
+        feats = enc.feats
         prev, reasons = self._previous_volume(enc.query, memory, ego2global, timestamp)
         volume, aux = self.encode_volume(enc, prev)  # (B, d, h, w, z)
         logits, perspectives = self.decoder(volume)
         out_aux: dict[str, Any] = {}
         if self.training:
             out_aux["perspective_logits"] = perspectives or [logits]
-            if self.pixel_features is not None:
-                feat_size = (int(feats[level].shape[-2]), int(feats[level].shape[-1]))
-                g = attention_map(aux["locations"][:, :, :, level], aux["weights"][:, :, :, level],
-                                  aux["valid"], feat_size, detach=m.prototypes.pixel_softmax)
-                out_aux["pixel_features"], out_aux["coverage"] = self.pixel_features(
-                    aux["affinity"], aux["p_vox"], g, aux["valid"], feat_size)  # Eq. 2
+            pixels = self.prototype_pixel_features(feats, aux)
+            if pixels is not None:
+                out_aux["pixel_features"], out_aux["coverage"] = pixels
         new_memory = TemporalMemory(volume.detach(), ego2global.detach(), timestamp.detach(), reasons)
         return ProtoOccOutput(logits, new_memory, out_aux)
 
@@ -189,6 +197,7 @@ class ProtoOcc(nn.Module):
                                              pseudo.flatten(0, 1).to(sem.device), lc.tau_cls)
             total = total + lc.lambda_cls * cls
             terms["cls"] = float(cls.detach())
+            terms["cls_chance"] = float(contrastive_chance(out.aux["coverage"].detach(), pseudo.flatten(0, 1)))
         terms["total"] = float(total.detach())
         return total, terms
 

@@ -7,9 +7,20 @@ D = h_f * w_f cells of the clustered feature map, d channels.
 """
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+class PrototypeRecorder(Protocol):
+    """What the prototype modules hand to a recorder (prototype_health.HealthRecorder) while one is attached."""
+
+    def clustering(self, assign: Tensor, feat_size: tuple[int, int]) -> None: ...
+
+    def mapping(self, module: nn.Module, q: Tensor, dispatched: Tensor, p_vox: Tensor, affinity: Tensor,
+                sim: Tensor, valid: Tensor) -> None: ...
 
 EPS = 1e-6
 
@@ -27,16 +38,21 @@ class PrototypeClustering(nn.Module):
         super().__init__()
         self.grid: tuple[int, int] = (int(grid[0]), int(grid[1]))
         self.iterations, self.temperature = iterations, temperature
+        self.recorder: PrototypeRecorder | None = None  # set by prototype_health.recording
 
     def forward(self, feat: Tensor) -> Tensor:
-        """feat (S, d, h_f, w_f) -> P_img (S, M, d)."""
+        """feat (S, d, h_f, w_f) -> P_img (S, M, d). With ``self.recorder`` set (prototype_health.recording), the
+        last iteration's assignment is handed to it (entropy, and the per-pixel prototype for the picture)."""
         protos = F.adaptive_avg_pool2d(feat, self.grid).flatten(2).transpose(1, 2)  # (S, M, d)
         pix = feat.flatten(2).transpose(1, 2)  # (S, D, d)
         pix_n = F.normalize(pix, dim=-1)
+        assign = None
         for _ in range(self.iterations):
             sim = pix_n @ F.normalize(protos, dim=-1).transpose(1, 2)  # (S, D, M)
             assign = (sim / self.temperature).softmax(-1)
             protos = assign.transpose(1, 2) @ pix / (assign.sum(1)[..., None] + EPS)  # (S, M, d)
+        if self.recorder is not None and assign is not None:
+            self.recorder.clustering(assign.detach(), (int(feat.shape[-2]), int(feat.shape[-1])))
         return protos
 
 
@@ -47,46 +63,63 @@ def _mlp(dims: int) -> nn.Sequential:
 class PrototypeMapping(nn.Module):
     """Lift 2D prototypes onto the hit voxel queries of each camera (Feature Aggregation & Dispatch [23, 31]).
 
-    As printed (Sec. 3.2.1), per camera: P̂_img = MLP(P_img) (M, d); A = cos(P̂_img, Q') (M, K);
-    Aggregate, Eq. 1a: P_vox = (P̂_img + σ(A) · Q') / R with R = Σ_{m,k} σ(A), "the total sum of the
-    similarities"; Dispatch, Eq. 1b: Q̂ = Q' + MLP(σ(A)ᵀ · P_vox). σ is the plain sigmoid; A and σ(A)
-    are zero on padding slots. Reading chosen where the paper is open: R is summed per camera image
-    (A is defined per camera, A ∈ R^{N×M×K}), and both MLPs are Linear-ReLU-Linear of width d.
+    Per camera image: P̂_img = MLP(P_img) (M, d); A = cos(P̂_img, Q') (M, K); a similarity S = σ(·) of A;
+    Aggregate, Eq. 1a: P_vox = (P̂_img + S · Q') / R; Dispatch, Eq. 1b: Q̂ = Q' + MLP(Sᵀ · P_vox). Padding slots
+    have S = 0. Both MLPs are Linear-ReLU-Linear of width d.
 
-    Named deviations (``model.prototypes.*``, off by default; docs/architecture.md "Deviations"):
-    ``learned_affinity_scale`` σ(α·A + β) with learned α, β (Context Clusters [31]);
-    ``per_prototype_norm`` R_m = 1 + Σ_k σ(A_mk) (a weighted mean per prototype);
-    ``dispatch_mlp_on_prototypes`` Q̂ = Q' + σ(A)ᵀ · MLP(P_vox) / Σ_m σ(A): the MLP on M rows instead
-    of N·K (equal to the paper for the MLP's affine part only).
+    The paper leaves the form of σ, the assignment and R open ("R is the total sum of the similarities"). The
+    default reading is the one of the cited Feature Aggregation & Dispatch code (Context Clusters [31]), chosen
+    on the mapping's health figures and validation mIoU (docs/architecture.md "Readings"):
+
+    - ``learned_affinity_scale``: S = σ(α·A + β), α, β learned (init 1, 0); off: σ(A).
+    - ``hard_assignment``: each hit query keeps S only at its most similar prototype (one centre per point);
+      off: every query is spread over all M prototypes, which makes P_vox one vector per camera (collapse).
+    - ``per_prototype_norm``: R_m = 1 + Σ_k S_mk, the residual-weighted mean of each prototype's own queries;
+      off: one R = Σ_{m,k} S per camera, which shrinks the query term by the ~M·K terms it sums.
+    - ``dispatch_mlp_on_prototypes``: Q̂ = Q' + Sᵀ · MLP(P_vox) / Σ_m S (the MLP on M rows; named variant).
+
+    All off is the paper as printed (the ``printed`` reading of benchmarks/ablation.py).
     """
 
     def __init__(self, embed_dims: int, learned_affinity_scale: bool = False, per_prototype_norm: bool = False,
-                 dispatch_mlp_on_prototypes: bool = False) -> None:
+                 dispatch_mlp_on_prototypes: bool = False, hard_assignment: bool = False) -> None:
         super().__init__()
         self.per_prototype_norm = per_prototype_norm
         self.dispatch_mlp_on_prototypes = dispatch_mlp_on_prototypes
+        self.hard_assignment = hard_assignment
         self.img_mlp = _mlp(embed_dims)
         self.dispatch_mlp = _mlp(embed_dims)
         self.alpha = nn.Parameter(torch.ones(())) if learned_affinity_scale else None
         self.beta = nn.Parameter(torch.zeros(())) if learned_affinity_scale else None
+        self.recorder: PrototypeRecorder | None = None  # set by prototype_health.recording
+
+    def similarity(self, affinity: Tensor, valid: Tensor) -> Tensor:
+        """S (S, M, K) of the affinities A: σ(A) or σ(α·A + β), kept at each query's best prototype only with
+        ``hard_assignment``; 0 on padding slots."""
+        logits = affinity if self.alpha is None or self.beta is None else self.alpha * affinity + self.beta
+        sig = torch.sigmoid(logits) * valid[:, None, :].to(affinity.dtype)
+        if self.hard_assignment:
+            best = affinity.argmax(1, keepdim=True)  # (S, 1, K): one prototype per query (Context Clusters)
+            sig = sig * torch.zeros_like(sig).scatter_(1, best, 1.0)
+        return sig
 
     def forward(self, p_img: Tensor, q: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """p_img (S, M, d), q = Q' (S, K, d), valid (S, K) -> (Q̂ (S, K, d), A (S, M, K), P_vox (S, M, d))."""
         p_hat = self.img_mlp(p_img)  # P̂_img (S, M, d)
         q_unit = F.normalize(q, dim=-1) * valid[..., None].to(q.dtype)  # padding slots -> 0
         affinity = F.normalize(p_hat, dim=-1) @ q_unit.transpose(1, 2)  # A, cosine: (S, M, K)
-        pad = valid[:, None, :]  # (S, 1, K)
-        logits = affinity if self.alpha is None or self.beta is None else self.alpha * affinity + self.beta
-        sig = torch.sigmoid(logits) * pad.to(affinity.dtype)  # σ(A), 0 on padding
+        sig = self.similarity(affinity, valid)
         if self.per_prototype_norm:
             r = 1.0 + sig.sum(-1, keepdim=True)  # (S, M, 1)
         else:
-            r = sig.sum((1, 2)).clamp(min=EPS)[:, None, None]  # (S, 1, 1): Σ_{m,k} σ(A)
+            r = sig.sum((1, 2)).clamp(min=EPS)[:, None, None]  # (S, 1, 1): Σ_{m,k} S
         p_vox = (p_hat + sig @ q) / r  # Eq. 1a: (S, M, d)
         if self.dispatch_mlp_on_prototypes:
             dispatched = sig.transpose(1, 2) @ self.dispatch_mlp(p_vox) / (sig.sum(1)[..., None] + EPS)
         else:
-            dispatched = self.dispatch_mlp(sig.transpose(1, 2) @ p_vox)  # MLP(σ(A)ᵀ · P_vox): (S, K, d)
+            dispatched = self.dispatch_mlp(sig.transpose(1, 2) @ p_vox)  # MLP(Sᵀ · P_vox): (S, K, d)
+        if self.recorder is not None:
+            self.recorder.mapping(self, q, dispatched, p_vox, affinity, sig, valid)
         return q + dispatched, affinity, p_vox  # Eq. 1b
 
 

@@ -12,7 +12,8 @@ from protoocc_ros.render.figures import (
     render_iou_bars,
 )
 from protoocc_ros.render.mosaic import camera_mosaic, save_png
+from protoocc_ros.render.prototypes import render_prototypes
 from protoocc_ros.render.voxels3d import render_voxels_3d
 
 __all__ = ["RenderError", "bev_image", "camera_mosaic", "render_bev", "render_camera_mosaic", "render_cameras_and_bev",
-           "render_comparison", "render_iou_bars", "render_voxels_3d", "save_png"]
+           "render_comparison", "render_iou_bars", "render_prototypes", "render_voxels_3d", "save_png"]

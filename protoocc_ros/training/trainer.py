@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from protoocc_ros.model import ProtoOcc
 
 CHECKPOINT_DIR = "checkpoints"
+TRAIN_LOG = "train_log.jsonl"  # one JSON line per logged step: loss terms and prototype health figures
 HISTORY_LIMIT = 10_000  # per-step loss terms kept in memory (the tail of the run; tensorboard has all)
 SYNTHETIC_INFO = "synthetic.json"  # written by the synthetic sample generator next to its nuScenes tables
 
@@ -200,11 +201,18 @@ class Trainer:
         return grad_norm
 
     def train_step(self, frames: list[list[dict[str, Any]]]) -> dict[str, float]:
+        """One optimizer step; on logged steps (``train.log_every``) also the prototype health figures
+        (model/prototype_health.py) of its frames, as ``health/<figure>`` terms."""
+        from protoocc_ros.model.prototype_health import recording
+
         lr = self.optimizer.param_groups[-1]["lr"]
-        terms = self.accumulate_gradients(frames)
+        logged = (self.step + 1) % self.cfg.train.log_every == 0 or self.step + 1 == self.total_steps
+        with recording(self.module) if logged else contextlib.nullcontext() as rec:
+            terms = self.accumulate_gradients(frames)
         grad_norm = self.optimizer_step()
         self.step += 1
-        return {**terms, "grad_norm": grad_norm, "lr": lr}
+        health = {} if rec is None else {f"health/{k}": v for k, v in rec.summary().items()}
+        return {**terms, **health, "grad_norm": grad_norm, "lr": lr}
 
     def epoch_loader(self, epoch: int, skip: int = 0) -> DataLoader:
         batches = self.sampler.batches(epoch)[skip:]
@@ -274,6 +282,13 @@ class Trainer:
         return ckpt
 
     def _log(self, terms: dict[str, float]) -> None:
+        """Tensorboard scalars and a line of ``train_log.jsonl`` (main rank; NaN written as null)."""
+        if not self.ctx.is_main:
+            return
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        line = {"step": self.step, **{k: (v if math.isfinite(v) else None) for k, v in terms.items()}}
+        with open(self.output_dir / TRAIN_LOG, "a") as f:
+            f.write(json.dumps(line) + "\n")
         if not self._tensorboard:
             return
         if self._writer is None:
@@ -303,10 +318,12 @@ class Trainer:
                     if len(self.history) > 2 * HISTORY_LIMIT:
                         del self.history[:-HISTORY_LIMIT]
                     bar.update(1)
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in last.items() if k not in ("lr",)}, refresh=False)
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in last.items() if k not in ("lr",) and "/" not in k},
+                                    refresh=False)
                     if self.step % t.log_every == 0 or self.step == self.total_steps:
                         self._log({**last, "step_time_s": (time.monotonic() - start_time)
                                    / max(1, self.step - start_step)})
+                    last = {k: v for k, v in last.items() if not k.startswith("health/")}
                     if self.ctx.is_main and (self.step % t.checkpoint_every == 0 or self.step == self.total_steps):
                         checkpoint = self.save()
                     if self.step >= self.total_steps:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from protoocc_ros.config import expected_num_prototypes, load_config, validate_config
+from protoocc_ros.config import PRINTED_READING, expected_num_prototypes, load_config, reading_overrides, validate_config
 from protoocc_ros.data.preprocessing import lidar2img_from
 from protoocc_ros.data.synthetic.rig import nuscenes_cameras
 from protoocc_ros.export import ExportError, SingleFrameGraph, export_onnx, onnx_session, run_onnx
@@ -17,9 +17,12 @@ from protoocc_ros.model import build_model
 IMAGE_SIZE = (64, 112)  # small demo model: 6 cameras, stride-8 prototype grid 8 x 14 -> r=2: 4 x 7 = 28
 
 
-def small_cfg(prototypes: bool = True):
+def small_cfg(prototypes: bool = True, default_reading: bool = False):
+    """The demo model (Eqs. 1a/1b/2 as printed, as the bundled checkpoint) or, with ``default_reading``, the
+    schema's readings (one prototype per query: an argmax and a scatter in the graph)."""
+    reading = reading_overrides({k: not v for k, v in PRINTED_READING.items()}) if default_reading else []
     cfg = load_config("demo", [f"model.prototypes.enabled={str(prototypes).lower()}",
-                               f"model.prototypes.optimization={str(prototypes).lower()}"])
+                               f"model.prototypes.optimization={str(prototypes).lower()}", *reading])
     cfg.dataset.image_size = list(IMAGE_SIZE)
     cfg.model.prototypes.num_prototypes = expected_num_prototypes(cfg)
     validate_config(cfg)
@@ -35,10 +38,10 @@ def rig_inputs(cfg, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return images, lidar2img
 
 
-@pytest.fixture(scope="module", params=[True, False], ids=["protoocc", "baseline"])
+@pytest.fixture(scope="module", params=["protoocc", "protoocc_default_reading", "baseline"])
 def exported(request, tmp_path_factory) -> tuple:
     torch.manual_seed(0)
-    cfg = small_cfg(request.param)
+    cfg = small_cfg(request.param != "baseline", default_reading=request.param == "protoocc_default_reading")
     model = build_model(cfg).eval()
     with torch.no_grad():  # logits of a random decoder are tiny; larger weights make the comparison meaningful
         for p in model.decoder.parameters():
@@ -59,6 +62,13 @@ def test_onnx_matches_pytorch_on_new_images(exported) -> None:
         got = run_onnx(session, images, lidar2img)
         assert got.shape == (1, cfg.dataset.num_classes, *cfg.dataset.grid_size)
         assert np.abs(ref).max() > 1e-2  # a real signal to compare
+        if cfg.model.prototypes.enabled and cfg.model.prototypes.hard_assignment:
+            # One prototype per query: at random initialisation the best two affinities of a query are often
+            # within 1e-5 (median gap 4e-5), so float noise of another runtime flips some assignments (perturbing
+            # the images by 1e-6 in PyTorch alone changes ~1 % of the voxels). A broken graph differs everywhere.
+            close = np.abs(got - ref) <= 2e-4 * np.abs(ref).max()
+            assert close.mean() > 0.97 and (got.argmax(1) == ref.argmax(1)).mean() > 0.98
+            continue
         np.testing.assert_allclose(got, ref, rtol=0, atol=2e-4 * np.abs(ref).max())
         assert (got.argmax(1) == ref.argmax(1)).mean() > 0.999
 

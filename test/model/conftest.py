@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from protoocc_ros.config import ProtoOccConfig, load_config
+from protoocc_ros.config import PRINTED_READING, ProtoOccConfig, load_config, reading_overrides, with_overrides
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +22,12 @@ def tiny_cfg() -> ProtoOccConfig:
         "model.decoder.channels=8", "model.decoder.augmentations=[dropout+transpose,noise+flip]",
         "model.backbone.width=8", "model.encoder.num_layers=2",
     ])
+
+
+@pytest.fixture(scope="session", params=["printed", "default"])
+def tiny_reading_cfg(request, tiny_cfg: ProtoOccConfig) -> ProtoOccConfig:
+    """``tiny_cfg`` with each reading of Eqs. 1a/1b/2: the paper's equations as printed (the demo config's, that of
+    the bundled checkpoint) and the schema's defaults (docs/architecture.md "Readings")."""
+    if request.param == "printed":
+        return tiny_cfg
+    return with_overrides(tiny_cfg, reading_overrides({k: not v for k, v in PRINTED_READING.items()}))

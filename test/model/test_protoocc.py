@@ -41,14 +41,14 @@ def _leave_zero_init(model: torch.nn.Module) -> None:
                 p.normal_(0.0, 0.01)
 
 
-def test_every_trainable_parameter_gets_a_gradient_from_eq6(tiny_cfg) -> None:
+def test_every_trainable_parameter_gets_a_gradient_from_eq6(tiny_reading_cfg) -> None:
     torch.manual_seed(0)
-    model = build_model(tiny_cfg).train()
+    model = build_model(tiny_reading_cfg).train()
     _leave_zero_init(model)
-    out = model(**make_inputs(tiny_cfg))
+    out = model(**make_inputs(tiny_reading_cfg))
     assert len(out.aux["perspective_logits"]) == 3  # original + 2 augmented perspectives
-    loss, terms = model.loss(out, make_targets(tiny_cfg))
-    assert set(terms) == {"ce", "lovasz", "cls", "cons", "total"} and terms["cls"] > 0 and terms["cons"] > 0
+    loss, terms = model.loss(out, make_targets(tiny_reading_cfg))
+    assert set(terms) == {"ce", "lovasz", "cls", "cls_chance", "cons", "total"} and terms["cls"] > 0 and terms["cons"] > 0
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
     assert missing == []

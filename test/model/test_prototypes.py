@@ -108,6 +108,33 @@ def test_mapping_deviation_flags_match_their_loops() -> None:
             torch.testing.assert_close(q_hat[si, kk], q[si, kk] + mix / (sum(sig[mm, kk] for mm in range(m)) + 1e-6))
 
 
+def test_context_cluster_reading_matches_its_loop() -> None:
+    """The default reading (Context Clusters [31]): S = σ(α·A + β) kept only at each query's most similar
+    prototype, R_m = 1 + Σ_k S_mk per prototype, Q̂ = Q' + MLP(Σ_m S_mk P_vox[m])."""
+    torch.manual_seed(1)
+    s, m, k, d = 2, 4, 6, 5
+    mapping = PrototypeMapping(d, learned_affinity_scale=True, per_prototype_norm=True, hard_assignment=True)
+    with torch.no_grad():
+        mapping.alpha.fill_(2.0)
+        mapping.beta.fill_(0.3)
+    p_img, q = torch.randn(s, m, d), torch.randn(s, k, d)
+    valid = torch.ones(s, k, dtype=torch.bool)
+    valid[0, 4:] = False
+    q_hat, _, p_vox = mapping(p_img, q, valid)
+    for si in range(s):
+        p_hat = mapping.img_mlp(p_img[si])
+        hits = [kk for kk in range(k) if valid[si, kk]]
+        best = {kk: max(range(m), key=lambda mm: _cos(p_hat[mm], q[si, kk])) for kk in hits}
+        sim = {(mm, kk): (torch.sigmoid(2.0 * torch.tensor(_cos(p_hat[mm], q[si, kk])) + 0.3)
+                          if best[kk] == mm else torch.tensor(0.0)) for mm in range(m) for kk in hits}
+        for mm in range(m):
+            ref = (p_hat[mm] + sum(sim[mm, kk] * q[si, kk] for kk in hits)) / (1.0 + sum(sim[mm, kk] for kk in hits))
+            torch.testing.assert_close(p_vox[si, mm], ref)
+        for kk in hits:
+            dispatched = mapping.dispatch_mlp(sim[best[kk], kk] * p_vox[si, best[kk]])
+            torch.testing.assert_close(q_hat[si, kk], q[si, kk] + dispatched)
+
+
 def _dense_attention_map(loc: torch.Tensor, weights: torch.Tensor, valid: torch.Tensor, si: int,
                          hf: int, wf: int) -> torch.Tensor:
     """G (K, D) by loops: each sampling point adds its attention weight / heads to the cell it falls in."""
