@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from protoocc_ros.checkpoints.errors import CheckpointError
+from protoocc_ros.checkpoints.format import default_checkpoint_path, load_checkpoint, stored_config
 from protoocc_ros.config import ConfigError, ProtoOccConfig
 from protoocc_ros.data import build_dataset
 from protoocc_ros.data.errors import DatasetError
@@ -28,8 +30,7 @@ from protoocc_ros.model import ProtoOcc
 from protoocc_ros.model.losses import contrastive_chance, prototype_contrastive_loss
 from protoocc_ros.model.prototype_health import COLLAPSE_COSINE, MAPPING_FIGURES, collapsed_layers, recording
 from protoocc_ros.render import RenderError, render_prototypes
-from protoocc_ros.training.checkpoint import default_checkpoint_path, load_checkpoint, stored_config
-from protoocc_ros.training.errors import CheckpointError, TrainingError
+from protoocc_ros.training.errors import TrainingError
 from protoocc_ros.training.pseudo_masks import PseudoMaskSpec
 
 
