@@ -139,6 +139,7 @@ class PrototypeConfig:
     dispatch_mlp_on_prototypes: bool = False  # Eq. 1b: S ᵀ·MLP(P_vox) / Σ_m S instead of MLP(Sᵀ·P_vox) (speed)
     dispatch_to_output: bool = True  # Eq. 1b: Q̂ - Q' also joins the attended feature (off: Q̂ only steers offsets)
     pixel_softmax: bool = True  # Eq. 2: softmax of the mass-normalised G·H(A), G detached, H = 10·I at init
+    cls_trains_queries: bool = True  # Eq. 3: L_cls's gradient also reaches the voxel queries Q' (through A and P_vox)
 
 
 # Eqs. 1a, 1b and 2 read literally: every reading flag of PrototypeConfig off (the defaults are all on). A model with

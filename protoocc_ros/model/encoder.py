@@ -22,7 +22,8 @@ class EncoderLayer(nn.Module):
                               if temporal else None)
         self.norm_temporal = nn.LayerNorm(embed_dims) if temporal else None
         self.prototype_mapping = (PrototypeMapping(embed_dims, proto.learned_affinity_scale, proto.per_prototype_norm,
-                                                   proto.dispatch_mlp_on_prototypes, proto.hard_assignment)
+                                                   proto.dispatch_mlp_on_prototypes, proto.hard_assignment,
+                                                   not proto.cls_trains_queries)
                                   if prototypes else None)
         self.cross_attn = SpatialCrossAttention(embed_dims, cfg.num_heads, num_levels, cfg.num_points,
                                                 cfg.num_points_in_pillar, cfg.dropout,

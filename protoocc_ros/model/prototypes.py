@@ -82,8 +82,10 @@ class PrototypeMapping(nn.Module):
     """
 
     def __init__(self, embed_dims: int, learned_affinity_scale: bool = False, per_prototype_norm: bool = False,
-                 dispatch_mlp_on_prototypes: bool = False, hard_assignment: bool = False) -> None:
+                 dispatch_mlp_on_prototypes: bool = False, hard_assignment: bool = False,
+                 detach_queries_for_pixels: bool = False) -> None:
         super().__init__()
+        self.detach_queries_for_pixels = detach_queries_for_pixels
         self.per_prototype_norm = per_prototype_norm
         self.dispatch_mlp_on_prototypes = dispatch_mlp_on_prototypes
         self.hard_assignment = hard_assignment
@@ -103,9 +105,8 @@ class PrototypeMapping(nn.Module):
             sig = sig * torch.zeros_like(sig).scatter_(1, best, 1.0)
         return sig
 
-    def forward(self, p_img: Tensor, q: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """p_img (S, M, d), q = Q' (S, K, d), valid (S, K) -> (Q̂ (S, K, d), A (S, M, K), P_vox (S, M, d))."""
-        p_hat = self.img_mlp(p_img)  # P̂_img (S, M, d)
+    def aggregate(self, p_hat: Tensor, q: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Eq. 1a: P̂_img (S, M, d), Q' (S, K, d) -> (A (S, M, K), S (S, M, K), P_vox (S, M, d))."""
         q_unit = F.normalize(q, dim=-1) * valid[..., None].to(q.dtype)  # padding slots -> 0
         affinity = F.normalize(p_hat, dim=-1) @ q_unit.transpose(1, 2)  # A, cosine: (S, M, K)
         sig = self.similarity(affinity, valid)
@@ -113,13 +114,24 @@ class PrototypeMapping(nn.Module):
             r = 1.0 + sig.sum(-1, keepdim=True)  # (S, M, 1)
         else:
             r = sig.sum((1, 2)).clamp(min=EPS)[:, None, None]  # (S, 1, 1): Σ_{m,k} S
-        p_vox = (p_hat + sig @ q) / r  # Eq. 1a: (S, M, d)
+        return affinity, sig, (p_hat + sig @ q) / r
+
+    def forward(self, p_img: Tensor, q: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """p_img (S, M, d), q = Q' (S, K, d), valid (S, K) -> (Q̂ (S, K, d), A (S, M, K), P_vox (S, M, d)).
+
+        With ``detach_queries_for_pixels`` (training only) the returned A and P_vox, which Eq. 2 and L_cls read,
+        are computed from Q' without its gradient: L_cls then trains the prototypes (the image MLP, the clustered
+        features and the backbone), not the voxel queries; Q̂ is the same either way."""
+        p_hat = self.img_mlp(p_img)  # P̂_img (S, M, d)
+        affinity, sig, p_vox = self.aggregate(p_hat, q, valid)
         if self.dispatch_mlp_on_prototypes:
             dispatched = sig.transpose(1, 2) @ self.dispatch_mlp(p_vox) / (sig.sum(1)[..., None] + EPS)
         else:
             dispatched = self.dispatch_mlp(sig.transpose(1, 2) @ p_vox)  # MLP(Sᵀ · P_vox): (S, K, d)
         if self.recorder is not None:
             self.recorder.mapping(self, q, dispatched, p_vox, affinity, sig, valid)
+        if self.detach_queries_for_pixels and self.training:
+            affinity, _, p_vox = self.aggregate(p_hat, q.detach(), valid)
         return q + dispatched, affinity, p_vox  # Eq. 1b
 
 

@@ -110,3 +110,30 @@ def test_stored_configs_without_a_new_key_keep_their_old_reading() -> None:
     assert cfg.model.prototypes.hard_assignment is True
     kept = config_to_dict(cfg)
     assert stored_config_from_dict(kept).model.prototypes.hard_assignment is True
+
+
+def _cls_gradients(trains_queries: bool) -> dict[str, float]:
+    """Gradient norms of L_cls alone on the voxel query, the image MLP and the backbone."""
+    cfg = load_config("ablation", ["dataset.cameras=[CAM_FRONT,CAM_BACK]",
+                                   f"model.prototypes.cls_trains_queries={str(trains_queries).lower()}"])
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    targets = make_targets(cfg)
+    out = model(**make_inputs(cfg))
+    prototype_contrastive_loss(out.aux["pixel_features"], out.aux["coverage"], targets["pseudo_masks"].flatten(0, 1),
+                               cfg.loss.tau_cls).backward()
+
+    def norm(prefix: str) -> float:
+        return math.sqrt(sum(float(p.grad.square().sum()) for n, p in model.named_parameters()
+                             if n.startswith(prefix) and p.grad is not None))
+
+    return {"query": norm("voxel_query."), "img_mlp": norm("encoder.0.prototype_mapping.img_mlp"),
+            "backbone": norm("backbone.")}
+
+
+def test_cls_reaches_the_voxel_queries_only_when_asked() -> None:
+    """``cls_trains_queries: false``: L_cls trains the prototypes (image MLP, clustered features, backbone) and
+    leaves the voxel queries to the occupancy losses."""
+    with_queries, without = _cls_gradients(True), _cls_gradients(False)
+    assert with_queries["query"] > 0 and without["query"] == 0.0
+    assert without["img_mlp"] > 0 and without["backbone"] > 0
