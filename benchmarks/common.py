@@ -54,6 +54,7 @@ READINGS: dict[str, list[str]] = {
     "dispatch_to_output": [f"{_P}dispatch_to_output=true"],
     "dispatch_mlp_on_prototypes": [f"{_P}dispatch_mlp_on_prototypes=true"],
     "layers_0": [f"{_P}layers=[0]"],
+    "cls_no_queries": [f"{_P}cls_trains_queries=false"],
 }
 # Paper Table 5: the voxel augmentations of the multi-perspective decoder on the baseline (Table 4 Exp. 4), each
 # with the consistency regularisation (C.R., L_cons) and, as ``<name>_nocr``, without it (λ4 = 0).
