@@ -54,7 +54,7 @@ def test_bench_view_transformation_prices_each_other_reading(tmp_path: Path) -> 
                         "--set", "model.encoder.num_layers=2")
     dev = result["reading_ratios"]
     assert set(dev) == {"printed", "soft_assignment", "total_norm", "plain_sigmoid", "pixel_linear",
-                        "dispatch_to_output", "dispatch_mlp_on_prototypes", "layers_0", "cls_no_queries"}
+                        "dispatch_steers_only", "dispatch_mlp_on_prototypes", "layers_0", "cls_no_queries"}
     assert dev["layers_0"]["vt_gflops"] < 1.0  # mapping in one of two layers: fewer FLOPs than the paper's all
     assert dev["dispatch_mlp_on_prototypes"]["vt_gflops"] < 1.0  # the MLP on M prototypes, not N*K queries
     assert result["variants"]["protoocc+printed"]["overrides"][0] == "model.prototypes.learned_affinity_scale=false"
