@@ -15,6 +15,10 @@ bounded queue (inference_worker.py), which gathers them (camera_inputs.py), runs
 rates, per-stage latency, TF age, model failures, memory resets and drops by reason (diagnostics.py), in two
 families: sets not published, and input messages refused. Bad input is dropped and counted, never fatal.
 Live parameters take effect at once; the others are refused while configured (occupancy_params.py).
+
+A set and every output of it carry the header stamp of the first camera in ``cameras`` (SyncedSet.stamp_ns): the
+ego pose and the temporal memory are taken at that stamp (docs/operating.md "The stamp of a set and of every
+output": what it means for cameras not triggered together).
 """
 from __future__ import annotations
 
