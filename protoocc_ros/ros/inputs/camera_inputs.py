@@ -229,6 +229,7 @@ class CameraInputs:
             rgb = self._rectified(cam, model, rgb)
             out.rectify_s += time.monotonic() - t0
             frame = msg.header.frame_id or model.frame_id or optical_frame_id(cam)
+            self.tf.need((frame,))  # kept in the TF tree whatever its bound (tf_max_frames)
             optical2ego = self.lookup(p.base_frame, frame, stamp, f"extrinsics of {cam}")
             out.cam2ego.append(model.cam2ego(optical2ego))
             out.images.append(rgb)
