@@ -382,11 +382,13 @@ class OccupancyNode(ManagedNode):
             if line:
                 self.get_logger().info(line)
         t3 = time.monotonic()
-        shown, cells = run.outputs.publish(p, out.labels, out.confidence, synced.stamp_ns, batch.lidar2img)
+        shown, cells = run.outputs.publish(p, out.labels, out.confidence, synced.stamp_ns, batch.lidar2img,
+                                           want_shown=run.fox is not None)
         t4 = time.monotonic()
         stages = [("queue", t0 - job.queued_at), ("decode_tf", t1 - t0 - got.rectify_s), ("rectify", got.rectify_s),
                   ("preprocess", t2 - t1),
-                  ("inference", t3 - t2), ("publish", t4 - t3), ("total", t4 - job.queued_at)]
+                  ("inference", t3 - t2), ("publish_grid", run.outputs.grid_s), ("publish", t4 - t3),
+                  ("total", t4 - job.queued_at)]
         if run.fox is not None:
             transforms = [(p.odom_frame, p.base_frame, ego2global)] + [
                 (p.base_frame, frame, T) for frame, T in zip(got.frames, got.cam2ego)]
