@@ -48,6 +48,7 @@ class OccupiedVoxels:
     labels: np.ndarray      # (N,) uint8
     confidence: np.ndarray  # (N,) float32 (1.0 when the grid has none)
     centres: VoxelCentres
+    _xyz: np.ndarray | None = None
 
     @staticmethod
     def of(labels: np.ndarray, confidence: np.ndarray | None, centres: VoxelCentres, free_label: int,
@@ -66,10 +67,16 @@ class OccupiedVoxels:
     def __len__(self) -> int:
         return len(self.flat)
 
+    def xyz(self) -> np.ndarray:
+        """(N, 3) float64 centres (computed once)."""
+        if self._xyz is None:
+            self._xyz = self.centres.at(self.flat)
+        return self._xyz
+
     def cloud_points(self) -> np.ndarray:
         """OCCUPANCY_POINT_DTYPE (N,): x, y, z (float32 centres), label, confidence."""
         points = np.zeros(len(self.flat), OCCUPANCY_POINT_DTYPE)
-        xyz = self.centres.at(self.flat)
+        xyz = self.xyz()
         points["x"], points["y"], points["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
         points["label"] = self.labels
         points["confidence"] = self.confidence
@@ -79,7 +86,7 @@ class OccupiedVoxels:
         """(label, (n, 3) float64 centres in row-major order) for every label < num_classes present, ascending."""
         order = np.argsort(self.labels, kind="stable")
         counts = np.bincount(self.labels, minlength=256)
-        xyz = self.centres.at(self.flat[order])
+        xyz = self.xyz()[order]
         start = 0
         for label in np.flatnonzero(counts):
             end = start + int(counts[label])
