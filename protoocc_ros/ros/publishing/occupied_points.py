@@ -32,8 +32,11 @@ class VoxelCentres:
     def at(self, flat: np.ndarray) -> np.ndarray:
         """(N, 3) float64 centres of the voxels with these flat indices."""
         _, ny, nz = self.shape
-        ix, rest = np.divmod(flat.astype(np.int64, copy=False), ny * nz)
-        iy, iz = np.divmod(rest, nz)
+        f = flat.astype(np.int32 if np.prod(self.shape) < 2**31 else np.int64)  # int32: twice as fast
+        ix = f // (ny * nz)
+        rest = f - ix * (ny * nz)
+        iy = rest // nz
+        iz = rest - iy * nz
         out = np.empty((len(flat), 3), dtype=np.float64)
         for a, i in enumerate((ix, iy, iz)):
             out[:, a] = self.axes[a][i]
