@@ -126,10 +126,10 @@ class _CdrWriter:
     """Little-endian plain CDR (XCDR1) with alignment relative to the payload start, as rmw serializes."""
 
     def __init__(self) -> None:
-        self._parts: list[bytes] = [CDR_LE_HEADER]
+        self._parts: list[bytes | memoryview] = [CDR_LE_HEADER]
         self._size = 0  # bytes after the encapsulation header
 
-    def raw(self, data: bytes) -> None:
+    def raw(self, data: bytes | memoryview) -> None:
         self._parts.append(data)
         self._size += len(data)
 
@@ -165,7 +165,7 @@ class _CdrWriter:
         self.u32(n)
         if n:
             self._align(8)
-            self.raw(np.ascontiguousarray(xyz, dtype="<f8").tobytes())
+            self.raw(memoryview(np.ascontiguousarray(xyz, dtype="<f8")).cast("B"))  # joined once, not copied here
 
     def getvalue(self) -> bytes:
         return b"".join(self._parts)
