@@ -98,9 +98,13 @@ def column_visibility(lidar2img: np.ndarray | torch.Tensor, image_size: Sequence
 def project_to_2d(labels: np.ndarray, confidence: np.ndarray, visible: np.ndarray, spec: Grid2DSpec,
                   levels: np.ndarray) -> np.ndarray:
     """labels (X, Y, Z) uint8, confidence (X, Y, Z) float32, visible (X, Y) bool -> (X, Y) int8 (module docstring)."""
-    band_labels = labels[:, :, levels]  # (X, Y, L)
-    obstacle = np.isin(band_labels, np.asarray(spec.obstacle_labels, dtype=labels.dtype))
-    sure = confidence[:, :, levels] >= spec.min_confidence
+    is_obstacle = np.zeros(256, dtype=bool)  # a lookup table: one gather instead of a compare per class
+    is_obstacle[np.asarray(spec.obstacle_labels, dtype=np.int64)] = True
+    lo, hi = int(np.min(levels)), int(np.max(levels)) + 1
+    contiguous = len(levels) == hi - lo  # the band is a run of levels: a view, not a copy
+    band = slice(lo, hi) if contiguous else np.asarray(levels)
+    obstacle = is_obstacle[labels[:, :, band]]  # (X, Y, L)
+    sure = confidence[:, :, band] >= spec.min_confidence
     out = np.full(labels.shape[:2], FREE, np.int8)
     out[(obstacle & ~sure).any(-1)] = UNKNOWN
     out[(obstacle & sure).any(-1)] = OCCUPIED

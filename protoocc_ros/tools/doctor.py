@@ -251,7 +251,8 @@ class _GraphProbe:
         from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-        from protoocc_ros.ros.inputs.tf_buffer import TfBuffer, attach_tf_listener
+        from protoocc_ros.ros.inputs.tf_buffer import TfBuffer
+        from protoocc_ros.ros.inputs.tf_listener import attach_tf_listener
         from protoocc_ros.ros.runtime.qos import sensor_qos
 
         self.params, self.cameras = params, cameras

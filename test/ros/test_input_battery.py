@@ -269,6 +269,22 @@ def inject_resolution_change(b: Battery, slot: int) -> None:
                                               "info": info_msg("CAM_FRONT", later, 2 * W, 2 * H, k=big)})
 
 
+def binned_info(cam: str, stamp_ns: int) -> CameraInfo:
+    """What an industrial driver sends for CAM_FRONT streaming a 2W x 2H ROI at offset (40, 20) of a
+    (2W + 64) x (2H + 40) sensor with 2x2 binning: the calibration of the full sensor, the image W x H; by
+    image_geometry's rule its K is exactly the rig's K."""
+    full = np.array([[2 * K[0, 0], 0.0, 2 * K[0, 2] + 40], [0.0, 2 * K[1, 1], 2 * K[1, 2] + 20], [0.0, 0.0, 1.0]])
+    msg = info_msg(cam, stamp_ns, 2 * W + 64, 2 * H + 40, k=full)
+    msg.binning_x = msg.binning_y = 2
+    msg.roi.x_offset, msg.roi.y_offset, msg.roi.width, msg.roi.height = 40, 20, 2 * W, 2 * H
+    return msg
+
+
+def check_binned(b: Battery, slot: int) -> None:
+    np.testing.assert_array_equal(msg_to_grid(b.rig.grids[slot]).labels,
+                                  b.direct_labels(slot, {c: image(slot, c) for c in CAMERAS}))
+
+
 def inject_refused_distortion(b: Battery, slot: int) -> None:
     assert b.rig.set_param("rectification", "refuse_distorted").successful
     try:
@@ -363,6 +379,8 @@ CASES = [
     Case("camera_info_not_pinhole", bad_info(k=[0.0] * 9), {"bad_camera_info": 1}, {"bad_camera_info": 1}),
     *(Case(f"camera_info_{m}_rectified", inject_distorted(m), published=(0,), check=check_rectified(m))
       for m in ("plumb_bob", "rational_polynomial", "equidistant")),
+    Case("camera_info_binning_2_and_roi", lambda b, slot: b.publish_set(
+        slot, CAM_FRONT={"info": binned_info("CAM_FRONT", slot)}), published=(0,), check=check_binned),
     Case("camera_info_distorted_refused", inject_refused_distortion,
          {"distorted_camera_info": 1}, {"distorted_camera_info": 1}),
     # counting exactly once

@@ -55,7 +55,11 @@ def test_score_threshold_applies_to_the_next_set(live) -> None:
         points = read_points(rig.clouds[stamp])
         kept = (labels != FREE) & (conf >= threshold)
         assert 0 < kept.sum() < (labels != FREE).sum(), "the threshold must remove some voxels and keep others"
-        assert len(points) == int(kept.sum()) and points["confidence"].min() >= threshold
+        # the node's model runs in another process with other threads: a voxel within float noise of the
+        # threshold may fall on either side there (this made the test flaky)
+        near = (labels != FREE) & (np.abs(conf - threshold) < 1e-5)
+        assert int((kept & ~near).sum()) <= len(points) <= int((kept | near).sum()), (len(points), kept.sum())
+        assert points["confidence"].min() >= threshold
         assert sum(len(m.points) for m in rig.markers[stamp].markers) == len(points)
     finally:
         rig.set_param("score_threshold", 0.0)

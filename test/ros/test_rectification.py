@@ -6,6 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
+from sensor_msgs.msg import RegionOfInterest
+
 from protoocc_ros.ros.inputs.rectification import CameraInfoError, camera_model, rectify_image, rectify_maps
 from protoocc_ros.ros.publishing import msg_builders as mb
 
@@ -110,6 +112,8 @@ def test_refuse_distorted_mode_refuses_non_zero_distortion() -> None:
         (info("double_sphere", d=[0.1, 0.2, 0.3]), r"distortion_model 'double_sphere' with non-zero D is not supported"),
         (info("equidistant", d=[0.1] * 5), r"equidistant needs \(4,\) coefficients, D has 5"),
         (info(d=[0.0] * 5, r=[2.0, 0, 0, 0, 1, 0, 0, 0, 1]), r"R = .* not a rotation"),
+        (info(roi=RegionOfInterest(x_offset=100, y_offset=0, width=100, height=50)), r"roi .* is not inside"),
+        (info(binning_x=200), r"binning_x 200, binning_y 1 leave nothing"),
     ],
 )
 def test_unusable_camera_info_is_refused_naming_the_field(msg, match: str) -> None:
@@ -117,3 +121,59 @@ def test_unusable_camera_info_is_refused_naming_the_field(msg, match: str) -> No
         camera_model(msg, where="/cameras/CAM_FRONT/camera_info")
     assert err.value.reason == "bad_camera_info"
     assert str(err.value).startswith("/cameras/CAM_FRONT/camera_info: ") and "\n" not in str(err.value)
+
+
+# A 2448x2048 industrial camera (Sony IMX264 class, as spinnaker_camera_driver / camera_aravis publish it): calibrated
+# at full resolution, streaming a 1600x1200 ROI at offset (424, 416) with 2x2 binning, i.e. 800x600 images.
+SENSOR_W, SENSOR_H = 2448, 2048
+SENSOR_K = np.array([[2210.4, 0.0, 1231.7], [0.0, 2208.9, 1019.3], [0.0, 0.0, 1.0]])
+SENSOR_D = [-0.112, 0.094, 0.0003, -0.0002, 0.0]
+ROI = RegionOfInterest(x_offset=424, y_offset=416, width=1600, height=1200)
+
+
+def industrial_info(d: list[float] | None = None) -> object:
+    msg = mb.camera_info_msg(SENSOR_K, SENSOR_W, SENSOR_H, 0, "cam_optical_frame")
+    msg.d = list([0.0] * 5 if d is None else d)
+    msg.binning_x = msg.binning_y = 2
+    msg.roi = ROI
+    return msg
+
+
+def project(K: np.ndarray, points: np.ndarray) -> np.ndarray:
+    uvw = points @ K.T
+    return uvw[:, :2] / uvw[:, 2:]
+
+
+def test_binning_and_roi_give_the_intrinsics_of_the_delivered_image() -> None:
+    """Points seen by the full sensor, by hand: the delivered pixel is (full pixel - ROI offset) / binning; the
+    model's K projects there, its size is the delivered image's, and it is image_geometry's K."""
+    model = camera_model(industrial_info())
+    assert (model.width, model.height) == (800, 600) and not model.remap
+    points = np.array([[0.0, 0.0, 10.0], [1.5, -0.8, 7.0], [-2.0, 1.1, 12.0], [0.31, 0.27, 3.3]])
+    fx, fy, cx, cy = 2210.4, 2208.9, 1231.7, 1019.3
+    full = np.stack([fx * points[:, 0] / points[:, 2] + cx, fy * points[:, 1] / points[:, 2] + cy], -1)
+    by_hand = np.stack([(full[:, 0] - 424) / 2, (full[:, 1] - 416) / 2], -1)
+    np.testing.assert_allclose(project(model.K, points), by_hand, atol=1e-9)
+    assert by_hand[0].tolist() == pytest.approx([(1231.7 - 424) / 2, (1019.3 - 416) / 2])  # optical axis: 403.85, 301.65
+    geometry_k = np.array([[fx / 2, 0.0, (cx - 424) / 2], [0.0, fy / 2, (cy - 416) / 2], [0.0, 0.0, 1.0]])
+    np.testing.assert_allclose(model.K, geometry_k)  # PinholeCameraModel.fromCameraInfo's K (and P[:, :3])
+    assert ((by_hand >= 0) & (by_hand < [800, 600])).all(), "the test points lie inside the delivered image"
+    full_size = camera_model(mb.camera_info_msg(SENSOR_K, SENSOR_W, SENSOR_H, 0, "cam_optical_frame"))
+    assert np.abs(project(full_size.K, points) - by_hand).max() > 100, "K as if full size is far off"
+
+
+def test_binning_and_roi_rectify_the_delivered_image() -> None:
+    """A distorted binned + cropped camera: rectifying the delivered raw image with the adjusted K and P gives the
+    delivered crop of the full sensor's rectified image (the distortion acts on normalised coordinates)."""
+    model = camera_model(industrial_info(SENSOR_D))
+    assert model.remap and (model.width, model.height) == (800, 600)
+    np.testing.assert_allclose(model.source_K, model.K)  # P = [K | 0]: same pinhole before and after
+    points = np.array([[1.5, -0.8, 7.0], [-2.0, 1.1, 12.0], [0.9, 0.5, 4.0]])
+    D = np.array(SENSOR_D)
+    raw_full = cv2.projectPoints(points, np.zeros(3), np.zeros(3), SENSOR_K, D)[0].reshape(-1, 2)
+    raw_delivered = (raw_full - [424, 416]) / 2  # where the delivered raw image shows them
+    ideal_full = project(SENSOR_K, points)
+    rect_delivered = cv2.undistortPoints(raw_delivered[:, None], model.source_K, model.D, P=model.K).reshape(-1, 2)
+    np.testing.assert_allclose(rect_delivered, (ideal_full - [424, 416]) / 2, atol=1e-3)
+    maps = rectify_maps(model)
+    assert maps[0].shape[:2] == (600, 800)

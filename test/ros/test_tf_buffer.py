@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -325,7 +326,7 @@ def test_listener_fills_buffer_from_latched_tf_static_and_tf_over_dds() -> None:
     from rclpy.executors import SingleThreadedExecutor
 
     from protoocc_ros.ros.runtime.qos import tf_qos, tf_static_qos
-    from protoocc_ros.ros.inputs.tf_buffer import attach_tf_listener
+    from protoocc_ros.ros.inputs.tf_listener import attach_tf_listener
     from ros_helpers import ros_context, spin_until
 
     with ros_context() as ctx:
@@ -353,3 +354,113 @@ def test_listener_fills_buffer_from_latched_tf_static_and_tf_over_dds() -> None:
         executor.shutdown()
         talker.destroy_node()
         listener.destroy_node()
+
+
+# -- issue 24: future-dated transforms, a bounded tree -----------------------------------------------------------
+T0 = 1_533_151_603_512_404_000  # a recording's timeline (~1.5e9 s)
+MS = 1_000_000
+
+
+def odom(stamp_ns: int, x: float = 0.0) -> TransformStamped:
+    return tf("odom", "base_link", stamp_ns, xyz=(x, 0.0, 0.0))
+
+
+def future_buffer() -> tuple[TfBuffer, list[str]]:
+    rejected: list[str] = []
+    buf = TfBuffer(10.0, 0.0, on_reject=lambda reason, _: rejected.append(reason), jump_back_s=1.0,
+                   future_limit_s=1.0)
+    for k in range(10):
+        assert buf.set_transform(odom(T0 + k * 20 * MS, 0.02 * k))
+    return buf, rejected
+
+
+def test_one_transform_an_hour_ahead_is_refused_once_and_costs_no_history() -> None:
+    buf, rejected = future_buffer()
+    assert not buf.set_transform(odom(T0 + 3600 * S, 99.0), horizon_ns=T0 + 180 * MS)  # held, not stored
+    assert rejected == [] and buf.newest_stamp("base_link") == T0 + 180 * MS
+    np.testing.assert_allclose(buf.lookup_matrix("odom", "base_link", T0 + 90 * MS)[0, 3], 0.09)  # history intact
+    assert buf.set_transform(odom(T0 + 200 * MS, 0.2))  # the edge goes on: the held one was wrong
+    assert rejected == ["future"] and buf.rejected["future"] == 1 and buf.resets == 0
+    for k in range(11, 20):  # and no backwards time jump is seen afterwards
+        assert buf.set_transform(odom(T0 + k * 20 * MS, 0.02 * k))
+    assert rejected == ["future"] and buf.resets == 0
+
+
+def test_time_jumping_forward_is_taken_when_the_edge_or_the_cameras_continue_it() -> None:
+    buf, rejected = future_buffer()
+    later = T0 + 600 * S  # the next scene of a replay, ten minutes on
+    assert not buf.set_transform(odom(later, 5.0))
+    assert buf.set_transform(odom(later + 20 * MS, 5.02))  # a second one continuing it: time jumped
+    np.testing.assert_allclose(buf.lookup_matrix("odom", "base_link", later + 10 * MS)[0, 3], 5.01)
+    buf2, rejected2 = future_buffer()
+    assert not buf2.set_transform(odom(later, 5.0))  # one odometry message per frame (a consumer-paced replay) ...
+    assert buf2.release_future(later) == 1  # ... then the camera set stamped there arrives
+    assert buf2.newest_stamp("base_link") == later and rejected == rejected2 == []
+    assert not buf2.set_transform(odom(later + 3600 * S)) and buf2.release_future(later + S) == 0
+
+
+def test_static_transforms_and_new_edges_are_never_judged_ahead() -> None:
+    buf, rejected = future_buffer()
+    assert buf.set_transform_static(tf("base_link", "cam", T0 + 3600 * S))
+    assert buf.set_transform(tf("base_link", "wheel", T0 + 3600 * S))  # a new edge, no horizon: nothing to judge by
+    assert rejected == []
+
+
+def test_frames_are_bounded_the_needed_ones_kept_and_refusals_counted() -> None:
+    rejected: list[str] = []
+    buf = TfBuffer(1.0, on_reject=lambda reason, _: rejected.append(reason), max_frames=8)
+    buf.need(["base_link", "odom", "cam_front_optical"])
+    assert buf.set_transform(tf("base_footprint", "base_link", T0))  # base_footprint: an ancestor of a needed frame
+    for i in range(20):  # a publisher inventing a frame name per message
+        buf.set_transform(tf("base_link", f"ghost_{i}", T0 + i * MS))
+    assert buf.frame_count() == 8 and rejected.count("too_many_frames") == 20 - 7
+    assert buf.set_transform(tf("odom", "base_footprint", T0))  # needed (ancestor): replaces the stalest ghost
+    assert buf.set_transform_static(tf("base_link", "cam_front_optical", T0))
+    assert buf.frame_count() == 8 and buf.can_transform("odom", "cam_front_optical", T0)
+    assert "ghost_0" not in buf.frames() and "ghost_1" not in buf.frames()
+    assert not buf.set_transform(tf("base_link", "ghost_99", T0))
+    buf.SWEEP_PERIOD_S = 0.0  # ghosts whose data aged out of the cache make room for new frames
+    assert buf.set_transform(tf("base_link", "new_sensor", T0 + 5 * S))
+    assert buf.frame_count() <= 8 and buf.can_transform("odom", "cam_front_optical", T0)
+
+
+def test_stamp_horizon_is_the_newest_set_advanced_by_the_clock() -> None:
+    from protoocc_ros.ros.inputs.stamp_horizon import StampHorizon
+
+    clock = [1_765_000_000 * S]  # the node's wall clock, years after the recording
+    horizon = StampHorizon(lambda: clock[0])
+    assert horizon() is None
+    horizon.saw(T0)
+    clock[0] += 250 * MS
+    assert horizon() == T0 + 250 * MS
+    clock[0] -= 10 * S  # a clock stepping back does not move the horizon back
+    assert horizon() == T0
+
+
+def test_tf_listener_runs_on_its_own_node_and_thread() -> None:
+    from rclpy.node import Node
+
+    from protoocc_ros.ros.inputs.tf_listener import TfListener
+    from protoocc_ros.ros.runtime.qos import tf_qos, tf_static_qos
+    from ros_helpers import ros_context
+
+    with ros_context() as ctx:
+        owner = Node("tf_owner", context=ctx)  # never spun: the listener does not need the owner's executor
+        buf = TfBuffer()
+        listener = TfListener(owner, buf)
+        assert listener.node.get_name() == "tf_owner_tf_listener"
+        talker = Node("tf_talker2", context=ctx)
+        talker.create_publisher(TFMessage, "/tf_static", tf_static_qos()).publish(
+            TFMessage(transforms=[tf("base_link", "cam", 0, xyz=(0, 0, 2))]))
+        pub = talker.create_publisher(TFMessage, "/tf", tf_qos())
+        deadline = time.monotonic() + 10.0
+        stamp = S
+        while not buf.can_transform("odom", "cam") and time.monotonic() < deadline:
+            pub.publish(TFMessage(transforms=[tf("odom", "base_link", stamp, xyz=(1, 0, 0))]))
+            stamp += S // 10
+            time.sleep(0.02)
+        np.testing.assert_allclose(buf.lookup_matrix("odom", "cam")[:3, 3], [1, 0, 2])
+        listener.close()
+        assert not listener.thread.is_alive()
+        talker.destroy_node()
+        owner.destroy_node()

@@ -47,6 +47,14 @@ HISTORY_LENGTH = 16  # distinct CameraInfos kept per camera (a repeated one is s
 BEFORE_ANY_NS = -(1 << 62)  # stamp of the CameraInfo kept across a backwards time jump: valid for any image
 
 
+def _info_key(msg: CameraInfo, mode: str, max_pixels: int) -> tuple[Any, ...]:
+    """Everything camera_model reads of a CameraInfo (and the settings it reads it with), to compare cheaply."""
+    roi = msg.roi
+    return (msg.width, msg.height, msg.distortion_model, bytes(memoryview(msg.d)) if msg.d is not None else b"",
+            bytes(memoryview(msg.k)), bytes(memoryview(msg.r)), bytes(memoryview(msg.p)), msg.binning_x,
+            msg.binning_y, roi.x_offset, roi.y_offset, roi.width, roi.height, msg.header.frame_id, mode, max_pixels)
+
+
 class SetDropped(Exception):
     """A camera set that cannot be used; ``reason`` is the /diagnostics key, ``messages`` how many camera messages
     of the set were at fault, by reason (counted in the message family as well)."""
@@ -128,13 +136,21 @@ class CameraInputs:
         self.on_message_drop = on_message_drop
         self.infos: dict[str, CameraInfoHistory] = {cam: CameraInfoHistory() for cam in self.cameras}
         self._maps: dict[str, tuple[CameraModel, tuple[np.ndarray, np.ndarray]]] = {}  # newest maps per camera
+        self._last_model: dict[str, tuple[tuple[Any, ...], CameraModel]] = {}  # last accepted CameraInfo per camera
 
     def on_camera_info(self, p: OccupancyNodeParams, camera: str, topic: str, msg: CameraInfo) -> None:
         """Check and keep one CameraInfo under its stamp; a refused one is counted and kept as refused, so the
         images of its stamp are not read with an older calibration."""
         stamp = stamp_to_ns(msg.header.stamp)
+        key = _info_key(msg, p.rectification, p.image_max_pixels)
+        last = self._last_model.get(camera)
+        if last is not None and last[0] == key:  # the same calibration as the last one: no need to check it again
+            self.infos[camera].add(InfoEntry(stamp, last[1]))
+            return
         try:
-            entry = InfoEntry(stamp, camera_model(msg, p.rectification, p.image_max_pixels, where=topic))
+            model = camera_model(msg, p.rectification, p.image_max_pixels, where=topic)
+            entry = InfoEntry(stamp, model)
+            self._last_model[camera] = (key, model)
         except CameraInfoError as exc:
             entry = InfoEntry(stamp, None, (exc.reason, str(exc)))
             self.on_message_drop(exc.reason, f"{exc}; stamp {stamp} ns")
@@ -229,6 +245,7 @@ class CameraInputs:
             rgb = self._rectified(cam, model, rgb)
             out.rectify_s += time.monotonic() - t0
             frame = msg.header.frame_id or model.frame_id or optical_frame_id(cam)
+            self.tf.need((frame,))  # kept in the TF tree whatever its bound (tf_max_frames)
             optical2ego = self.lookup(p.base_frame, frame, stamp, f"extrinsics of {cam}")
             out.cam2ego.append(model.cam2ego(optical2ego))
             out.images.append(rgb)

@@ -13,9 +13,20 @@ frame, and whether each image must be remapped first. ``mode`` is the node's ``r
 ``refuse_distorted``  only undistorted cameras: a CameraInfo with non-zero D is refused
                       (``distorted_camera_info``); K is used as is.
 
+Binning and region of interest (REP 104), as image_geometry's ``PinholeCameraModel.fromCameraInfo`` reads them:
+``width`` / ``height``, K, D, R and P describe the full sensor at calibration; the image a driver delivers is the
+``roi`` (in full-resolution pixels; all zero = the whole sensor) binned by ``binning_x`` / ``binning_y`` (0 = 1).
+Its intrinsics are K with the principal point moved by the ROI offset and everything divided by the binning:
+``fx' = fx / bx``, ``cx' = (cx - roi.x_offset) / bx`` (same for y, and for P), and its size is
+``roi.width // bx`` x ``roi.height // by``. The distortion is the same function of the normalised coordinates,
+so rectifying with the adjusted K and P maps the delivered raw image to the delivered rectified one.
+(image_geometry's rule keeps pixel 0 of the binned image at raw pixel 0; the exact centre of a 2x2 bin is half a
+raw pixel further, a difference the ROS convention leaves out and so do we.)
+
 Anything that cannot describe an image (a zero or huge size, a K that is not a pinhole matrix, NaN, a D of the
-wrong length, an unknown distortion model with non-zero D, an R that is not a rotation) raises
-:class:`CameraInfoError` with reason ``bad_camera_info`` and a one-line message naming the field and value.
+wrong length, an unknown distortion model with non-zero D, an R that is not a rotation, a ROI outside the sensor
+or one that binning leaves empty) raises :class:`CameraInfoError` with reason ``bad_camera_info`` and a one-line
+message naming the field and value.
 """
 from __future__ import annotations
 
@@ -26,7 +37,7 @@ import cv2
 import numpy as np
 
 __all__ = ["DEFAULT_MAX_PIXELS", "RECTIFICATION_MODES", "DISTORTION_MODELS", "CameraInfoError", "CameraModel",
-           "camera_model", "rectify_maps", "rectify_image"]
+           "Crop", "delivered_crop", "camera_model", "rectify_maps", "rectify_image"]
 
 DEFAULT_MAX_PIXELS = 32 * 1024 * 1024  # 8K (7680x4320) fits; a larger claim is refused before decoding
 RECTIFICATION_MODES = ("rectify", "rectified_input", "refuse_distorted")
@@ -51,7 +62,7 @@ def _short(values: np.ndarray) -> str:
 class CameraModel:
     """One camera calibration, as the images of that calibration must be treated (see the module docstring)."""
 
-    width: int
+    width: int                       # size of the images as delivered (after the driver's ROI and binning)
     height: int
     frame_id: str
     K: np.ndarray                    # (3, 3) intrinsics of the image handed to the model (after any remap)
@@ -100,19 +111,71 @@ def _pinhole(K: np.ndarray, name: str, where: str) -> np.ndarray:
     return K
 
 
+@dataclass(frozen=True)
+class Crop:
+    """The driver's region of interest (full-resolution pixels) and binning: which part of the sensor an image is."""
+
+    x_offset: int
+    y_offset: int
+    width: int       # ROI size in full-resolution pixels
+    height: int
+    binning_x: int
+    binning_y: int
+
+    @property
+    def identity(self) -> bool:
+        return self.binning_x == self.binning_y == 1 and self.x_offset == self.y_offset == 0
+
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the delivered image."""
+        return self.width // self.binning_x, self.height // self.binning_y
+
+    def apply(self, M: np.ndarray) -> np.ndarray:
+        """K (3, 3) or P (3, 4) of the full sensor -> that of the delivered image (image_geometry's rule)."""
+        out = np.array(M, dtype=np.float64)
+        out[0, 2] -= self.x_offset * out[2, 2]
+        out[1, 2] -= self.y_offset * out[2, 2]
+        out[0] /= self.binning_x
+        out[1] /= self.binning_y
+        return out
+
+
+def delivered_crop(msg: Any, where: str = "CameraInfo") -> Crop:
+    """The ROI and binning of a CameraInfo (REP 104: zero binning = 1, an all-zero ROI = the full sensor), checked
+    against the calibrated size; CameraInfoError (bad_camera_info) when the ROI leaves the sensor or is empty."""
+    width, height = int(msg.width), int(msg.height)
+    bx, by = max(1, int(msg.binning_x)), max(1, int(msg.binning_y))
+    roi = msg.roi
+    x, y, w, h = int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height)
+    if x == y == w == h == 0:
+        w, h = width, height
+    if w <= 0 or h <= 0 or x + w > width or y + h > height:
+        raise CameraInfoError("bad_camera_info", f"{where}: roi x_offset {x}, y_offset {y}, width {w}, height {h} "
+                                                 f"is not inside the calibrated {width}x{height} image")
+    crop = Crop(x, y, w, h, bx, by)
+    if min(crop.size()) <= 0:
+        raise CameraInfoError("bad_camera_info", f"{where}: binning_x {bx}, binning_y {by} leave nothing of the "
+                                                 f"{w}x{h} roi")
+    return crop
+
+
 def camera_model(msg: Any, mode: str = "rectify", max_pixels: int = DEFAULT_MAX_PIXELS,
                  where: str = "CameraInfo") -> CameraModel:
-    """sensor_msgs/CameraInfo -> CameraModel for ``mode`` (RECTIFICATION_MODES); CameraInfoError when unusable."""
+    """sensor_msgs/CameraInfo -> CameraModel for ``mode`` (RECTIFICATION_MODES); CameraInfoError when unusable.
+    Binning and ROI are applied (the module docstring): the model describes the image as delivered."""
     if mode not in RECTIFICATION_MODES:
         raise ValueError(f"rectification mode {mode!r}: expected one of {RECTIFICATION_MODES}")
-    width, height = int(msg.width), int(msg.height)
-    if width <= 0 or height <= 0:
-        raise CameraInfoError("bad_camera_info", f"{where}: width x height = {width}x{height}: a CameraInfo must "
-                                                 "give the image size")
-    if width * height > max_pixels:
-        raise CameraInfoError("bad_camera_info", f"{where}: {width}x{height} = {width * height} pixels, more than "
-                                                 f"the maximum {max_pixels} (parameter image_max_pixels)")
-    K = _pinhole(_matrix(msg.k, (3, 3), "K", where), "K", where)
+    full_width, full_height = int(msg.width), int(msg.height)
+    if full_width <= 0 or full_height <= 0:
+        raise CameraInfoError("bad_camera_info", f"{where}: width x height = {full_width}x{full_height}: a "
+                                                 "CameraInfo must give the image size")
+    if full_width * full_height > max_pixels:
+        raise CameraInfoError("bad_camera_info", f"{where}: {full_width}x{full_height} = {full_width * full_height} "
+                                                 f"pixels, more than the maximum {max_pixels} (parameter "
+                                                 "image_max_pixels)")
+    crop = delivered_crop(msg, where)
+    width, height = crop.size()
+    K = crop.apply(_pinhole(_matrix(msg.k, (3, 3), "K", where), "K", where))
     D = np.asarray(msg.d, dtype=np.float64)
     if not np.isfinite(D).all():
         raise CameraInfoError("bad_camera_info", f"{where}: D = {_short(D)} is not finite")
@@ -121,7 +184,7 @@ def camera_model(msg: Any, mode: str = "rectify", max_pixels: int = DEFAULT_MAX_
     rotation = None if not R.any() or np.allclose(R, np.eye(3), atol=_ATOL) else R  # all zeros: unset
     if rotation is not None and (not np.allclose(R @ R.T, np.eye(3), atol=1e-6) or np.linalg.det(R) < 0):
         raise CameraInfoError("bad_camera_info", f"{where}: R = {_short(R)} is not a rotation matrix")
-    new_K = _pinhole(P[:, :3].copy(), "P[:, :3]", where) if P[:, :3].any() else K
+    new_K = crop.apply(_pinhole(P[:, :3].copy(), "P[:, :3]", where)) if P[:, :3].any() else K
     model_name = str(msg.distortion_model)
     distorted = bool(np.abs(D).max() > 0) if D.size else False
     frame = str(msg.header.frame_id)

@@ -1,4 +1,4 @@
-"""tf2_ros Buffer + TransformListener replacement (docs/architecture.md "ROS replacements").
+"""tf2_ros Buffer replacement (docs/architecture.md "ROS replacements"; the listener: tf_listener.py).
 
 Fed with TFMessage from /tf (dynamic, kept for ``cache_time_s``) and /tf_static (never expire).
 ``lookup_transform(target, source, t)`` chains frames through the tree (via the closest common
@@ -16,12 +16,25 @@ tf2's cache does), so no single message poisons the tree. A late transform is in
 ``jump_back_s`` a transform that far behind its edge's newest is held as a possible backwards time jump, and
 only a second one continuing that earlier timeline (or ``time_jumped()``, when the images jumped back too)
 clears the history: a bag looping or sim time restarting resets, a single late message does not.
+
+Two more refusals keep one bad publisher from costing good data. ``future``: with ``future_limit_s``, a dynamic
+transform stamped more than that after the newest of its edge and after the horizon the caller gives
+(``horizon_ns``: the newest stamp the inputs can carry now, e.g. the newest camera set's stamp advanced by the
+clock since that set arrived) is held, not stored, so one message an hour ahead neither cuts the edge's history
+nor makes the good data after it look like a backwards time jump. The next transform of that edge decides: one
+back on the current timeline shows the held one was wrong (refused then, counted once as ``future``); one
+continuing it shows that time jumped forward (both stored); ``release_future(horizon_ns)``, when the inputs
+reach it (a camera set stamped there), stores it. ``too_many_frames``: with ``max_frames``, a transform of a new child frame is refused while the tree holds
+that many, unless the frame is needed (``need(frames)``: the frames the owner looks up and every ancestor of them in
+the tree), which then takes the place of the stalest frame that is not; at most once a second, frames that are
+not needed and whose newest transform is older than the cache are forgotten to make room.
 """
 from __future__ import annotations
 
 import bisect
 import math
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -34,7 +47,7 @@ from protoocc_ros.geometry import quaternion_to_matrix
 
 __all__ = [
     "TransformError", "FrameLookupError", "ConnectivityError", "ExtrapolationError",
-    "Transform", "TfBuffer", "quat_to_matrix", "quat_multiply", "slerp", "attach_tf_listener",
+    "Transform", "TfBuffer", "quat_to_matrix", "quat_multiply", "slerp",
 ]
 
 
@@ -192,24 +205,42 @@ class TfBuffer:
     """
 
     REJECT_REASONS = ("empty_frame_id", "self_transform", "nan", "zero_quaternion", "unnormalised_quaternion",
-                      "loop", "older_than_cache", "repeated_stamp")
+                      "loop", "older_than_cache", "repeated_stamp", "future", "too_many_frames")
     QUATERNION_TOLERANCE = 0.01  # |x²+y²+z²+w² - 1| allowed, as tf2's QUATERNION_NORMALIZATION_TOLERANCE
+    SWEEP_PERIOD_S = 1.0  # at most one sweep for aged-out frames per second when the tree is full
 
     def __init__(self, cache_time_s: float = 10.0, tolerance_s: float = 0.0,
-                 on_reject: RejectCallback | None = None, jump_back_s: float | None = None) -> None:
+                 on_reject: RejectCallback | None = None, jump_back_s: float | None = None,
+                 future_limit_s: float | None = None, max_frames: int | None = None) -> None:
         if not cache_time_s > 0:
             raise ValueError(f"TfBuffer: cache_time_s must be > 0 seconds, got {cache_time_s!r}")
         if not tolerance_s >= 0:
             raise ValueError(f"TfBuffer: tolerance_s must be >= 0 seconds, got {tolerance_s!r}")
+        if future_limit_s is not None and not future_limit_s > 0:
+            raise ValueError(f"TfBuffer: future_limit_s must be > 0 seconds, got {future_limit_s!r}")
+        if max_frames is not None and max_frames < 1:
+            raise ValueError(f"TfBuffer: max_frames must be >= 1, got {max_frames!r}")
         self.cache_ns = int(cache_time_s * 1e9)
         self.tolerance_ns = int(tolerance_s * 1e9)
         self.on_reject = on_reject
         self.jump_back_ns = None if jump_back_s is None else int(jump_back_s * 1e9)
+        self.future_limit_ns = None if future_limit_s is None else int(future_limit_s * 1e9)
+        self.max_frames = max_frames
         self.rejected: Counter[str] = Counter()
         self.resets = 0
         self._edges: dict[str, _Edge] = {}
         self._held: dict[str, list[_Held]] = {}  # child -> transforms far behind its edge (a possible time jump)
+        self._future: dict[str, _Held] = {}  # child -> a transform far ahead of its edge and the inputs
+        self._needed: set[str] = set()
+        self._last_sweep = -math.inf  # time.monotonic() of the last sweep for aged-out frames
         self._lock = threading.Lock()
+
+    def need(self, frames: Iterable[str]) -> None:
+        """Frames the owner looks up: they (and their ancestors in the tree) are never refused for ``max_frames``."""
+        new = {f.lstrip("/") for f in frames} - self._needed
+        if new:
+            with self._lock:
+                self._needed = self._needed | new
 
     # -- insert ---------------------------------------------------------------------------------
     def _reject(self, reason: str, detail: str) -> bool:
@@ -218,32 +249,124 @@ class TfBuffer:
             self.on_reject(reason, detail)
         return False
 
-    def set_transform(self, ts: Any, authority: str = "", static: bool = False) -> bool:
+    def set_transform(self, ts: Any, authority: str = "", static: bool = False, horizon_ns: int | None = None) -> bool:
         """Insert one geometry_msgs/TransformStamped; returns False when it is not stored (rejected and counted,
-        or held as a possible time jump)."""
-        parent, child = ts.header.frame_id.lstrip("/"), ts.child_frame_id.lstrip("/")
-        name = f"{parent[:80] or '?'} -> {child[:80] or '?'}" + (f" from {authority}" if authority else "")
-        if not parent or not child:
+        or held as a possible time jump). ``horizon_ns``: see ``future_limit_s`` (the module docstring)."""
+        parent, child = ts.header.frame_id, ts.child_frame_id
+        if parent[:1] == "/" or child[:1] == "/":
+            parent, child = parent.lstrip("/"), child.lstrip("/")
+        if not parent or not child or parent == child:
+            name = f"{parent[:80] or '?'} -> {child[:80] or '?'}" + (f" from {authority}" if authority else "")
+            if parent == child and parent:
+                return self._reject("self_transform", f"transform {name}: parent and child are the same frame")
             return self._reject("empty_frame_id", f"transform {name}: empty frame id")
-        if parent == child:
-            return self._reject("self_transform", f"transform {name}: parent and child are the same frame")
-        value = Transform.from_msg(ts.transform)
-        if not (np.isfinite(value.translation).all() and np.isfinite(value.rotation).all()):
-            return self._reject("nan", f"transform {name}: NaN/inf in {value.translation}, {value.rotation}")
-        norm2 = float(np.dot(value.rotation, value.rotation))
+        t, r = ts.transform.translation, ts.transform.rotation
+        xyz, q = (t.x, t.y, t.z), (r.x, r.y, r.z, r.w)
+        norm2 = q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]
+        if not (math.isfinite(norm2) and math.isfinite(xyz[0] + xyz[1] + xyz[2])):
+            return self._reject("nan", f"transform {self._name(ts, authority)}: NaN/inf in {list(xyz)}, {list(q)}")
         if norm2 < 1e-12:
-            return self._reject("zero_quaternion", f"transform {name}: quaternion {value.rotation} has zero length")
+            return self._reject("zero_quaternion", f"transform {self._name(ts, authority)}: quaternion {list(q)} has "
+                                                   "zero length")
         if abs(norm2 - 1.0) > self.QUATERNION_TOLERANCE:
-            return self._reject("unnormalised_quaternion", f"transform {name}: quaternion {value.rotation} has norm "
-                                f"{math.sqrt(norm2):.4f}; |q|² must be 1 within {self.QUATERNION_TOLERANCE} (as tf2)")
-        value = Transform(value.translation, value.rotation / math.sqrt(norm2))
+            return self._reject("unnormalised_quaternion", f"transform {self._name(ts, authority)}: quaternion "
+                                f"{list(q)} has norm {math.sqrt(norm2):.4f}; |q|² must be 1 within "
+                                f"{self.QUATERNION_TOLERANCE} (as tf2)")
         stamp = int(ts.header.stamp.sec) * 1_000_000_000 + int(ts.header.stamp.nanosec)
+        norm = math.sqrt(norm2)
+        value = Transform(np.array(xyz, dtype=np.float64), np.array(q, dtype=np.float64) / norm)
+        name = ""
         with self._lock:
             problems: list[tuple[str, str]] = []
-            stored = self._insert_locked(parent, child, stamp, value, static, problems)
+            ahead = None if static else self._ahead_locked(parent, child, stamp, value, horizon_ns, problems)
+            stored = self._insert_locked(parent, child, stamp, value, static, problems) if ahead is None else ahead
         for reason, detail in problems:
-            self._reject(reason, f"transform {name}: {detail}")
+            self._reject(reason, f"transform {name or self._name(ts, authority)}: {detail}")
         return stored
+
+    @staticmethod
+    def _name(ts: Any, authority: str) -> str:
+        parent, child = ts.header.frame_id.lstrip("/"), ts.child_frame_id.lstrip("/")
+        return f"{parent[:80] or '?'} -> {child[:80] or '?'}" + (f" from {authority}" if authority else "")
+
+    def _ahead_locked(self, parent: str, child: str, stamp: int, value: Transform, horizon_ns: int | None,
+                      problems: list[tuple[str, str]]) -> bool | None:
+        """The future check (module docstring): None = not ahead, insert as usual; else whether it was stored."""
+        if self.future_limit_ns is None:
+            return None
+        edge = self._edges.get(child)
+        refs = [r for r in (edge.stamps[-1] if edge is not None and not edge.static and edge.stamps else None,
+                            horizon_ns) if r is not None]
+        prev = self._future.get(child)
+        if not refs or stamp <= max(refs) + self.future_limit_ns:
+            if prev is not None:  # the edge goes on where it was: the transform held was wrong
+                del self._future[child]
+                problems.append(("future", f"stamp {prev.stamp} ns was {(prev.stamp - max(refs or [stamp])) / 1e9:.3f} s "
+                                           f"ahead of the edge and the inputs (limit {self.future_limit_ns / 1e9:g} s, "
+                                           f"parameter tf_future_limit_s); the next transform ({stamp} ns) was not"))
+            return None
+        if prev is not None and prev.stamp < stamp <= prev.stamp + self.cache_ns:  # time jumped forward
+            del self._future[child]
+            self._insert_locked(prev.parent, child, prev.stamp, prev.value, False, problems)
+            return self._insert_locked(parent, child, stamp, value, False, problems)
+        if prev is not None:
+            problems.append(("future", f"stamp {prev.stamp} ns was ahead of the edge and the inputs, and the next "
+                                       f"transform ({stamp} ns) did not continue it"))
+        self._future[child] = _Held(parent, stamp, value)
+        return False
+
+    def release_future(self, horizon_ns: int) -> int:
+        """The inputs reached ``horizon_ns`` (a camera set stamped there arrived): store the transforms held as
+        ahead that are no longer more than ``future_limit_s`` beyond it; returns how many were stored."""
+        if self.future_limit_ns is None or not self._future:
+            return 0
+        stored = 0
+        problems: list[tuple[str, str]] = []
+        with self._lock:
+            for child, held in list(self._future.items()):
+                if held.stamp <= horizon_ns + self.future_limit_ns:
+                    del self._future[child]
+                    stored += self._insert_locked(held.parent, child, held.stamp, held.value, False, problems)
+        for reason, detail in problems:
+            self._reject(reason, f"transform held as ahead: {detail}")
+        return stored
+
+    def _needed_locked(self) -> set[str]:
+        """The needed frames and every ancestor of them in the tree."""
+        out = set(self._needed)
+        for frame in self._needed:
+            steps = 0
+            while frame in self._edges and steps <= len(self._edges):
+                frame = self._edges[frame].parent
+                out.add(frame)
+                steps += 1
+        return out
+
+    def _room_locked(self, child: str, stamp: int, problems: list[tuple[str, str]]) -> bool:
+        """Whether a new child frame may be stored under ``max_frames`` (making room when it is needed)."""
+        if self.max_frames is None or len(self._edges) < self.max_frames:
+            return True
+        needed = self._needed_locked()
+        now = time.monotonic()
+        if now - self._last_sweep >= self.SWEEP_PERIOD_S:  # forget frames nobody needs whose data aged out
+            self._last_sweep = now
+            for f in [f for f, e in self._edges.items()
+                      if f not in needed and not e.static and e.stamps and e.stamps[-1] < stamp - self.cache_ns]:
+                del self._edges[f]
+                self._held.pop(f, None)
+            if len(self._edges) < self.max_frames:
+                return True
+        if child not in needed:
+            problems.append(("too_many_frames", f"a new frame, and the tree holds {len(self._edges)} frames "
+                                                f"(limit {self.max_frames}, parameter tf_max_frames)"))
+            return False
+        spare = [f for f in self._edges if f not in needed]
+        if spare:  # a needed frame takes the place of the stalest frame that is not needed
+            stalest = min(spare, key=lambda f: (self._edges[f].static, self._edges[f].stamps[-1]
+                                                if self._edges[f].stamps else 0))
+            del self._edges[stalest]
+            self._held.pop(stalest, None)
+        return True
 
     def _loop_locked(self, parent: str, child: str) -> list[str] | None:
         """Children of the edges that parent -> child would close a loop with; None when it closes none."""
@@ -269,6 +392,8 @@ class TfBuffer:
             for f in loop:  # every conflicting edge is older than the cache: it ages out, this one replaces it
                 del self._edges[f]
                 self._held.pop(f, None)
+        if child not in self._edges and not self._room_locked(child, stamp, problems):
+            return False
         if static:
             self._edges[child] = _Edge(parent, True, [stamp], [value])
             return True
@@ -347,20 +472,31 @@ class TfBuffer:
     def set_transform_static(self, ts: Any, authority: str = "") -> bool:
         return self.set_transform(ts, authority, static=True)
 
-    def add_message(self, msg: Any, static: bool = False, authority: str = "") -> int:
+    def add_message(self, msg: Any, static: bool = False, authority: str = "", horizon_ns: int | None = None) -> int:
         """Insert every transform of a tf2_msgs/TFMessage; returns how many were accepted."""
-        return sum(self.set_transform(ts, authority, static) for ts in msg.transforms)
+        return sum(self.set_transform(ts, authority, static, horizon_ns) for ts in msg.transforms)
 
     def clear(self) -> None:
         """Drop all dynamic history (after a backwards time jump); static transforms stay."""
         with self._lock:
             self._edges = {k: e for k, e in self._edges.items() if e.static}
             self._held.clear()
+            self._future.clear()
 
     # -- query ----------------------------------------------------------------------------------
     def frames(self) -> set[str]:
         with self._lock:
             return set(self._edges) | {e.parent for e in self._edges.values()}
+
+    def frame_count(self) -> int:
+        """Child frames stored (what ``max_frames`` bounds)."""
+        return len(self._edges)
+
+    def newest_stamp(self, child: str) -> int | None:
+        """Stamp of the newest dynamic transform stored for ``child`` (None: none, or a static edge)."""
+        with self._lock:
+            edge = self._edges.get(child.lstrip("/"))
+            return edge.stamps[-1] if edge is not None and not edge.static and edge.stamps else None
 
     def _chain(self, frame: str) -> list[str]:
         """[frame, parent, grandparent, ..., root]."""
@@ -418,28 +554,3 @@ class TfBuffer:
         except TransformError:
             return False
         return True
-
-
-def attach_tf_listener(node: Any, buffer: TfBuffer, callback_group: Any = None,
-                       on_message: Callable[[Any, bool], None] | None = None) -> list[Any]:
-    """TransformListener: subscribe ``node`` to /tf and /tf_static (tf2_ros QoS) and feed ``buffer``.
-
-    ``on_message(msg, static)`` (optional) sees every TFMessage after it was stored. Returns the subscriptions.
-    """
-    from tf2_msgs.msg import TFMessage
-
-    from protoocc_ros.ros.runtime.qos import tf_qos, tf_static_qos
-
-    def feed(static: bool) -> Callable[[Any], None]:
-        authority = "/tf_static" if static else "/tf"
-
-        def callback(msg: Any) -> None:
-            buffer.add_message(msg, static=static, authority=authority)
-            if on_message is not None:
-                on_message(msg, static)
-        return callback
-
-    return [
-        node.create_subscription(TFMessage, "/tf", feed(False), tf_qos(), callback_group=callback_group),
-        node.create_subscription(TFMessage, "/tf_static", feed(True), tf_static_qos(), callback_group=callback_group),
-    ]

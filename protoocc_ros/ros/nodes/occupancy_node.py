@@ -15,6 +15,10 @@ bounded queue (inference_worker.py), which gathers them (camera_inputs.py), runs
 rates, per-stage latency, TF age, model failures, memory resets and drops by reason (diagnostics.py), in two
 families: sets not published, and input messages refused. Bad input is dropped and counted, never fatal.
 Live parameters take effect at once; the others are refused while configured (occupancy_params.py).
+
+A set and every output of it carry the header stamp of the first camera in ``cameras`` (SyncedSet.stamp_ns): the
+ego pose and the temporal memory are taken at that stamp (docs/operating.md "The stamp of a set and of every
+output": what it means for cameras not triggered together).
 """
 from __future__ import annotations
 
@@ -35,10 +39,12 @@ from protoocc_ros.device import DeviceError, resolve_device
 from protoocc_ros.inference.predictor import Predictor, PredictorError, load_predictor
 from protoocc_ros.ros.inputs.camera_inputs import CameraInputs, SetDropped
 from protoocc_ros.ros.inputs.sync import MESSAGE_DROPS, ApproximateTimeSync, SyncedSet
-from protoocc_ros.ros.inputs.tf_buffer import TfBuffer, attach_tf_listener
+from protoocc_ros.ros.inputs.stamp_horizon import StampHorizon
+from protoocc_ros.ros.inputs.tf_buffer import TfBuffer
+from protoocc_ros.ros.inputs.tf_listener import TfListener
 from protoocc_ros.ros.nodes.occupancy_params import OccupancyNodeParams
 from protoocc_ros.ros.publishing.foxglove_bridge import FoxgloveBridge, FoxgloveBridgeError
-from protoocc_ros.ros.publishing.msg_builders import stamp_to_ns
+from protoocc_ros.ros.publishing.msg_builders import optical_frame_id, stamp_to_ns
 from protoocc_ros.ros.publishing.occupancy_outputs import OccupancyOutputs
 from protoocc_ros.ros.runtime.diagnostics import NodeDiagnostics, ThrottledLog
 from protoocc_ros.ros.runtime.inference_worker import InferenceWorker
@@ -82,7 +88,8 @@ class _Run:
     outputs: OccupancyOutputs
     sync: ApproximateTimeSync
     worker: InferenceWorker[_Job]
-    tf_subs: list[Any]
+    horizon: StampHorizon
+    tf_listener: TfListener | None = None
     fox: FoxgloveBridge | None = None
     input_subs: list[Any] = field(default_factory=list)
     missing_seen: Counter[Any] = field(default_factory=Counter)
@@ -148,7 +155,9 @@ class OccupancyNode(ManagedNode):
         self.diag.hardware_id, self.diag.cameras = str(device), list(cameras)
         self.diag.set_limits(p.health_limits())
         self.throttled.period_s = p.log_throttle_s
-        tf = TfBuffer(p.tf_cache_s, p.tf_tolerance_s, on_reject=self._on_tf_reject, jump_back_s=p.time_jump_s)
+        tf = TfBuffer(p.tf_cache_s, p.tf_tolerance_s, on_reject=self._on_tf_reject, jump_back_s=p.time_jump_s,
+                      future_limit_s=p.tf_future_limit_s, max_frames=p.tf_max_frames)
+        tf.need([p.base_frame, p.odom_frame, *(optical_frame_id(cam) for cam in cameras)])
         ds = cfg.dataset
         self.run = _Run(
             params=p, cameras=cameras, predictor=predictor, tf=tf,
@@ -159,7 +168,8 @@ class OccupancyNode(ManagedNode):
                                      callback=self._on_set, on_drop=self._on_sync_drop),
             worker=InferenceWorker(self._process, p.inference_queue_size, on_drop=self._on_busy_drop,
                                    on_error=self._on_worker_error),
-            tf_subs=attach_tf_listener(self, tf, on_message=self._on_tf_message))
+            horizon=StampHorizon(lambda: self.get_clock().now().nanoseconds))
+        self.run.tf_listener = TfListener(self, tf, horizon=self.run.horizon)  # its own node and thread
         if p.foxglove_enabled:
             table = predictor.classes
             self.run.fox = FoxgloveBridge(p.foxglove_host, p.foxglove_port, cameras, list(table.names), table.colors,
@@ -212,8 +222,8 @@ class OccupancyNode(ManagedNode):
         if run.fox is not None:
             run.fox.close()
         run.outputs.destroy(self)
-        for sub in run.tf_subs:
-            self.destroy_subscription(sub)
+        if run.tf_listener is not None:
+            run.tf_listener.close()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -268,19 +278,12 @@ class OccupancyNode(ManagedNode):
                 run.inputs.on_camera_info(run.params, camera, topic, msg)
         return callback
 
-    def _on_tf_message(self, msg: Any, static: bool) -> None:
-        """Dynamic transforms whose child is base_frame are the ego pose (for the TF age in /diagnostics)."""
-        run = self.run
-        if static or run is None:
-            return
-        for ts in msg.transforms:
-            if ts.child_frame_id.lstrip("/") == run.params.base_frame:
-                self.diag.ego_pose(stamp_to_ns(ts.header.stamp))
-
     def _on_set(self, synced: SyncedSet) -> None:
         run = self.run
         if not self._active or run is None:
             return
+        run.horizon.saw(synced.stamp_ns)  # the inputs reached this stamp: TF held as ahead of it may be stored now
+        run.tf.release_future(run.horizon() or synced.stamp_ns)
         p, last = run.params, run.last_set_ns
         if p.max_rate_hz > 0 and last is not None and 0 <= synced.stamp_ns - last < 1e9 / p.max_rate_hz - 1e6:
             self.diag.drop("rate_limited")  # on purpose: counted, not logged
@@ -296,6 +299,8 @@ class OccupancyNode(ManagedNode):
             if run is not None:
                 run.last_set_ns = None
                 run.tf.time_jumped(run.sync.jumped_to_ns or 0)  # TF still on the old timeline goes too
+                if run.sync.jumped_to_ns is not None:
+                    run.horizon.saw(run.sync.jumped_to_ns)
                 run.inputs.time_jumped()
             line = self.throttled("sync.reset", f"inputs jumped back in time, synchronizer reset: {detail}")
             if line:
@@ -326,6 +331,10 @@ class OccupancyNode(ManagedNode):
     def _publish_diagnostics(self) -> None:
         run = self.run
         if run is not None:
+            pose_ns = run.tf.newest_stamp(run.params.base_frame)  # the ego pose (TF age)
+            if pose_ns is not None:
+                self.diag.ego_pose(pose_ns)
+            self.diag.tf_tree(run.tf.frame_count(), run.params.tf_max_frames)
             for _ in range(run.tf.resets - run.tf_resets_seen):
                 self.diag.reset("tf.time_jump_backwards")
             run.tf_resets_seen = run.tf.resets
@@ -373,11 +382,13 @@ class OccupancyNode(ManagedNode):
             if line:
                 self.get_logger().info(line)
         t3 = time.monotonic()
-        shown, cells = run.outputs.publish(p, out.labels, out.confidence, synced.stamp_ns, batch.lidar2img)
+        shown, cells = run.outputs.publish(p, out.labels, out.confidence, synced.stamp_ns, batch.lidar2img,
+                                           want_shown=run.fox is not None)
         t4 = time.monotonic()
         stages = [("queue", t0 - job.queued_at), ("decode_tf", t1 - t0 - got.rectify_s), ("rectify", got.rectify_s),
                   ("preprocess", t2 - t1),
-                  ("inference", t3 - t2), ("publish", t4 - t3), ("total", t4 - job.queued_at)]
+                  ("inference", t3 - t2), ("publish_grid", run.outputs.grid_s), ("publish", t4 - t3),
+                  ("total", t4 - job.queued_at)]
         if run.fox is not None:
             transforms = [(p.odom_frame, p.base_frame, ego2global)] + [
                 (p.base_frame, frame, T) for frame, T in zip(got.frames, got.cam2ego)]

@@ -113,6 +113,15 @@ class OccupancyNodeParams:
                                   "when the transforms around a stamp have not arrived within 0.25 s.",
                                   range=(0.0, 60.0))
     tf_cache_s: float = param(10.0, "How long dynamic transforms are kept (s).", range=(0.001, HOUR_S))
+    tf_future_limit_s: float = param(1.0, "A dynamic transform stamped more than this after the newest one of its "
+                                          "edge and after the newest camera set (advanced by the clock since it "
+                                          "arrived) is held: the next transform of that edge, or a camera set "
+                                          "stamped near it, tells a wrong stamp (refused, tf_rejected_future) from "
+                                          "time jumping forward (s).", range=(0.001, HOUR_S))
+    tf_max_frames: int = param(1000, "Most child frames kept in the TF tree; a transform of a new frame beyond it "
+                                     "is refused (tf_rejected_too_many_frames), unless the node needs the frame "
+                                     "(base_frame, odom_frame, the cameras' frames and their ancestors), which then "
+                                     "replaces the stalest frame it does not need.", range=(8, 1_000_000))
     time_jump_s: float = param(1.0, "A stamp this much older than the previous one is a backwards time jump "
                                     "(resets).", range=(0.001, HOUR_S))
     diagnostics_period_s: float = param(1.0, "Period of /diagnostics (s).", range=(0.01, HOUR_S))

@@ -18,7 +18,7 @@ from geometry_msgs.msg import Point
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from protoocc_ros.ros.publishing.occupancy_msg import occupied_voxels
+from protoocc_ros.ros.publishing.occupied_points import OccupiedVoxels, VoxelCentres
 
 __all__ = ["OccupancyMarkers", "serializer_matches_rclpy"]
 
@@ -46,27 +46,31 @@ class OccupancyMarkers:
         self.delete_all_first = delete_all_first
         self._shown: set[int] = set()
 
-    def _plan(self, labels: np.ndarray, point_cloud_range: Sequence[float],
-              voxel_size: float) -> list[tuple[int, int, np.ndarray | None]]:
-        """(action, class label, (N, 3) float64 voxel centres or None) per marker of the next array."""
-        points = occupied_voxels(labels, point_cloud_range, voxel_size, self.free_label)
+    def _plan(self, labels: np.ndarray, point_cloud_range: Sequence[float], voxel_size: float,
+              occupied: OccupiedVoxels | None = None) -> list[tuple[int, int, np.ndarray | None]]:
+        """(action, class label, (N, 3) float64 voxel centres or None) per marker of the next array; ``occupied``:
+        the grid's occupied voxels when already found (the node shares them with the point cloud)."""
+        if occupied is None:
+            labels = np.asarray(labels)
+            occupied = OccupiedVoxels.of(labels, None, VoxelCentres(point_cloud_range, voxel_size, labels.shape),
+                                         self.free_label)
         plan: list[tuple[int, int, np.ndarray | None]] = []
         if self.delete_all_first:
             plan.append((Marker.DELETEALL, 0, None))
-        present = sorted(int(c) for c in np.unique(points["label"]) if c < len(self.class_names))
-        for label in present:
-            mine = points[points["label"] == label]
-            plan.append((Marker.ADD, label, np.stack([mine["x"], mine["y"], mine["z"]], axis=1).astype(np.float64)))
+        present = []
+        for label, xyz in occupied.by_class(len(self.class_names)):
+            plan.append((Marker.ADD, label, xyz))
+            present.append(label)
         if not self.delete_all_first:
             plan.extend((Marker.DELETE, label, None) for label in sorted(self._shown - set(present)))
         self._shown = set(present)
         return plan
 
     def build(self, labels: np.ndarray, point_cloud_range: Sequence[float], voxel_size: float,
-              header: Header) -> MarkerArray:
+              header: Header, occupied: OccupiedVoxels | None = None) -> MarkerArray:
         """MarkerArray for one (X, Y, Z) label grid in header.frame_id."""
         out = MarkerArray()
-        for action, label, xyz in self._plan(labels, point_cloud_range, voxel_size):
+        for action, label, xyz in self._plan(labels, point_cloud_range, voxel_size, occupied):
             if action != Marker.ADD or xyz is None:
                 out.markers.append(Marker(header=header, ns=self.ns, id=label, action=action))
                 continue
@@ -81,10 +85,10 @@ class OccupancyMarkers:
         return out
 
     def build_serialized(self, labels: np.ndarray, point_cloud_range: Sequence[float], voxel_size: float,
-                         header: Header) -> bytes:
+                         header: Header, occupied: OccupiedVoxels | None = None) -> bytes:
         """The CDR bytes of what :meth:`build` returns (same markers, same order), without per-voxel objects."""
         cdr = _CdrWriter()
-        plan = self._plan(labels, point_cloud_range, voxel_size)
+        plan = self._plan(labels, point_cloud_range, voxel_size, occupied)
         cdr.u32(len(plan))
         for action, label, xyz in plan:
             add = action == Marker.ADD
@@ -122,10 +126,10 @@ class _CdrWriter:
     """Little-endian plain CDR (XCDR1) with alignment relative to the payload start, as rmw serializes."""
 
     def __init__(self) -> None:
-        self._parts: list[bytes] = [CDR_LE_HEADER]
+        self._parts: list[bytes | memoryview] = [CDR_LE_HEADER]
         self._size = 0  # bytes after the encapsulation header
 
-    def raw(self, data: bytes) -> None:
+    def raw(self, data: bytes | memoryview) -> None:
         self._parts.append(data)
         self._size += len(data)
 
@@ -161,7 +165,7 @@ class _CdrWriter:
         self.u32(n)
         if n:
             self._align(8)
-            self.raw(np.ascontiguousarray(xyz, dtype="<f8").tobytes())
+            self.raw(memoryview(np.ascontiguousarray(xyz, dtype="<f8")).cast("B"))  # joined once, not copied here
 
     def getvalue(self) -> bytes:
         return b"".join(self._parts)

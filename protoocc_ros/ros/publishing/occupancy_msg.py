@@ -6,6 +6,7 @@ point_cloud_range[:3]; 255 = UNKNOWN_LABEL; confidence 0..1 is sent as uint8 0..
 """
 from __future__ import annotations
 
+import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -49,8 +50,11 @@ class OccupancyGrid:
 
 def confidence_to_uint8(confidence: np.ndarray) -> np.ndarray:
     """Probabilities 0..1 -> uint8 0..255 (rounded, clipped; NaN -> 0)."""
-    c = np.nan_to_num(np.asarray(confidence, dtype=np.float32), nan=0.0)
-    return np.round(np.clip(c, 0.0, 1.0) * 255.0).astype(np.uint8)
+    c = np.clip(np.asarray(confidence, dtype=np.float32), 0.0, 1.0)  # a new array; NaN stays NaN
+    np.multiply(c, np.float32(255.0), out=c)
+    np.rint(c, out=c)
+    c[np.isnan(c)] = 0.0
+    return c.astype(np.uint8)
 
 
 def confidence_from_uint8(confidence: np.ndarray) -> np.ndarray:
@@ -84,10 +88,17 @@ def grid_to_msg(labels: np.ndarray, point_cloud_range: Sequence[float], voxel_si
     msg.origin.position.x, msg.origin.position.y, msg.origin.position.z = (float(v) for v in point_cloud_range[:3])
     msg.origin.orientation.w = 1.0
     msg.class_names = [str(n) for n in class_names]
-    msg.labels = np.ascontiguousarray(labels, dtype=np.uint8).tobytes()
+    msg.labels = _uint8_array(labels)
     if confidence is not None:
-        msg.confidence = confidence_to_uint8(confidence).tobytes()
+        msg.confidence = _uint8_array(confidence_to_uint8(confidence))
     return msg
+
+
+def _uint8_array(values: np.ndarray) -> array.array:
+    """An array.array('B') copy of a uint8 grid (rclpy takes it as is; bytes are converted again)."""
+    out = array.array("B")
+    out.frombytes(np.ascontiguousarray(values, dtype=np.uint8).reshape(-1))
+    return out
 
 
 def msg_to_grid(msg: SemanticOccupancyGrid) -> OccupancyGrid:

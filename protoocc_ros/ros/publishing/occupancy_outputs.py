@@ -7,6 +7,7 @@ layer and RViz's Map display subscribe that way); its settings are the live occu
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,8 @@ from protoocc_ros.inference.occupancy_2d import (
 from protoocc_ros.msg import SemanticOccupancyGrid
 from protoocc_ros.ros.publishing.markers import OccupancyMarkers, serializer_matches_rclpy
 from protoocc_ros.ros.publishing.navigation_grid import cells_to_msg
-from protoocc_ros.ros.publishing.occupancy_msg import grid_to_msg, occupied_voxels
+from protoocc_ros.ros.publishing.occupancy_msg import grid_to_msg
+from protoocc_ros.ros.publishing.occupied_points import OccupiedVoxels, VoxelCentres
 from protoocc_ros.ros.publishing.pointcloud import create_cloud
 from protoocc_ros.ros.runtime.params import ParamError
 from protoocc_ros.ros.runtime.qos import latched_qos, reliable_qos
@@ -48,6 +50,8 @@ class OccupancyOutputs:
         self.point_cloud_range, self.voxel_size = list(point_cloud_range), float(voxel_size)
         self.grid_size = tuple(grid_size)
         self.visibility = VisibilityCache(image_size, point_cloud_range, voxel_size, grid_size)
+        self.centres = VoxelCentres(point_cloud_range, voxel_size, grid_size)
+        self.grid_s = 0.0  # time the last publish took to send ~/occupancy (s)
         self._band: tuple[tuple[Any, ...], Grid2DSpec, np.ndarray] | None = None
         self.grid_2d_spec(p)  # a band or class list that does not fit the model fails configure
         self.markers = OccupancyMarkers(list(classes.names), classes.colors, classes.free_label, ns="occupancy",
@@ -90,24 +94,30 @@ class OccupancyOutputs:
         return spec, levels
 
     def publish(self, p: OccupancyNodeParams, labels: np.ndarray, confidence: np.ndarray, stamp_ns: int,
-                lidar2img: Any) -> tuple[np.ndarray, np.ndarray | None]:
-        """Publish the enabled outputs; returns the labels as shown (free below the score threshold) and the 2D cells
-        (None when ~/occupancy_2d is off). lidar2img (N, 4, 4) of the model's input: the rig's visibility."""
+                lidar2img: Any, want_shown: bool = False) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Publish the enabled outputs, the grid first; returns the labels as shown (free below the score threshold;
+        only with ``want_shown``, else None) and the 2D cells (None when ~/occupancy_2d is off). lidar2img (N, 4, 4)
+        of the model's input: the rig's visibility. The occupied voxels are found once for the cloud and the
+        markers (occupied_points.py)."""
         header = Header(frame_id=p.base_frame)
         header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
         pcr, vs, free = self.point_cloud_range, self.voxel_size, self.classes.free_label
+        t0 = time.monotonic()
         if p.publish_occupancy:
             self.grid.publish(grid_to_msg(labels, pcr, vs, list(self.classes.names), free, header,
                                           confidence if p.publish_confidence else None))
+        self.grid_s = time.monotonic() - t0  # the grid is out (the rest follows it)
+        if p.publish_occupied_voxels or p.publish_markers:
+            occupied = OccupiedVoxels.of(labels, confidence, self.centres, free, p.score_threshold)
+            if p.publish_occupied_voxels:
+                self.cloud.publish(create_cloud(header, occupied.cloud_points()))
+            if p.publish_markers:
+                build = self.markers.build_serialized if self.markers_as_bytes else self.markers.build
+                self.marker_pub.publish(build(labels, pcr, vs, header, occupied))
         cells = None
         if p.publish_occupancy_2d:
             spec, levels = self.grid_2d_spec(p)
             cells = project_to_2d(labels, confidence, self.visibility(lidar2img, levels), spec, levels)
             self.grid_2d.publish(cells_to_msg(cells, pcr, vs, spec.ground_z_m, header))
-        shown = np.where(confidence >= p.score_threshold, labels, np.uint8(free))  # (X, Y, Z)
-        if p.publish_occupied_voxels:
-            self.cloud.publish(create_cloud(header, occupied_voxels(shown, pcr, vs, free, confidence)))
-        if p.publish_markers:
-            build = self.markers.build_serialized if self.markers_as_bytes else self.markers.build
-            self.marker_pub.publish(build(shown, pcr, vs, header))
+        shown = np.where(confidence >= p.score_threshold, labels, np.uint8(free)) if want_shown else None
         return shown, cells

@@ -6,6 +6,8 @@ dtype_from_fields), with the fields taken from a numpy structured dtype.
 """
 from __future__ import annotations
 
+import array
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -74,7 +76,11 @@ def create_cloud(header: Header, points: np.ndarray) -> PointCloud2:
     cloud = PointCloud2(header=header, height=1, width=len(points), fields=fields, is_bigendian=False,
                         point_step=points.dtype.itemsize, row_step=points.dtype.itemsize * len(points),
                         is_dense=bool(is_dense))
-    cloud.data = points.astype(points.dtype.newbyteorder("<")).tobytes()
+    little = all(points.dtype[n].byteorder in "<|" or (points.dtype[n].byteorder == "=" and sys.byteorder == "little")
+                 for n in points.dtype.names or ())
+    data = array.array("B")
+    data.frombytes((points if little else points.astype(points.dtype.newbyteorder("<"))).view(np.uint8))
+    cloud.data = data  # an array.array('B') is taken as is (bytes would be copied, or checked per byte)
     return cloud
 
 

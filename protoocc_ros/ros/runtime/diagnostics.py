@@ -140,6 +140,7 @@ class NodeDiagnostics:
         self._missing: deque[tuple[float, str]] = deque()          # (time, camera missing from a set)
         self._newest_image_ns: int | None = None
         self._newest_pose_ns: int | None = None
+        self._tf_frames: tuple[int, int] | None = None  # (child frames in the TF tree, limit)
         self.model_failures = 0
         self.model_error = ""   # message of the last inference failure; '' after a success
         self.warmup_ms: float | None = None
@@ -165,6 +166,11 @@ class NodeDiagnostics:
         """An ego pose (odom -> base_link) with this stamp arrived in TF."""
         with self._lock:
             self._newest_pose_ns = stamp_ns if self._newest_pose_ns is None else max(self._newest_pose_ns, stamp_ns)
+
+    def tf_tree(self, frames: int, limit: int) -> None:
+        """The TF tree holds ``frames`` child frames (limit ``limit``)."""
+        with self._lock:
+            self._tf_frames = (frames, limit)
 
     def restart_stamps(self) -> None:
         """Forget the newest image / pose stamps (after a backwards time jump, a new activation)."""
@@ -255,9 +261,12 @@ class NodeDiagnostics:
             values["budget_ms"] = budget
         return self._status("latency", level, message, values)
 
-    def _tf_status(self, image_ns: int | None, pose_ns: int | None) -> DiagnosticStatus:
+    def _tf_status(self, image_ns: int | None, pose_ns: int | None,
+                   frames: tuple[int, int] | None) -> DiagnosticStatus:
         limit = self.limits.tf_stale_error_s
         values: dict[str, Any] = {"limit_s": limit} if limit > 0 else {}
+        if frames is not None:
+            values.update({"frames": frames[0], "frames_limit": frames[1]})
         if self.state != "active" or image_ns is None:
             return self._status("tf", _OK, "waiting for images" if self.state == "active" else
                                 f"not checked while {self.state}", values)
@@ -282,7 +291,7 @@ class NodeDiagnostics:
                 latency[f"{stage}.max_ms"] = 1e3 * peak
             recent = [seconds for _, seconds in self._recent_total]
             missing = Counter(cam for _, cam in self._missing)
-            image_ns, pose_ns = self._newest_image_ns, self._newest_pose_ns
+            image_ns, pose_ns, frames = self._newest_image_ns, self._newest_pose_ns, self._tf_frames
             drops = dict(sorted(self.drops.items()))
             new_drops = {k: v - self._drops_reported[k] for k, v in drops.items()
                          if v > self._drops_reported[k] and k not in QUIET_DROPS}
@@ -305,7 +314,7 @@ class NodeDiagnostics:
                          {"state": state}),
             self._inputs_status(rates, missing),
             self._latency_status(latency, recent),
-            self._tf_status(image_ns, pose_ns),
+            self._tf_status(image_ns, pose_ns, frames),
             self._status("model", _ERROR if model_error else _OK,
                          f"inference failed: {model_error}" if model_error else "ok", model),
             self._status("dropped", _WARN if new_drops else _OK,
