@@ -24,7 +24,8 @@ clock since that set arrived) is held, not stored, so one message an hour ahead 
 nor makes the good data after it look like a backwards time jump. The next transform of that edge decides: one
 back on the current timeline shows the held one was wrong (refused then, counted once as ``future``); one
 continuing it shows that time jumped forward (both stored); ``release_future(horizon_ns)``, when the inputs
-reach it (a camera set stamped there), stores it. ``too_many_frames``: with ``max_frames``, a transform of a new child frame is refused while the tree holds
+reach it (a camera set stamped there), stores it. ``too_many_frames``: with ``max_frames``, a transform of a new
+child frame is refused while the tree holds
 that many, unless the frame is needed (``need(frames)``: the frames the owner looks up and every ancestor of them in
 the tree), which then takes the place of the stalest frame that is not; at most once a second, frames that are
 not needed and whose newest transform is older than the cache are forgotten to make room.
@@ -301,7 +302,8 @@ class TfBuffer:
         if not refs or stamp <= max(refs) + self.future_limit_ns:
             if prev is not None:  # the edge goes on where it was: the transform held was wrong
                 del self._future[child]
-                problems.append(("future", f"stamp {prev.stamp} ns was {(prev.stamp - max(refs or [stamp])) / 1e9:.3f} s "
+                ahead_s = (prev.stamp - max(refs or [stamp])) / 1e9
+                problems.append(("future", f"stamp {prev.stamp} ns was {ahead_s:.3f} s "
                                            f"ahead of the edge and the inputs (limit {self.future_limit_ns / 1e9:g} s, "
                                            f"parameter tf_future_limit_s); the next transform ({stamp} ns) was not"))
             return None

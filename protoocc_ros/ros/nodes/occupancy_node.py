@@ -38,8 +38,8 @@ from protoocc_ros.data.errors import DatasetError
 from protoocc_ros.device import DeviceError, resolve_device
 from protoocc_ros.inference.predictor import Predictor, PredictorError, load_predictor
 from protoocc_ros.ros.inputs.camera_inputs import CameraInputs, SetDropped
-from protoocc_ros.ros.inputs.sync import MESSAGE_DROPS, ApproximateTimeSync, SyncedSet
 from protoocc_ros.ros.inputs.stamp_horizon import StampHorizon
+from protoocc_ros.ros.inputs.sync import MESSAGE_DROPS, ApproximateTimeSync, SyncedSet
 from protoocc_ros.ros.inputs.tf_buffer import TfBuffer
 from protoocc_ros.ros.inputs.tf_listener import TfListener
 from protoocc_ros.ros.nodes.occupancy_params import OccupancyNodeParams
@@ -389,7 +389,7 @@ class OccupancyNode(ManagedNode):
                   ("preprocess", t2 - t1),
                   ("inference", t3 - t2), ("publish_grid", run.outputs.grid_s), ("publish", t4 - t3),
                   ("total", t4 - job.queued_at)]
-        if run.fox is not None:
+        if run.fox is not None and shown is not None:  # shown is returned whenever the bridge runs
             transforms = [(p.odom_frame, p.base_frame, ego2global)] + [
                 (p.base_frame, frame, T) for frame, T in zip(got.frames, got.cam2ego)]
             ds = run.predictor.cfg.dataset

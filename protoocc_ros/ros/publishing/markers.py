@@ -165,7 +165,7 @@ class _CdrWriter:
         self.u32(n)
         if n:
             self._align(8)
-            self.raw(memoryview(np.ascontiguousarray(xyz, dtype="<f8")).cast("B"))  # joined once, not copied here
+            self.raw(np.ascontiguousarray(xyz, dtype="<f8").data.cast("B"))  # joined once, not copied here
 
     def getvalue(self) -> bytes:
         return b"".join(self._parts)

@@ -97,7 +97,7 @@ def grid_to_msg(labels: np.ndarray, point_cloud_range: Sequence[float], voxel_si
 def _uint8_array(values: np.ndarray) -> array.array:
     """An array.array('B') copy of a uint8 grid (rclpy takes it as is; bytes are converted again)."""
     out = array.array("B")
-    out.frombytes(np.ascontiguousarray(values, dtype=np.uint8).reshape(-1))
+    out.frombytes(np.ascontiguousarray(values, dtype=np.uint8).reshape(-1).data)
     return out
 
 

@@ -32,7 +32,7 @@ class VoxelCentres:
     def at(self, flat: np.ndarray) -> np.ndarray:
         """(N, 3) float64 centres of the voxels with these flat indices."""
         _, ny, nz = self.shape
-        f = flat.astype(np.int32 if np.prod(self.shape) < 2**31 else np.int64)  # int32: twice as fast
+        f: np.ndarray = flat.astype(np.int32 if np.prod(self.shape) < 2**31 else np.int64)  # int32: twice as fast
         ix = f // (ny * nz)
         rest = f - ix * (ny * nz)
         iy = rest // nz

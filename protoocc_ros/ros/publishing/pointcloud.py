@@ -79,7 +79,7 @@ def create_cloud(header: Header, points: np.ndarray) -> PointCloud2:
     little = all(points.dtype[n].byteorder in "<|" or (points.dtype[n].byteorder == "=" and sys.byteorder == "little")
                  for n in points.dtype.names or ())
     data = array.array("B")
-    data.frombytes((points if little else points.astype(points.dtype.newbyteorder("<"))).view(np.uint8))
+    data.frombytes((points if little else points.astype(points.dtype.newbyteorder("<"))).view(np.uint8).data)
     cloud.data = data  # an array.array('B') is taken as is (bytes would be copied, or checked per byte)
     return cloud
 
